@@ -1,0 +1,599 @@
+//! The thin fuser adapter: each `Filesystem` method counts the request,
+//! calls [`Vfs`] and maps its error to an errno. FUSE passthrough (Linux
+//! 6.9+, CAP_SYS_ADMIN) is negotiated in `init`; the backing ids live here,
+//! one per inode while any handle of it is open, as the kernel requires.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::store::namespace::Kind;
+use crate::vfs::{self, Caller, OpenedKind, SetAttr, Vfs};
+
+/// How long the kernel may cache attributes and entries.
+const TTL: Duration = Duration::from_secs(1);
+
+/// The fuser `Filesystem` over a [`Vfs`].
+pub struct Fuse {
+    vfs: Arc<Vfs>,
+    want_passthrough: bool,
+    passthrough: AtomicBool,
+    /// Backing id of each inode with open passthrough handles.
+    backings: Mutex<HashMap<u64, Weak<BackingId>>>,
+    /// Backing id held by each open passthrough handle.
+    held: Mutex<HashMap<u64, Arc<BackingId>>>,
+}
+
+fn kind(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+    }
+}
+
+fn file_attr(a: &vfs::Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.ctime,
+        kind: kind(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn errno(e: &vfs::Error) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn time(t: TimeOrNow) -> Option<SystemTime> {
+    match t {
+        TimeOrNow::SpecificTime(t) => Some(t),
+        TimeOrNow::Now => None,
+    }
+}
+
+impl Fuse {
+    /// An adapter over `vfs`; `passthrough` asks for FUSE passthrough when
+    /// the kernel offers it.
+    pub fn new(vfs: Arc<Vfs>, passthrough: bool) -> Fuse {
+        Fuse {
+            vfs,
+            want_passthrough: passthrough,
+            passthrough: AtomicBool::new(false),
+            backings: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn passthrough(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
+    }
+
+    /// The backing id of `ino`: the one its open handles share, or a new
+    /// one made by `open_backing`.
+    fn backing(
+        &self,
+        ino: u64,
+        file: &std::fs::File,
+        open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
+    ) -> std::io::Result<Arc<BackingId>> {
+        let mut backings = self.backings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = backings.get(&ino).and_then(Weak::upgrade) {
+            return Ok(id);
+        }
+        let id = Arc::new(open_backing(file)?);
+        backings.insert(ino, Arc::downgrade(&id));
+        Ok(id)
+    }
+
+    fn hold(&self, fh: u64, id: Arc<BackingId>) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, id);
+    }
+}
+
+impl Filesystem for Fuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let optional = InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS;
+        for flag in optional.iter() {
+            let _ = config.add_capabilities(flag);
+        }
+        let _ = config.set_max_readahead(1 << 20);
+        if self.want_passthrough {
+            let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(2).is_ok();
+            self.passthrough.store(ok, Ordering::Relaxed);
+            if !ok {
+                tracing::warn!("the kernel offers no FUSE passthrough: serving reads in userspace");
+            }
+        }
+        tracing::info!(passthrough = self.passthrough(), "mounted");
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.vfs.shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.lookup(parent.0, name) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.getattr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.vfs.stats.fuse_op();
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+        };
+        match self.vfs.setattr(ino.0, fh.map(|f| f.0), set) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.vfs.stats.fuse_op();
+        let e = vfs::Error::Perm("device nodes, FIFOs and sockets are not supported".into());
+        let path = format!(
+            "{}/{}",
+            self.vfs.mount_path(parent.0),
+            name.to_string_lossy()
+        );
+        reply.error(errno(&self.vfs.refuse(&path, "mknod", e)));
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.mkdir(parent.0, name, mode, umask, caller(req)) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.unlink(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.rmdir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.symlink(
+            parent.0,
+            link_name,
+            target.as_os_str().as_bytes(),
+            caller(req),
+        ) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.stats.fuse_op();
+        match self
+            .vfs
+            .rename(parent.0, name, newparent.0, newname, flags.bits())
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.vfs.stats.fuse_op();
+        let e = vfs::Error::Perm("hard links are not supported".into());
+        let path = format!(
+            "{}/{}",
+            self.vfs.mount_path(ino.0),
+            newname.to_string_lossy()
+        );
+        reply.error(errno(&self.vfs.refuse(&path, "link", e)));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.vfs.stats.fuse_op();
+        let opened = match self.vfs.open(ino.0, flags.0, self.passthrough()) {
+            Ok(o) => o,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        match opened.kind {
+            OpenedKind::Ctl => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_DIRECT_IO),
+            OpenedKind::Real {
+                ino,
+                file,
+                passthrough: true,
+            } => match self.backing(ino, &file, |f| reply.open_backing(f)) {
+                Ok(id) => {
+                    reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
+                    self.hold(opened.fh, id);
+                }
+                Err(e) => {
+                    tracing::warn!("passthrough refused for inode {ino}: {e}");
+                    reply.opened(FileHandle(opened.fh), FopenFlags::empty());
+                }
+            },
+            OpenedKind::Real { .. } => reply.opened(FileHandle(opened.fh), FopenFlags::empty()),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.flush(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.stats.fuse_op();
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh.0);
+        match self.vfs.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.fsync(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        self.vfs.stats.fuse_op();
+        let emit = |e: vfs::DirEntry, _: Option<vfs::Attr>| {
+            !reply.add(
+                INodeNo(e.ino),
+                e.next,
+                kind(e.kind),
+                OsStr::from_bytes(&e.name),
+            )
+        };
+        match self.vfs.readdir(ino.0, offset, emit, false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        self.vfs.stats.fuse_op();
+        let emit = |e: vfs::DirEntry, a: Option<vfs::Attr>| match a {
+            Some(a) => !reply.add(
+                INodeNo(e.ino),
+                e.next,
+                OsStr::from_bytes(&e.name),
+                &TTL,
+                &file_attr(&a),
+                Generation(0),
+            ),
+            None => true,
+        };
+        match self.vfs.readdir(ino.0, offset, emit, true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.bfree,
+                s.bavail,
+                s.files,
+                s.ffree,
+                s.bsize,
+                vfs::NAME_MAX as u32,
+                s.bsize,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.setxattr(ino.0, name, value, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.vfs.stats.fuse_op();
+        reply_xattr(self.vfs.getxattr(ino.0, name), size, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.vfs.stats.fuse_op();
+        reply_xattr(self.vfs.listxattr(ino.0), size, reply);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.vfs.stats.fuse_op();
+        match self.vfs.removexattr(ino.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // The kernel checks permissions itself (default_permissions).
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.vfs.stats.fuse_op();
+        let (attr, opened) = match self.vfs.create(
+            parent.0,
+            name,
+            mode,
+            umask,
+            flags,
+            caller(req),
+            self.passthrough(),
+        ) {
+            Ok(created) => created,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let attr = file_attr(&attr);
+        let fh = FileHandle(opened.fh);
+        if let OpenedKind::Real {
+            ino,
+            file,
+            passthrough: true,
+        } = opened.kind
+        {
+            match self.backing(ino, &file, |f| reply.open_backing(f)) {
+                Ok(id) => {
+                    reply.created_passthrough(
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                        fh,
+                        FopenFlags::empty(),
+                        &id,
+                    );
+                    self.hold(opened.fh, id);
+                    return;
+                }
+                Err(e) => tracing::warn!("passthrough refused for inode {ino}: {e}"),
+            }
+        }
+        reply.created(&TTL, &attr, Generation(0), fh, FopenFlags::empty());
+    }
+}
+
+/// Answers an xattr request: the size when `size` is 0, ERANGE when the
+/// value does not fit, else the value.
+fn reply_xattr(value: vfs::Result<Vec<u8>>, size: u32, reply: ReplyXattr) {
+    match value {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(errno(&e)),
+    }
+}

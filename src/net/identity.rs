@@ -1,0 +1,164 @@
+//! Identity: this peer's ED25519 key pair and the peer id derived from it.
+//!
+//! A peer id is the 32-byte ED25519 public key (RFC 8032) written as 52
+//! characters of lowercase RFC 4648 base32 without padding (DESIGN.md
+//! "Words"). The private key is kept as its 32-byte seed in `DATA/key`,
+//! mode 0600.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::str::FromStr;
+
+use data_encoding::BASE32_NOPAD;
+use ed25519_dalek::SigningKey;
+
+/// Errors of key handling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing the key file failed.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The key file.
+        path: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The key file is not 32 bytes.
+    #[error("key file {0} is damaged: expected a 32-byte ED25519 seed")]
+    Damaged(String),
+    /// The system's random source failed.
+    #[error("no randomness for a new key: {0}")]
+    Random(String),
+}
+
+/// A peer's public identity: its ED25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub [u8; 32]);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({self})")
+    }
+}
+
+/// Why a peer id did not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad peer id {0:?}: expected 52 lowercase base32 characters")]
+pub struct BadPeerId(pub String);
+
+impl FromStr for PeerId {
+    type Err = BadPeerId;
+    fn from_str(text: &str) -> Result<PeerId, BadPeerId> {
+        let bad = || BadPeerId(text.to_string());
+        if text.len() != 52 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad());
+        }
+        let bytes = BASE32_NOPAD
+            .decode(text.to_ascii_uppercase().as_bytes())
+            .map_err(|_| bad())?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+        // Reject non-canonical encodings (trailing bits set).
+        let id = PeerId(key);
+        if id.to_string() != text {
+            return Err(bad());
+        }
+        Ok(id)
+    }
+}
+
+/// This peer's key pair.
+pub struct Identity {
+    key: SigningKey,
+}
+
+impl Identity {
+    /// A new random key pair.
+    pub fn generate() -> Result<Identity, Error> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| Error::Random(e.to_string()))?;
+        Ok(Identity {
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Loads the seed from `path`.
+    pub fn load(path: &Path) -> Result<Identity, Error> {
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let bytes = std::fs::read(path).map_err(io)?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::Damaged(path.display().to_string()))?;
+        Ok(Identity {
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Writes the seed to a new file at `path` with mode 0600; fails if the
+    /// file exists.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        file.write_all(self.key.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
+
+    /// The peer id (public key).
+    pub fn peer_id(&self) -> PeerId {
+        PeerId(self.key.verifying_key().to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_ids_are_52_lowercase_base32_characters_and_parse_back() {
+        let id = Identity::generate().unwrap().peer_id();
+        let text = id.to_string();
+        assert_eq!(text.len(), 52);
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        );
+        assert_eq!(text.parse::<PeerId>(), Ok(id));
+        assert!(text.to_ascii_uppercase().parse::<PeerId>().is_err());
+        assert!(text[..51].parse::<PeerId>().is_err());
+        assert!(format!("{}1", &text[..51]).parse::<PeerId>().is_err());
+    }
+
+    #[test]
+    fn keys_survive_save_and_load_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let id = Identity::generate().unwrap();
+        id.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(Identity::load(&path).unwrap().peer_id(), id.peer_id());
+        assert!(
+            id.save(&path).is_err(),
+            "an existing key is never overwritten"
+        );
+    }
+}

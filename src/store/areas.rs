@@ -1,0 +1,56 @@
+//! Area records. Database `areas`: area inode (u64 BE) → [`Area`].
+//!
+//! The area's name and mode live in its inode; this record holds what only
+//! areas have: the history sequence counter and the peers it is shared with.
+
+use heed::byteorder::BE;
+use heed::types::U64;
+use heed::{Database, RoTxn, RwTxn};
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Ino, Postcard, Result};
+
+/// What an area has beyond its directory inode.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Area {
+    /// Sequence number the next local op of this area gets.
+    pub next_seq: u64,
+    /// Peers (32-byte ED25519 public keys) the area is shared with.
+    pub shares: Vec<[u8; 32]>,
+}
+
+/// The areas database.
+pub struct Areas {
+    db: Database<'static, U64<BE>, Postcard<Area>>,
+}
+
+impl Areas {
+    pub(super) fn new(db: Database<'static, U64<BE>, Postcard<Area>>) -> Areas {
+        Areas { db }
+    }
+
+    /// The record of area `ino`.
+    pub fn get(&self, txn: &RoTxn, ino: Ino) -> Result<Option<Area>> {
+        self.db.get(txn, &ino).map_err(|_| Error::Corrupt("areas"))
+    }
+
+    /// Writes the record of area `ino`.
+    pub fn put(&self, wtxn: &mut RwTxn, ino: Ino, area: &Area) -> Result<()> {
+        Ok(self.db.put(wtxn, &ino, area)?)
+    }
+
+    /// Deletes the record of area `ino`.
+    pub fn remove(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<()> {
+        self.db.delete(wtxn, &ino)?;
+        Ok(())
+    }
+
+    /// Takes the next sequence number of area `ino`.
+    pub fn next_seq(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<u64> {
+        let mut area = self.get(wtxn, ino)?.ok_or(Error::Corrupt("area"))?;
+        let seq = area.next_seq;
+        area.next_seq += 1;
+        self.put(wtxn, ino, &area)?;
+        Ok(seq)
+    }
+}

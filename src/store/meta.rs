@@ -1,0 +1,28 @@
+//! Counters of the store. Database `meta`: name → u64 (BE).
+
+use heed::byteorder::BE;
+use heed::types::{Str, U64};
+use heed::{Database, RwTxn};
+
+use super::{Ino, ROOT, Result};
+
+const NEXT_INO: &str = "next_ino";
+
+/// The meta database.
+pub struct Meta {
+    db: Database<'static, Str, U64<BE>>,
+}
+
+impl Meta {
+    pub(super) fn new(db: Database<'static, Str, U64<BE>>) -> Meta {
+        Meta { db }
+    }
+
+    /// Allocates a fresh inode number; numbers are never reused, so an inode
+    /// number the kernel still caches never names another file.
+    pub fn alloc_ino(&self, wtxn: &mut RwTxn) -> Result<Ino> {
+        let ino = self.db.get(wtxn, NEXT_INO)?.unwrap_or(ROOT + 1);
+        self.db.put(wtxn, NEXT_INO, &(ino + 1))?;
+        Ok(ino)
+    }
+}

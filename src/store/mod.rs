@@ -1,0 +1,164 @@
+//! LMDB (heed): one environment under `DATA/db`, one module per database.
+//!
+//! All databases live in the same environment, so one write transaction
+//! covers a namespace change and the history op that records it: a crash
+//! (even `kill -9`) leaves either both or neither.
+//!
+//! The environment is opened with `NO_SYNC`: a commit reaches the page cache
+//! at once, which survives the death of the process; [`Store::sync`] flushes
+//! it to disk and is called periodically and at unmount (see realize.7).
+
+pub mod areas;
+pub mod config;
+pub mod history;
+pub mod meta;
+pub mod namespace;
+pub mod xattrs;
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use heed::{BoxedError, BytesDecode, BytesEncode, CommitOrAbort, EnvFlags, EnvOpenOptions};
+
+pub use heed::{RoTxn, RwTxn};
+
+/// An inode number. [`ROOT`] is the mount's root; numbers are allocated from
+/// a persistent counter and never reused.
+pub type Ino = u64;
+
+/// The inode number of the mount's root directory (FUSE_ROOT_ID).
+pub const ROOT: Ino = 1;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// LMDB refused an operation (map full, I/O error, …).
+    #[error("LMDB: {0}")]
+    Lmdb(#[from] heed::Error),
+    /// A record that does not decode: the database is damaged or from
+    /// another version.
+    #[error("corrupt record in {0}")]
+    Corrupt(&'static str),
+    /// Creating the database directory failed.
+    #[error("database directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result of store operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A heed codec storing any serde type as postcard bytes.
+pub struct Postcard<T>(PhantomData<T>);
+
+impl<'a, T: serde::Serialize + 'a> BytesEncode<'a> for Postcard<T> {
+    type EItem = T;
+    fn bytes_encode(item: &'a T) -> std::result::Result<Cow<'a, [u8]>, BoxedError> {
+        Ok(Cow::Owned(postcard::to_stdvec(item)?))
+    }
+}
+
+impl<'a, T: serde::Deserialize<'a> + 'a> BytesDecode<'a> for Postcard<T> {
+    type DItem = T;
+    fn bytes_decode(bytes: &'a [u8]) -> std::result::Result<T, BoxedError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
+
+/// The open LMDB environment and its databases.
+pub struct Store {
+    env: heed::Env<heed::WithoutTls>,
+    /// Inodes and directory entries.
+    pub namespace: namespace::Namespace,
+    /// Per-area operation logs.
+    pub history: history::History,
+    /// Area records: sequence counters and shares.
+    pub areas: areas::Areas,
+    /// Settings of `/.ctl/config`.
+    pub config: config::ConfigDb,
+    /// User extended attributes.
+    pub xattrs: xattrs::Xattrs,
+    /// Counters (next inode number).
+    pub meta: meta::Meta,
+}
+
+/// Map size of the environment: address space reserved, not disk used.
+const MAP_SIZE: usize = 64 << 30;
+
+impl Store {
+    /// Opens (creating when absent) the environment in `dir` and all its
+    /// databases, and makes sure the root inode exists.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        // Without thread-local read slots, a thread may hold several read
+        // transactions (readdirplus reads attributes inside a listing).
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(MAP_SIZE).max_dbs(16);
+        // SAFETY: NO_SYNC only defers the flush to disk; the DATA lock
+        // guarantees one process opens the environment.
+        unsafe { options.flags(EnvFlags::NO_SYNC) };
+        // SAFETY: the environment is opened once per process (DATA lock).
+        let env = unsafe { options.open(dir)? };
+        let wtxn = env.write_txn()?;
+        let dbs = env
+            .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    dbo.create_database(wtxn, Some("inodes"))?,
+                    dbo.create_database(wtxn, Some("entries"))?,
+                    dbo.create_database(wtxn, Some("names"))?,
+                    dbo.create_database(wtxn, Some("history"))?,
+                    dbo.create_database(wtxn, Some("areas"))?,
+                    dbo.create_database(wtxn, Some("config"))?,
+                    dbo.create_database(wtxn, Some("xattrs"))?,
+                    dbo.create_database(wtxn, Some("meta"))?,
+                )))
+            })?
+            .unwrap_commit();
+        let (inodes, entries, names, history, areas, config, xattrs, meta) = dbs;
+        let store = Store {
+            env,
+            namespace: namespace::Namespace::new(inodes, entries, names),
+            history: history::History::new(history),
+            areas: areas::Areas::new(areas),
+            config: config::ConfigDb::new(config),
+            xattrs: xattrs::Xattrs::new(xattrs),
+            meta: meta::Meta::new(meta),
+        };
+        let mut wtxn = store.write()?;
+        store.namespace.ensure_root(&mut wtxn)?;
+        wtxn.commit()?;
+        Ok(store)
+    }
+
+    /// Starts a read transaction (a consistent snapshot).
+    pub fn read(&self) -> Result<RoTxn<'_, heed::WithoutTls>> {
+        Ok(self.env.read_txn()?)
+    }
+
+    /// Starts the write transaction (LMDB allows one at a time).
+    pub fn write(&self) -> Result<RwTxn<'_>> {
+        Ok(self.env.write_txn()?)
+    }
+
+    /// Flushes committed transactions to disk.
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.env.force_sync()?)
+    }
+}
+
+/// Appends a big-endian u64 to a key.
+pub(crate) fn key_u64(prefix: u64, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + rest.len());
+    key.extend_from_slice(&prefix.to_be_bytes());
+    key.extend_from_slice(rest);
+    key
+}
+
+/// Reads the big-endian u64 at the start of a key.
+pub(crate) fn key_prefix(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Error::Corrupt("key"))?;
+    Ok(u64::from_be_bytes(bytes))
+}

@@ -1,0 +1,417 @@
+//! The namespace: inodes and directory entries.
+//!
+//! Three databases:
+//! - `inodes`: inode number (u64 BE) → [`Inode`] (postcard);
+//! - `entries`: parent (u64 BE) ‖ cookie (u64 BE) → [`Entry`], the order
+//!   readdir streams in. A cookie is taken from the parent's counter and
+//!   never reused, so a readdir offset (the next cookie) stays valid while
+//!   entries are added or removed, and a directory is never loaded whole;
+//! - `names`: parent (u64 BE) ‖ name bytes → [`NameRef`], for lookup.
+
+use std::time::SystemTime;
+
+use heed::byteorder::BE;
+use heed::types::{Bytes, U64};
+use heed::{Database, RoTxn, RwTxn};
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Ino, Postcard, ROOT, Result, key_u64};
+
+/// The first cookie of a directory; smaller offsets are `.`, `..` and, at
+/// the root, `.ctl`.
+pub const FIRST_COOKIE: u64 = 16;
+
+/// Kind of a namespace entry.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// A mode set on an entry (DESIGN.md "Modes and the life of a file").
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Kept whole on local disk.
+    Real,
+    /// Kept in the cache, fetched on demand.
+    Unreal,
+}
+
+impl Mode {
+    /// The word used in control files: `real` or `unreal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Real => "real",
+            Mode::Unreal => "unreal",
+        }
+    }
+
+    /// Parses `real` or `unreal`.
+    pub fn parse(word: &str) -> Option<Mode> {
+        match word {
+            "real" => Some(Mode::Real),
+            "unreal" => Some(Mode::Unreal),
+            _ => None,
+        }
+    }
+}
+
+/// A point in time, seconds and nanoseconds since the Unix epoch.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Timestamp {
+    /// Seconds since the epoch (may be negative).
+    pub secs: i64,
+    /// Nanoseconds, 0..1e9.
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Timestamp {
+        Timestamp::from(SystemTime::now())
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(time: SystemTime) -> Timestamp {
+        match time.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => Timestamp {
+                secs: d.as_secs() as i64,
+                nanos: d.subsec_nanos(),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let mut secs = -(d.as_secs() as i64);
+                let mut nanos = d.subsec_nanos();
+                if nanos > 0 {
+                    secs -= 1;
+                    nanos = 1_000_000_000 - nanos;
+                }
+                Timestamp { secs, nanos }
+            }
+        }
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> SystemTime {
+        let nanos = std::time::Duration::new(0, t.nanos);
+        if t.secs >= 0 {
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t.secs as u64) + nanos
+        } else {
+            SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(t.secs.unsigned_abs()) + nanos
+        }
+    }
+}
+
+/// One inode of the namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Inode {
+    /// The directory holding it (the root's parent is the root).
+    pub parent: Ino,
+    /// Its name in `parent` (raw bytes, at most 255).
+    pub name: Vec<u8>,
+    /// File, directory or symlink.
+    pub kind: Kind,
+    /// Permission bits (07777).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time; for files, the mtime of the recorded content.
+    pub mtime: Timestamp,
+    /// Status change time.
+    pub ctime: Timestamp,
+    /// For files, the size of the recorded content in bytes; for symlinks,
+    /// the length of the target.
+    pub size: u64,
+    /// BLAKE3 hash of the recorded content; `None` before the first record.
+    pub hash: Option<[u8; 32]>,
+    /// The mode set on this entry itself, if any.
+    pub mode: Option<Mode>,
+    /// Symlink target.
+    pub target: Vec<u8>,
+    /// Directories: the next directory cookie to hand out.
+    pub next_cookie: u64,
+    /// The area (top-level directory) holding it; 0 for the root.
+    pub area: Ino,
+}
+
+impl Inode {
+    /// A new inode with the given identity; times set to now, no content.
+    pub fn new(parent: Ino, name: &[u8], kind: Kind, perm: u16, area: Ino) -> Inode {
+        let now = Timestamp::now();
+        Inode {
+            parent,
+            name: name.to_vec(),
+            kind,
+            perm,
+            uid: 0,
+            gid: 0,
+            mtime: now,
+            ctime: now,
+            size: 0,
+            hash: None,
+            mode: None,
+            target: Vec::new(),
+            next_cookie: FIRST_COOKIE,
+            area,
+        }
+    }
+}
+
+/// A directory entry in cookie order.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Entry {
+    /// The child's inode.
+    pub ino: Ino,
+    /// The child's name.
+    pub name: Vec<u8>,
+}
+
+/// The value of the `names` index.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug)]
+pub struct NameRef {
+    /// Where the entry sits in `entries`.
+    pub cookie: u64,
+    /// The child's inode.
+    pub ino: Ino,
+}
+
+/// The inode and directory databases.
+pub struct Namespace {
+    inodes: Database<'static, U64<BE>, Postcard<Inode>>,
+    entries: Database<'static, Bytes, Postcard<Entry>>,
+    names: Database<'static, Bytes, Postcard<NameRef>>,
+}
+
+impl Namespace {
+    pub(super) fn new(
+        inodes: Database<'static, U64<BE>, Postcard<Inode>>,
+        entries: Database<'static, Bytes, Postcard<Entry>>,
+        names: Database<'static, Bytes, Postcard<NameRef>>,
+    ) -> Namespace {
+        Namespace {
+            inodes,
+            entries,
+            names,
+        }
+    }
+
+    pub(super) fn ensure_root(&self, wtxn: &mut RwTxn) -> Result<()> {
+        if self.inodes.get(wtxn, &ROOT)?.is_none() {
+            let mut root = Inode::new(ROOT, b"", Kind::Dir, 0o755, 0);
+            root.uid = nix::unistd::getuid().as_raw();
+            root.gid = nix::unistd::getgid().as_raw();
+            self.inodes.put(wtxn, &ROOT, &root)?;
+        }
+        Ok(())
+    }
+
+    /// The inode `ino`, or `None`.
+    pub fn get(&self, txn: &RoTxn, ino: Ino) -> Result<Option<Inode>> {
+        self.inodes
+            .get(txn, &ino)
+            .map_err(|_| Error::Corrupt("inodes"))
+    }
+
+    /// Writes the inode record `ino`.
+    pub fn put(&self, wtxn: &mut RwTxn, ino: Ino, inode: &Inode) -> Result<()> {
+        Ok(self.inodes.put(wtxn, &ino, inode)?)
+    }
+
+    /// Deletes the inode record `ino` (its entry must be gone already).
+    pub fn remove(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<()> {
+        self.inodes.delete(wtxn, &ino)?;
+        Ok(())
+    }
+
+    /// The child `name` of `parent`.
+    pub fn lookup(&self, txn: &RoTxn, parent: Ino, name: &[u8]) -> Result<Option<Ino>> {
+        let found = self
+            .names
+            .get(txn, &key_u64(parent, name))
+            .map_err(|_| Error::Corrupt("names"))?;
+        Ok(found.map(|r| r.ino))
+    }
+
+    /// Adds the entry `name` → `ino` to directory `parent`, taking the next
+    /// cookie of `parent` (whose record must exist).
+    pub fn link(&self, wtxn: &mut RwTxn, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {
+        let mut dir = self.get(wtxn, parent)?.ok_or(Error::Corrupt("parent"))?;
+        let cookie = dir.next_cookie;
+        dir.next_cookie += 1;
+        self.put(wtxn, parent, &dir)?;
+        let entry = Entry {
+            ino,
+            name: name.to_vec(),
+        };
+        self.entries
+            .put(wtxn, &key_u64(parent, &cookie.to_be_bytes()), &entry)?;
+        self.names
+            .put(wtxn, &key_u64(parent, name), &NameRef { cookie, ino })?;
+        Ok(())
+    }
+
+    /// Removes the entry `name` from `parent`; returns the inode it named.
+    pub fn unlink(&self, wtxn: &mut RwTxn, parent: Ino, name: &[u8]) -> Result<Option<Ino>> {
+        let key = key_u64(parent, name);
+        let Some(found) = self
+            .names
+            .get(wtxn, &key)
+            .map_err(|_| Error::Corrupt("names"))?
+        else {
+            return Ok(None);
+        };
+        self.names.delete(wtxn, &key)?;
+        self.entries
+            .delete(wtxn, &key_u64(parent, &found.cookie.to_be_bytes()))?;
+        Ok(Some(found.ino))
+    }
+
+    /// Visits the entries of `parent` in cookie order, starting at cookie
+    /// `from`, until `visit` returns false.
+    pub fn children(
+        &self,
+        txn: &RoTxn,
+        parent: Ino,
+        from: u64,
+        mut visit: impl FnMut(u64, Entry) -> Result<bool>,
+    ) -> Result<()> {
+        let start = key_u64(parent, &from.max(FIRST_COOKIE).to_be_bytes());
+        let end = key_u64(parent, &u64::MAX.to_be_bytes());
+        let range = (
+            std::ops::Bound::Included(start.as_slice()),
+            std::ops::Bound::Included(end.as_slice()),
+        );
+        for item in self.entries.range(txn, &range)? {
+            let (key, entry) = item.map_err(|_| Error::Corrupt("entries"))?;
+            let cookie = super::key_prefix(&key[8..])?;
+            if !visit(cookie, entry)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when directory `parent` has no entries.
+    pub fn is_empty(&self, txn: &RoTxn, parent: Ino) -> Result<bool> {
+        let mut empty = true;
+        self.children(txn, parent, FIRST_COOKIE, |_, _| {
+            empty = false;
+            Ok(false)
+        })?;
+        Ok(empty)
+    }
+
+    /// The names from the area (excluded) down to `ino` (included); empty
+    /// for an area or the root.
+    pub fn path_in_area(&self, txn: &RoTxn, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let mut names = Vec::new();
+        let mut at = ino;
+        loop {
+            let inode = self.get(txn, at)?.ok_or(Error::Corrupt("path"))?;
+            if at == ROOT || inode.parent == ROOT {
+                break;
+            }
+            names.push(inode.name);
+            at = inode.parent;
+        }
+        names.reverse();
+        Ok(names)
+    }
+
+    /// Visits every inode record in inode order.
+    pub fn for_each(
+        &self,
+        txn: &RoTxn,
+        mut visit: impl FnMut(Ino, Inode) -> Result<()>,
+    ) -> Result<()> {
+        for item in self.inodes.iter(txn)? {
+            let (ino, inode) = item.map_err(|_| Error::Corrupt("inodes"))?;
+            visit(ino, inode)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn cookies_survive_removals_and_additions() {
+        let (_dir, store) = store();
+        let ns = &store.namespace;
+        let mut wtxn = store.write().unwrap();
+        for i in 0..10u64 {
+            let ino = 100 + i;
+            ns.put(
+                &mut wtxn,
+                ino,
+                &Inode::new(ROOT, b"x", Kind::File, 0o644, 0),
+            )
+            .unwrap();
+            ns.link(&mut wtxn, ROOT, format!("f{i}").as_bytes(), ino)
+                .unwrap();
+        }
+        wtxn.commit().unwrap();
+
+        // Read the first five, then remove one already read and one not
+        // yet read, add one, and resume from the offset.
+        let rtxn = store.read().unwrap();
+        let mut seen = Vec::new();
+        let mut next = 0;
+        ns.children(&rtxn, ROOT, 0, |cookie, e| {
+            seen.push(e.name);
+            next = cookie + 1;
+            Ok(seen.len() < 5)
+        })
+        .unwrap();
+        drop(rtxn);
+        let mut wtxn = store.write().unwrap();
+        assert_eq!(ns.unlink(&mut wtxn, ROOT, b"f1").unwrap(), Some(101));
+        assert_eq!(ns.unlink(&mut wtxn, ROOT, b"f7").unwrap(), Some(107));
+        ns.link(&mut wtxn, ROOT, b"new", 200).unwrap();
+        wtxn.commit().unwrap();
+        let rtxn = store.read().unwrap();
+        ns.children(&rtxn, ROOT, next, |_, e| {
+            seen.push(e.name);
+            Ok(true)
+        })
+        .unwrap();
+        let names: Vec<String> = seen
+            .into_iter()
+            .map(|n| String::from_utf8(n).unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f8", "f9", "new"]
+        );
+        assert_eq!(ns.lookup(&rtxn, ROOT, b"f7").unwrap(), None);
+        assert_eq!(ns.lookup(&rtxn, ROOT, b"new").unwrap(), Some(200));
+    }
+
+    #[test]
+    fn timestamps_round_trip_before_and_after_the_epoch() {
+        for secs in [-5i64, 0, 1_700_000_000] {
+            let t = Timestamp {
+                secs,
+                nanos: 250_000_000,
+            };
+            assert_eq!(Timestamp::from(SystemTime::from(t)), t);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `/.ctl/areas`: `AREA MODE FILES BYTES PEERID,PEERID…` per area (read);
+//! `create AREA`, `share AREA PEERID`, `unshare AREA PEERID`, `remove AREA`
+//! (write). FILES and BYTES count recorded files and their recorded sizes.
+
+use std::collections::HashMap;
+
+use super::super::{Caller, Error, Result, Vfs};
+use super::{name_field, usage};
+use crate::format::escape;
+use crate::net::identity::PeerId;
+use crate::store::namespace::Kind;
+use crate::store::{Ino, ROOT};
+
+/// One line per area.
+pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
+    let store = vfs.store();
+    let txn = store.read()?;
+    let mut counts: HashMap<Ino, (u64, u64)> = HashMap::new();
+    store.namespace.for_each(&txn, |_, inode| {
+        if inode.kind == Kind::File && inode.parent != 0 {
+            let c = counts.entry(inode.area).or_default();
+            c.0 += 1;
+            c.1 += inode.size;
+        }
+        Ok(())
+    })?;
+    let mut out = String::new();
+    let mut failed = None;
+    store.namespace.children(&txn, ROOT, 0, |_, entry| {
+        let line = (|| -> Result<String> {
+            let (mode, _) = vfs.effective_mode(&txn, entry.ino)?;
+            let area = store.areas.get(&txn, entry.ino)?.unwrap_or_default();
+            let peers = if area.shares.is_empty() {
+                "-".to_string()
+            } else {
+                let ids: Vec<String> = area.shares.iter().map(|k| PeerId(*k).to_string()).collect();
+                ids.join(",")
+            };
+            let (files, bytes) = counts.get(&entry.ino).copied().unwrap_or_default();
+            Ok(format!(
+                "{} {} {files} {bytes} {peers}\n",
+                escape(&entry.name),
+                mode.as_str()
+            ))
+        })();
+        match line {
+            Ok(line) => out.push_str(&line),
+            Err(e) => failed = Some(e),
+        }
+        Ok(failed.is_none())
+    })?;
+    failed.map_or(Ok(out), Err)
+}
+
+/// The area named by a field: ENOENT when there is none.
+fn area(vfs: &Vfs, field: &str) -> Result<(Ino, Vec<u8>)> {
+    let name = name_field(field)?;
+    let txn = vfs.store().read()?;
+    let ino = vfs
+        .store()
+        .namespace
+        .lookup(&txn, ROOT, &name)?
+        .ok_or_else(|| Error::NotFound(format!("no area {field}")))?;
+    Ok((ino, name))
+}
+
+/// Runs one command of the table above.
+pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
+    match fields {
+        ["create", name] => {
+            let name = name_field(name)?;
+            let root = vfs.getattr(ROOT)?;
+            let caller = Caller {
+                uid: root.uid,
+                gid: root.gid,
+            };
+            vfs.create_area(&name, 0o755, caller).map(|_| ())
+        }
+        ["remove", name] => {
+            let (_, name) = area(vfs, name)?;
+            vfs.remove_area(&name).map_err(|e| match e {
+                Error::NotEmpty => {
+                    Error::Busy("the area is not empty: remove its files first".into())
+                }
+                other => other,
+            })
+        }
+        [verb @ ("share" | "unshare"), name, peer] => {
+            area(vfs, name)?;
+            let peer: PeerId = peer
+                .parse()
+                .map_err(|e: crate::net::identity::BadPeerId| Error::Invalid(e.to_string()))?;
+            // No peer is known until the household exists (/.ctl/peers).
+            Err(Error::NotFound(format!(
+                "unknown peer {peer}: add it to /.ctl/peers before you {verb}"
+            )))
+        }
+        ["create" | "remove", ..] => Err(usage("create AREA | remove AREA")),
+        ["share" | "unshare", ..] => Err(usage("share AREA PEERID | unshare AREA PEERID")),
+        [cmd, ..] => Err(Error::Invalid(format!(
+            "unknown command {cmd:?}: expected create, share, unshare or remove"
+        ))),
+        [] => Err(usage("create|share|unshare|remove ...")),
+    }
+}

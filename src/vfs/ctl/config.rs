@@ -1,0 +1,36 @@
+//! `/.ctl/config`: `key value` per setting (read); `key value` (write).
+//! Keys and checks are in [`crate::store::config::SETTINGS`].
+
+use super::super::{Error, Result, Vfs};
+use super::usage;
+use crate::store::Ino;
+use crate::store::config::{SETTINGS, SetError};
+
+/// Every setting with its current value.
+pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
+    let txn = vfs.store().read()?;
+    let mut out = String::new();
+    for setting in SETTINGS {
+        let value = vfs.store().config.get(&txn, setting.key)?;
+        out.push_str(&format!("{} {value}\n", setting.key));
+    }
+    Ok(out)
+}
+
+/// `key value`: stores a setting. EINVAL for an unknown key or a value its
+/// check refuses.
+pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
+    let [key, value] = fields else {
+        return Err(usage("KEY VALUE"));
+    };
+    let mut wtxn = vfs.store().write()?;
+    vfs.store()
+        .config
+        .set(&mut wtxn, key, value)
+        .map_err(|e| match e {
+            SetError::Store(e) => Error::Store(e),
+            other => Error::Invalid(other.to_string()),
+        })?;
+    wtxn.commit()?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The dispatcher's error type and its mapping to errno, in one place.
+
+use crate::store;
+
+/// Why a file or control operation failed. [`Error::errno`] is the errno
+/// the kernel (and so the user's `write(2)` or `open(2)`) sees; the text
+/// is what `/.ctl/errors` records.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// ENOENT: no such entry, area, peer or name.
+    #[error("{0}")]
+    NotFound(String),
+    /// EEXIST: already there.
+    #[error("{0}")]
+    Exists(String),
+    /// EINVAL: bad syntax, unknown command or bad value.
+    #[error("{0}")]
+    Invalid(String),
+    /// EBUSY: the target is in the wrong state.
+    #[error("{0}")]
+    Busy(String),
+    /// EACCES: a read-only (or write-only) control file.
+    #[error("{0}")]
+    Access(String),
+    /// EPERM: refused by the design (files at the root, `.ctl`, hard links…).
+    #[error("{0}")]
+    Perm(String),
+    /// ENAMETOOLONG: a name over 255 bytes.
+    #[error("name longer than 255 bytes")]
+    NameTooLong,
+    /// ENOTDIR.
+    #[error("not a directory")]
+    NotDir,
+    /// EISDIR.
+    #[error("is a directory")]
+    IsDir,
+    /// ENOTEMPTY.
+    #[error("directory not empty")]
+    NotEmpty,
+    /// EXDEV: a rename between areas.
+    #[error("rename between areas")]
+    CrossArea,
+    /// ENODATA: no such extended attribute.
+    #[error("no such attribute")]
+    NoData,
+    /// ERANGE: an attribute name too long.
+    #[error("attribute name too long")]
+    Range,
+    /// E2BIG: an attribute value too large.
+    #[error("attribute value too large")]
+    TooBig,
+    /// EOPNOTSUPP: an attribute namespace other than user.
+    #[error("{0}")]
+    Unsupported(String),
+    /// EBADF: an unknown file handle.
+    #[error("bad file handle")]
+    BadHandle,
+    /// An I/O error on the Real, with its own errno.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The database failed (EIO).
+    #[error("database: {0}")]
+    Store(#[from] store::Error),
+}
+
+impl From<heed::Error> for Error {
+    fn from(e: heed::Error) -> Error {
+        Error::Store(store::Error::from(e))
+    }
+}
+
+impl Error {
+    /// The errno this error is reported as.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::NotFound(_) => libc::ENOENT,
+            Error::Exists(_) => libc::EEXIST,
+            Error::Invalid(_) => libc::EINVAL,
+            Error::Busy(_) => libc::EBUSY,
+            Error::Access(_) => libc::EACCES,
+            Error::Perm(_) => libc::EPERM,
+            Error::NameTooLong => libc::ENAMETOOLONG,
+            Error::NotDir => libc::ENOTDIR,
+            Error::IsDir => libc::EISDIR,
+            Error::NotEmpty => libc::ENOTEMPTY,
+            Error::CrossArea => libc::EXDEV,
+            Error::NoData => libc::ENODATA,
+            Error::Range => libc::ERANGE,
+            Error::TooBig => libc::E2BIG,
+            Error::Unsupported(_) => libc::EOPNOTSUPP,
+            Error::BadHandle => libc::EBADF,
+            Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            Error::Store(_) => libc::EIO,
+        }
+    }
+
+    /// A plain "no such entry".
+    pub fn not_found() -> Error {
+        Error::NotFound("no such file or directory".into())
+    }
+}
+
+/// Result of dispatcher operations.
+pub type Result<T> = std::result::Result<T, Error>;

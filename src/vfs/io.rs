@@ -1,0 +1,249 @@
+//! Open files: open, read, write, flush, fsync, release.
+//!
+//! A real file's handle holds its backing file. When the kernel allows
+//! FUSE passthrough the adapter registers that file with the kernel and
+//! reads and writes never reach us; otherwise they come here and go to the
+//! backing file with `pread`/`pwrite`. Control files are read from a
+//! snapshot taken at open and take one command per write.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::ctl::{CtlHandle, CtlNode};
+use super::{Error, OpenInode, Result, Vfs, lock};
+use crate::store::Ino;
+use crate::store::namespace::Kind;
+
+/// What a file handle refers to.
+pub(super) enum Handle {
+    /// A file of the Real.
+    Real {
+        ino: Ino,
+        file: Arc<File>,
+        writable: bool,
+    },
+    /// A control file.
+    Ctl(CtlHandle),
+}
+
+/// How a file was opened, for the adapter.
+pub enum OpenedKind {
+    /// A real file: the adapter may register `file` for passthrough; all
+    /// handles of one inode share the same backing file while any is open.
+    Real {
+        /// The inode.
+        ino: u64,
+        /// The backing file (opened read-write when `passthrough`).
+        file: Arc<File>,
+        /// Whether the file was opened to be passed through.
+        passthrough: bool,
+    },
+    /// A control file: use direct I/O (no page cache, size 0).
+    Ctl,
+}
+
+/// An open file handle.
+pub struct Opened {
+    /// The handle number the kernel gives back in read, write, release.
+    pub fh: u64,
+    /// How to serve it.
+    pub kind: OpenedKind,
+}
+
+impl Vfs {
+    /// Opens `ino` with open(2) `flags`. With `passthrough`, a real file's
+    /// backing file is opened read-write so that every handle of the inode
+    /// can share it with the kernel.
+    pub fn open(&self, ino: u64, flags: i32, passthrough: bool) -> Result<Opened> {
+        if let Some(node) = CtlNode::parse(ino) {
+            return self.ctl_open(node, flags);
+        }
+        let txn = self.store.read()?;
+        let inode = self.inode(&txn, ino)?;
+        match inode.kind {
+            Kind::Dir => return Err(Error::IsDir),
+            Kind::Symlink => return Err(Error::Invalid("cannot open a symlink".into())),
+            Kind::File => {}
+        }
+        let path = self.real_path(&txn, ino)?;
+        drop(txn);
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let mut options = File::options();
+        if passthrough {
+            options.read(true).write(true);
+        } else {
+            options
+                .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+                .write(writable)
+                .custom_flags(flags & libc::O_APPEND);
+        }
+        let file = options.open(&path)?;
+        let truncate = writable && flags & libc::O_TRUNC != 0;
+        if truncate {
+            file.set_len(0)?;
+        }
+        let opened = self.open_real(ino, file, writable, passthrough);
+        if truncate {
+            self.recorder.touched(ino, true);
+        }
+        Ok(opened)
+    }
+
+    /// Registers an open backing file as a new handle.
+    pub(super) fn open_real(
+        &self,
+        ino: Ino,
+        file: File,
+        writable: bool,
+        passthrough: bool,
+    ) -> Opened {
+        let file = Arc::new(file);
+        if writable {
+            self.recorder.opened_for_write(ino);
+        }
+        lock(&self.open)
+            .entry(ino)
+            .and_modify(|o| o.count += 1)
+            .or_insert_with(|| OpenInode {
+                count: 1,
+                file: Arc::clone(&file),
+            });
+        let fh = self.new_handle(Handle::Real {
+            ino,
+            file: Arc::clone(&file),
+            writable,
+        });
+        Opened {
+            fh,
+            kind: OpenedKind::Real {
+                ino,
+                file,
+                passthrough,
+            },
+        }
+    }
+
+    pub(super) fn new_handle(&self, handle: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, handle);
+        fh
+    }
+
+    /// One open backing file of `ino`, if any handle is open.
+    pub(super) fn open_file(&self, ino: Ino) -> Option<Arc<File>> {
+        lock(&self.open).get(&ino).map(|o| Arc::clone(&o.file))
+    }
+
+    /// The backing file of handle `fh`, if it is a real file.
+    pub(super) fn handle_file(&self, fh: u64) -> Option<Arc<File>> {
+        match lock(&self.handles).get(&fh) {
+            Some(Handle::Real { file, .. }) => Some(Arc::clone(file)),
+            _ => None,
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset` through handle `fh`.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let file = {
+            let handles = lock(&self.handles);
+            match handles.get(&fh).ok_or(Error::BadHandle)? {
+                Handle::Real { file, .. } => Arc::clone(file),
+                Handle::Ctl(ctl) => return Ok(ctl.read(offset, size)),
+            }
+        };
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// Writes `data` at `offset` through handle `fh`; on a control file,
+    /// runs the command it holds. Returns the bytes taken.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let file = {
+            let handles = lock(&self.handles);
+            match handles.get(&fh).ok_or(Error::BadHandle)? {
+                Handle::Real {
+                    file,
+                    writable: true,
+                    ..
+                } => Arc::clone(file),
+                Handle::Real { .. } => return Err(Error::BadHandle),
+                Handle::Ctl(ctl) => {
+                    let node = ctl.node();
+                    drop(handles);
+                    self.ctl_write(node, data)?;
+                    return Ok(data.len() as u32);
+                }
+            }
+        };
+        file.write_all_at(data, offset)?;
+        Ok(data.len() as u32)
+    }
+
+    /// Flushes handle `fh` (close of one descriptor): nothing to do, data
+    /// is written through.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        if lock(&self.handles).contains_key(&fh) {
+            Ok(())
+        } else {
+            Err(Error::BadHandle)
+        }
+    }
+
+    /// Forces the data of handle `fh` to disk.
+    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<()> {
+        match self.handle_file(fh) {
+            Some(file) if datasync => Ok(file.sync_data()?),
+            Some(file) => Ok(file.sync_all()?),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes handle `fh`. The last close of a written file starts its rest
+    /// before the recorder hashes it; the last close of an unlinked file
+    /// drops its record.
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let handle = lock(&self.handles).remove(&fh).ok_or(Error::BadHandle)?;
+        let Handle::Real { ino, writable, .. } = handle else {
+            return Ok(());
+        };
+        if writable {
+            self.recorder.released(ino);
+        }
+        let last = {
+            let mut open = lock(&self.open);
+            match open.get_mut(&ino) {
+                Some(o) if o.count > 1 => {
+                    o.count -= 1;
+                    false
+                }
+                _ => {
+                    open.remove(&ino);
+                    true
+                }
+            }
+        };
+        if last {
+            let mut wtxn = self.store.write()?;
+            if let Some(inode) = self.store.namespace.get(&wtxn, ino)?
+                && inode.parent == 0
+            {
+                self.store.xattrs.remove_all(&mut wtxn, ino)?;
+                self.store.namespace.remove(&mut wtxn, ino)?;
+                wtxn.commit()?;
+            }
+        }
+        Ok(())
+    }
+}
