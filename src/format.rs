@@ -92,7 +92,7 @@ pub fn parse_size(text: &str) -> Result<u64, FormatError> {
 pub fn format_size(bytes: u64) -> String {
     for (shift, suffix) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
         let unit = 1u64 << shift;
-        if bytes != 0 && bytes % unit == 0 {
+        if bytes != 0 && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }
@@ -130,7 +130,7 @@ pub fn format_duration(duration: Duration) -> String {
         return "0".to_string();
     }
     for (unit, suffix) in [(3_600_000, "h"), (60_000, "m"), (1_000, "s")] {
-        if millis % unit == 0 {
+        if millis.is_multiple_of(unit) {
             return format!("{}{suffix}", millis / unit);
         }
     }

@@ -218,11 +218,7 @@ impl Filesystem for Fuse {
     ) {
         self.vfs.stats.fuse_op();
         let e = vfs::Error::Perm("device nodes, FIFOs and sockets are not supported".into());
-        let path = format!(
-            "{}/{}",
-            self.vfs.mount_path(parent.0),
-            name.to_string_lossy()
-        );
+        let path = self.vfs.entry_path(parent.0, name.as_bytes());
         reply.error(errno(&self.vfs.refuse(&path, "mknod", e)));
     }
 
@@ -301,18 +297,14 @@ impl Filesystem for Fuse {
     fn link(
         &self,
         _req: &Request,
-        ino: INodeNo,
-        _newparent: INodeNo,
+        _ino: INodeNo,
+        newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
         self.vfs.stats.fuse_op();
         let e = vfs::Error::Perm("hard links are not supported".into());
-        let path = format!(
-            "{}/{}",
-            self.vfs.mount_path(ino.0),
-            newname.to_string_lossy()
-        );
+        let path = self.vfs.entry_path(newparent.0, newname.as_bytes());
         reply.error(errno(&self.vfs.refuse(&path, "link", e)));
     }
 
@@ -550,8 +542,7 @@ impl Filesystem for Fuse {
         let (attr, opened) = match self.vfs.create(
             parent.0,
             name,
-            mode,
-            umask,
+            mode & !umask,
             flags,
             caller(req),
             self.passthrough(),

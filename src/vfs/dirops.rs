@@ -29,19 +29,33 @@ impl Vfs {
     fn refuse_entry(&self, parent: Ino, name: &[u8], op: &str, error: Error) -> Error {
         match error {
             Error::Perm(_) | Error::NameTooLong | Error::Invalid(_) | Error::CrossArea => {
-                let mut path = self.mount_path(parent);
-                if !path.ends_with('/') {
-                    path.push('/');
-                }
-                path.push_str(&crate::format::escape(&name[..name.len().min(64)]));
-                self.refuse(&path, op, error)
+                self.refuse(&self.entry_path(parent, name), op, error)
             }
             other => other,
         }
     }
 
+    /// The mount path of entry `name` of `parent`, escaped and cut to 64
+    /// bytes of name, for messages.
+    pub fn entry_path(&self, parent: Ino, name: &[u8]) -> String {
+        let mut path = self.mount_path(parent);
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        path.push_str(&crate::format::escape(&name[..name.len().min(64)]));
+        path
+    }
+
     /// The mount path of `ino` (`/AREA/PATH`), escaped, for messages.
-    pub(crate) fn mount_path(&self, ino: Ino) -> String {
+    pub fn mount_path(&self, ino: Ino) -> String {
+        if let Some(CtlNode::Dir { owner } | CtlNode::File { owner, .. }) = CtlNode::parse(ino) {
+            let dir = if owner == ROOT {
+                String::new()
+            } else {
+                self.mount_path(owner)
+            };
+            return format!("{dir}/{}", super::ctl::CTL_NAME);
+        }
         let Ok(txn) = self.store.read() else {
             return "?".into();
         };
@@ -142,20 +156,20 @@ impl Vfs {
         Ok(attr)
     }
 
-    /// Creates and opens regular file `name` in `parent` with open `flags`.
+    /// Creates and opens regular file `name` in `parent` with permission
+    /// bits `mode` (the umask already applied) and open `flags`.
     /// Its create op is recorded once it is closed and has rested.
     pub fn create(
         &self,
         parent: u64,
         name: &OsStr,
         mode: u32,
-        umask: u32,
         flags: i32,
         caller: Caller,
         passthrough: bool,
     ) -> Result<(Attr, Opened)> {
         let name = name.as_bytes();
-        let perm = (mode & !umask & 0o7777) as u16;
+        let perm = (mode & 0o7777) as u16;
         let mut wtxn = self.store.write()?;
         let dir = self
             .new_entry_parent(&wtxn, parent, name)

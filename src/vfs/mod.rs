@@ -301,7 +301,8 @@ impl Vfs {
             return Ok(self.ctl_attr(CtlNode::Dir { owner: parent }));
         }
         if name.len() > NAME_MAX {
-            return Err(Error::NameTooLong);
+            drop(txn);
+            return Err(self.refuse(&self.entry_path(parent, name), "lookup", Error::NameTooLong));
         }
         let ino = self
             .store

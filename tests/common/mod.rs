@@ -1,0 +1,244 @@
+//! Test harness: a realize peer on a real FUSE mount, run as a child
+//! process of the test, stopped by PID and unmounted in `Drop`.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How long a mount may take to appear or a peer to stop.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `condition` until it holds or `DEADLINE` passes (then panics with
+/// `what`).
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `path` is a mount point (per /proc/self/mounts).
+pub fn is_mounted(path: &Path) -> bool {
+    let target = path.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(target.as_str()))
+}
+
+/// The realize binary under test.
+pub fn realize() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_realize"))
+}
+
+/// One peer: a data directory and a mount point in a temporary directory.
+pub struct Peer {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub mnt: PathBuf,
+    pub passthrough: bool,
+    child: Option<Child>,
+}
+
+impl Peer {
+    /// A new peer, mounted with passthrough (when the kernel has it) and
+    /// `consensus.rest` of 50ms so writes are recorded quickly.
+    pub fn start() -> Peer {
+        Peer::start_with(true)
+    }
+
+    /// A new peer, with or without passthrough.
+    pub fn start_with(passthrough: bool) -> Peer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mount point");
+        let mut peer = Peer {
+            dir,
+            data,
+            mnt,
+            passthrough,
+            child: None,
+        };
+        peer.mount();
+        peer.write_ctl(".ctl/config", "consensus.rest 50ms")
+            .expect("set consensus.rest");
+        peer
+    }
+
+    /// The log file of the daemon.
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("realize.log")
+    }
+
+    /// Starts the daemon and waits for the mount.
+    pub fn mount(&mut self) {
+        assert!(self.child.is_none(), "already mounted");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .expect("log file");
+        let mut cmd = realize();
+        cmd.arg("mount")
+            .arg(&self.mnt)
+            .arg("--data")
+            .arg(&self.data)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        if !self.passthrough {
+            cmd.arg("--no-passthrough");
+        }
+        let mut child = cmd.spawn().expect("spawn realize");
+        let start = Instant::now();
+        while !is_mounted(&self.mnt) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("realize exited with {status}: {}", self.log_text());
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "mount did not appear: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    /// Sends `signal` and waits for the daemon to exit and the mount to go.
+    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                wait_until("the mount to go", || {
+                    !is_mounted(&self.mnt) || signal == Signal::SIGKILL
+                });
+                if is_mounted(&self.mnt) {
+                    lazy_unmount(&self.mnt);
+                }
+                return status;
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                lazy_unmount(&self.mnt);
+                panic!("realize did not stop on {signal:?}: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(Signal::SIGTERM)
+    }
+
+    /// Kills the daemon with SIGKILL and clears the dead mount.
+    pub fn kill9(&mut self) {
+        self.stop_with(Signal::SIGKILL);
+        lazy_unmount(&self.mnt);
+        wait_until("the dead mount to go", || !is_mounted(&self.mnt));
+    }
+
+    /// A path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// A path inside the Real (DATA/real).
+    pub fn real(&self, rel: &str) -> PathBuf {
+        self.data.join("real").join(rel)
+    }
+
+    /// Reads a control file (or any file) of the mount as text.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// Writes one command to a control file with one write(2), as
+    /// `echo CMD > FILE` does; returns the errno on failure.
+    pub fn write_ctl(&self, rel: &str, command: &str) -> std::io::Result<()> {
+        let mut file = File::options()
+            .write(true)
+            .truncate(true)
+            .open(self.path(rel))?;
+        let line = format!("{command}\n");
+        let n = file.write(line.as_bytes())?;
+        assert_eq!(n, line.len(), "short write to {rel}");
+        Ok(())
+    }
+
+    /// The errno of a failed control command (panics if it succeeded).
+    pub fn ctl_errno(&self, rel: &str, command: &str) -> i32 {
+        match self.write_ctl(rel, command) {
+            Ok(()) => panic!("{rel} accepted {command:?}"),
+            Err(e) => e.raw_os_error().expect("errno"),
+        }
+    }
+
+    /// Lines of `/.ctl/history`, split into fields.
+    pub fn history(&self) -> Vec<Vec<String>> {
+        self.read(".ctl/history")
+            .lines()
+            .map(|l| l.split(' ').map(str::to_string).collect())
+            .collect()
+    }
+
+    /// Waits until no file of `area`'s directory `dir` is dirty.
+    pub fn wait_recorded(&self, dir: &str) {
+        let status = format!("{dir}/.ctl/status");
+        wait_until(&format!("{dir} to be recorded"), || {
+            !self
+                .read(&status)
+                .lines()
+                .any(|l| l.split(' ').nth(2) == Some("dirty"))
+        });
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let start = Instant::now();
+            while start.elapsed() < DEADLINE {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if is_mounted(&self.mnt) {
+            lazy_unmount(&self.mnt);
+        }
+    }
+}
+
+/// Detaches a mount that its daemon left behind.
+pub fn lazy_unmount(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+}
