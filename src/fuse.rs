@@ -21,6 +21,14 @@ use fuser::{
 use crate::store::namespace::Kind;
 use crate::vfs::{self, Caller, OpenedKind, SetAttr, Vfs};
 
+impl vfs::KernelCache for fuser::Notifier {
+    fn forget_entry(&self, parent: u64, name: &[u8]) {
+        if let Err(e) = self.inval_entry(INodeNo(parent), OsStr::from_bytes(name)) {
+            tracing::warn!("invalidating a kernel entry: {e}");
+        }
+    }
+}
+
 /// How long the kernel may cache attributes and entries.
 const TTL: Duration = Duration::from_secs(1);
 

@@ -116,6 +116,7 @@ fn mount(mountpoint: PathBuf, data: Option<PathBuf>, no_passthrough: bool) -> Re
         &config,
     )
     .map_err(|e| format!("mounting {}: {e}", mountpoint.display()))?;
+    vfs.set_kernel_cache(Box::new(session.notifier()));
     let mut unmounter = session.unmount_callable();
     let target = mountpoint.clone();
     std::thread::Builder::new()

@@ -124,6 +124,15 @@ pub struct Statfs {
     pub bsize: u32,
 }
 
+/// The kernel's caches, for changes the kernel did not make itself
+/// (control commands now, remote changes later). Implemented over fuser's
+/// notifier by [`crate::fuse`]; absent when tests call the dispatcher
+/// directly.
+pub trait KernelCache: Send + Sync {
+    /// Forgets the cached entry `name` of directory `parent`.
+    fn forget_entry(&self, parent: u64, name: &[u8]);
+}
+
 /// Open state of an inode: how many handles, and one open file to `fstat`
 /// when the inode has no path any more (unlinked while open).
 struct OpenInode {
@@ -143,6 +152,7 @@ pub struct Vfs {
     /// Counters of `/.ctl/stats`.
     pub stats: ctl::stats::Stats,
     errors: ctl::errors::ErrorLog,
+    kernel: std::sync::OnceLock<Box<dyn KernelCache>>,
 }
 
 /// Locks a mutex, recovering the data of a poisoned one (a panic elsewhere
@@ -181,6 +191,7 @@ impl Vfs {
             recorder: recorder::Recorder::default(),
             stats: ctl::stats::Stats::default(),
             errors: ctl::errors::ErrorLog::default(),
+            kernel: std::sync::OnceLock::new(),
         });
         vfs.reconcile()?;
         Ok(vfs)
@@ -203,6 +214,18 @@ impl Vfs {
         }
         if let Err(e) = self.store.sync() {
             tracing::error!("flushing the database: {e}");
+        }
+    }
+
+    /// Connects the kernel's caches, once the mount exists.
+    pub fn set_kernel_cache(&self, kernel: Box<dyn KernelCache>) {
+        let _ = self.kernel.set(kernel);
+    }
+
+    /// Tells the kernel that entry `name` of `parent` changed.
+    pub(crate) fn forget_entry(&self, parent: Ino, name: &[u8]) {
+        if let Some(kernel) = self.kernel.get() {
+            kernel.forget_entry(parent, name);
         }
     }
 

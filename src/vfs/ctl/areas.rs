@@ -83,7 +83,9 @@ pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
                     Error::Busy("the area is not empty: remove its files first".into())
                 }
                 other => other,
-            })
+            })?;
+            vfs.forget_entry(ROOT, &name);
+            Ok(())
         }
         [verb @ ("share" | "unshare"), name, peer] => {
             area(vfs, name)?;
