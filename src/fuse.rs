@@ -29,8 +29,12 @@ impl vfs::KernelCache for fuser::Notifier {
     }
 }
 
-/// How long the kernel may cache attributes and entries.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache attributes and entries. Every local change
+/// goes through this process, the kernel drops size and times itself after
+/// writes (passthrough or not), and changes it did not make are invalidated
+/// through [`vfs::KernelCache`]; so the cache can live long, and `stat`
+/// of a known file never leaves the kernel.
+const TTL: Duration = Duration::from_secs(60);
 
 /// The fuser `Filesystem` over a [`Vfs`].
 pub struct Fuse {

@@ -107,6 +107,10 @@ fn names_with_spaces_and_newlines_stay_one_line() {
     fs::create_dir(p.path("n/back\\slash")).unwrap();
     assert_eq!(
         ops(&p),
-        [r"n 0 mkdir two\swords -", r"n 1 mkdir line\nbreak -", r"n 2 mkdir back\\slash -"]
+        [
+            r"n 0 mkdir two\swords -",
+            r"n 1 mkdir line\nbreak -",
+            r"n 2 mkdir back\\slash -"
+        ]
     );
 }

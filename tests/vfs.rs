@@ -22,13 +22,19 @@ fn write_file(vfs: &Vfs, parent: u64, name: &str, content: &[u8], flags: i32) ->
     let ino = match vfs.lookup(parent, OsStr::new(name)) {
         Ok(attr) => attr.ino,
         Err(_) => {
-            let (attr, opened) = vfs.create(parent, OsStr::new(name), 0o644, libc::O_RDWR, ME, false).unwrap();
+            let (attr, opened) = vfs
+                .create(parent, OsStr::new(name), 0o644, libc::O_RDWR, ME, false)
+                .unwrap();
             vfs.release(opened.fh).unwrap();
             attr.ino
         }
     };
     let opened = vfs.open(ino, libc::O_RDWR | flags, false).unwrap();
-    let offset = if flags & libc::O_APPEND != 0 { vfs.getattr(ino).unwrap().size } else { 0 };
+    let offset = if flags & libc::O_APPEND != 0 {
+        vfs.getattr(ino).unwrap().size
+    } else {
+        0
+    };
     vfs.write(opened.fh, offset, content).unwrap();
     vfs.release(opened.fh).unwrap();
     ino
@@ -47,7 +53,13 @@ fn an_edit_records_the_blob_it_is_based_on() {
     vfs.shutdown();
     let txn = vfs.store().read().unwrap();
     let mut ops = Vec::new();
-    vfs.store().history.for_each(&txn, |_, seq, op| { ops.push((seq, op)); Ok(()) }).unwrap();
+    vfs.store()
+        .history
+        .for_each(&txn, |_, seq, op| {
+            ops.push((seq, op));
+            Ok(())
+        })
+        .unwrap();
     let kinds: Vec<OpKind> = ops.iter().map(|(_, op)| op.kind).collect();
     assert_eq!(kinds, [OpKind::Create, OpKind::Edit, OpKind::Overwrite]);
     assert_eq!(ops[0].1.hash, Some(*blake3::hash(b"base").as_bytes()));
@@ -61,10 +73,14 @@ fn a_directory_of_100k_entries_streams_in_pages() {
     let dir = tempfile::tempdir().unwrap();
     let vfs = vfs(dir.path());
     let area = vfs.mkdir(1, OsStr::new("area"), 0o755, 0, ME).unwrap().ino;
-    let big = vfs.mkdir(area, OsStr::new("big"), 0o755, 0, ME).unwrap().ino;
+    let big = vfs
+        .mkdir(area, OsStr::new("big"), 0o755, 0, ME)
+        .unwrap()
+        .ino;
     const N: usize = 100_000;
     for i in 0..N {
-        vfs.mkdir(big, OsStr::new(&format!("d{i:06}")), 0o755, 0, ME).unwrap();
+        vfs.mkdir(big, OsStr::new(&format!("d{i:06}")), 0o755, 0, ME)
+            .unwrap();
     }
     // Read in pages of 1,000 as the kernel does, removing and adding
     // entries between pages.
@@ -73,7 +89,16 @@ fn a_directory_of_100k_entries_streams_in_pages() {
     let mut pages = 0;
     loop {
         let mut page = Vec::new();
-        vfs.readdir(big, offset, |e, _| { page.push(e); page.len() < 1000 }, false).unwrap();
+        vfs.readdir(
+            big,
+            offset,
+            |e, _| {
+                page.push(e);
+                page.len() < 1000
+            },
+            false,
+        )
+        .unwrap();
         if page.is_empty() {
             break;
         }

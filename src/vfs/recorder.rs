@@ -35,6 +35,24 @@ struct Pending {
 struct State {
     pending: HashMap<Ino, Pending>,
     stopped: bool,
+    /// When the sleeping recorder means to wake (`None`: it is awake).
+    wake_at: Option<Instant>,
+    /// The rest it last read from the config.
+    rest: Duration,
+}
+
+impl State {
+    /// Wakes the recorder if a file closed now falls due before it would
+    /// wake anyway (each change used to wake it, costing a scan of every
+    /// pending file: quadratic in a burst of creates).
+    fn closed_now(&self, wake: &Condvar) {
+        if self
+            .wake_at
+            .is_some_and(|at| Instant::now() + self.rest < at)
+        {
+            wake.notify_all();
+        }
+    }
 }
 
 /// The in-memory set of written files not yet recorded.
@@ -54,7 +72,10 @@ impl Recorder {
         });
         pending.changed = Instant::now();
         update(pending);
-        self.wake.notify_all();
+        let closed = pending.writers == 0;
+        if closed {
+            state.closed_now(&self.wake);
+        }
     }
 
     /// A handle that may write `ino` was opened.
@@ -65,11 +86,14 @@ impl Recorder {
     /// A writing handle of `ino` was closed; its rest starts now.
     pub(super) fn released(&self, ino: Ino) {
         let mut state = lock(&self.state);
-        if let Some(p) = state.pending.get_mut(&ino) {
+        let closed = state.pending.get_mut(&ino).is_some_and(|p| {
             p.writers = p.writers.saturating_sub(1);
             p.changed = Instant::now();
+            p.writers == 0
+        });
+        if closed {
+            state.closed_now(&self.wake);
         }
-        self.wake.notify_all();
     }
 
     /// `ino` changed without a handle (truncate, create); `overwrite` when
@@ -118,25 +142,30 @@ impl Recorder {
         }
     }
 
-    /// Waits until something changes, `timeout` passes, or a stop; true
-    /// when stopped.
+    /// Sleeps until the next closed file has rested `rest`, a file closed
+    /// later falls due sooner, [`SYNC_EVERY`] passes, or a stop; true when
+    /// stopped.
     fn wait(&self, rest: Duration) -> bool {
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
         if state.stopped {
             return true;
         }
+        let now = Instant::now();
         let timeout = state
             .pending
             .values()
             .filter(|p| p.writers == 0)
-            .map(|p| (p.changed + rest).saturating_duration_since(Instant::now()))
+            .map(|p| (p.changed + rest).saturating_duration_since(now))
             .min()
             .unwrap_or(SYNC_EVERY)
             .clamp(Duration::from_millis(5), SYNC_EVERY);
-        let (state, _) = self
+        state.rest = rest;
+        state.wake_at = Some(now + timeout);
+        let (mut state, _) = self
             .wake
             .wait_timeout(state, timeout)
             .unwrap_or_else(|e| e.into_inner());
+        state.wake_at = None;
         state.stopped
     }
 }
