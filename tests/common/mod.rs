@@ -119,8 +119,9 @@ impl Peer {
         std::fs::read_to_string(self.log()).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    /// Hands the daemon process over to the caller, who must reap it.
+    pub fn take_child(&mut self) -> Child {
+        self.child.take().expect("running")
     }
 
     /// Sends `signal` and waits for the daemon to exit and the mount to go.
