@@ -21,6 +21,11 @@ use fuser::{
 use crate::store::namespace::Kind;
 use crate::vfs::{self, Caller, OpenedKind, SetAttr, Vfs};
 
+thread_local! {
+    /// Each FUSE thread's read buffer, reused across requests.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl vfs::KernelCache for fuser::Notifier {
     fn forget_entry(&self, parent: u64, name: &[u8]) {
         if let Err(e) = self.inval_entry(INodeNo(parent), OsStr::from_bytes(name)) {
@@ -145,6 +150,8 @@ impl Filesystem for Fuse {
             let _ = config.add_capabilities(flag);
         }
         let _ = config.set_max_readahead(1 << 20);
+        // More readahead requests in flight keep the userspace read path busy.
+        let _ = config.set_max_background(64);
         if self.want_passthrough {
             let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(2).is_ok();
@@ -358,10 +365,10 @@ impl Filesystem for Fuse {
         reply: ReplyData,
     ) {
         self.vfs.stats.fuse_op();
-        match self.vfs.read(fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
+        READ_BUFFER.with_borrow_mut(|buf| match self.vfs.read(fh.0, offset, size, buf) {
+            Ok(n) => reply.data(&buf[..n]),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn write(

@@ -144,27 +144,36 @@ impl Vfs {
         }
     }
 
-    /// Reads up to `size` bytes at `offset` through handle `fh`.
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    /// Reads up to `size` bytes at `offset` through handle `fh` into the
+    /// start of `buf`, which the caller reuses between requests (a fresh
+    /// buffer per request costs an mmap and its page faults); returns the
+    /// number of bytes read, fewer only at the end of the file.
+    pub fn read(&self, fh: u64, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<usize> {
+        let size = size as usize;
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
         let file = {
             let handles = lock(&self.handles);
             match handles.get(&fh).ok_or(Error::BadHandle)? {
                 Handle::Real { file, .. } => Arc::clone(file),
-                Handle::Ctl(ctl) => return Ok(ctl.read(offset, size)),
+                Handle::Ctl(ctl) => {
+                    let data = ctl.read(offset, size as u32);
+                    buf[..data.len()].copy_from_slice(data);
+                    return Ok(data.len());
+                }
             }
         };
-        let mut buf = vec![0u8; size as usize];
         let mut done = 0;
-        while done < buf.len() {
-            match file.read_at(&mut buf[done..], offset + done as u64) {
+        while done < size {
+            match file.read_at(&mut buf[done..size], offset + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        buf.truncate(done);
-        Ok(buf)
+        Ok(done)
     }
 
     /// Writes `data` at `offset` through handle `fh`; on a control file,

@@ -160,10 +160,12 @@ impl CtlHandle {
     }
 
     /// Up to `size` bytes of the snapshot at `offset`.
-    pub(super) fn read(&self, offset: u64, size: u32) -> Vec<u8> {
-        let start = (offset as usize).min(self.snapshot.len());
+    pub(super) fn read(&self, offset: u64, size: u32) -> &[u8] {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.snapshot.len());
         let end = start.saturating_add(size as usize).min(self.snapshot.len());
-        self.snapshot[start..end].to_vec()
+        &self.snapshot[start..end]
     }
 }
 

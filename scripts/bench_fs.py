@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Timing loops for scripts/bench: the same code measures the native file
+system and a realize mount, so the ratios compare like with like.
+
+usage: bench_fs.py write|read FILE MIB     -> prints MB/s (10^6 bytes/s)
+       bench_fs.py meta DIR COUNT          -> prints create stat readdir unlink ops/s
+"""
+import os
+import subprocess
+import sys
+import time
+
+CHUNK = 1 << 20
+
+
+def dd(*args):
+    start = time.perf_counter()
+    subprocess.run(["dd", "bs=1M", "status=none", *args], check=True)
+    return time.perf_counter() - start
+
+
+def write(path, mib):
+    """Sequential write with dd bs=1M into a new file (page cache, no fsync)."""
+    if os.path.exists(path):
+        os.unlink(path)
+    return mib * CHUNK / dd("if=/dev/zero", f"of={path}", f"count={mib}") / 1e6
+
+
+def read(path, mib):
+    """Sequential read with dd bs=1M; the first read warms the page cache
+    of the backing file, the second, through a fresh open, is timed."""
+    dd(f"if={path}", "of=/dev/null")
+    return mib * CHUNK / dd(f"if={path}", "of=/dev/null") / 1e6
+
+
+def meta(directory, count):
+    os.makedirs(directory, exist_ok=True)
+    names = [os.path.join(directory, f"f{i:05}") for i in range(count)]
+    rates = []
+    start = time.perf_counter()
+    for name in names:
+        os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o644))
+    rates.append(count / (time.perf_counter() - start))
+    start = time.perf_counter()
+    for name in names:
+        os.stat(name)
+    rates.append(count / (time.perf_counter() - start))
+    start = time.perf_counter()
+    for _ in range(5):
+        assert len(os.listdir(directory)) == count
+    rates.append(5 * count / (time.perf_counter() - start))
+    start = time.perf_counter()
+    for name in names:
+        os.unlink(name)
+    rates.append(count / (time.perf_counter() - start))
+    return rates
+
+
+if __name__ == "__main__":
+    what, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if what == "write":
+        print(f"{write(path, n):.0f}")
+    elif what == "read":
+        print(f"{read(path, n):.0f}")
+    elif what == "meta":
+        print(" ".join(f"{r:.0f}" for r in meta(path, n)))
+    else:
+        sys.exit(__doc__)
