@@ -10,6 +10,8 @@
 //! - [`fuse`]: the thin fuser adapter over [`vfs::Vfs`];
 //! - [`format`]: text formats of the control files.
 
+#![warn(missing_docs)]
+
 pub mod blob;
 pub mod data;
 pub mod format;

@@ -139,8 +139,9 @@ fn mount(mountpoint: PathBuf, data: Option<PathBuf>, no_passthrough: bool) -> Re
         root.display(),
         mountpoint.display()
     );
+    // fuser calls `destroy` (which records what rests and flushes LMDB)
+    // when the session ends, however it ends.
     let result = session.run();
-    vfs.shutdown();
     let _ = recorder.join();
     result.map_err(|e| format!("serving {}: {e}", mountpoint.display()))
 }

@@ -19,6 +19,15 @@ use crate::store::history::{Op, OpKind};
 use crate::store::namespace::{Inode, Kind, Mode, Timestamp};
 use crate::store::{Ino, ROOT, RwTxn};
 
+/// A removal from the Real that finds nothing to remove is fine: the
+/// namespace is what the user sees.
+fn gone_already_ok(result: std::io::Result<()>) -> Result<()> {
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// `renameat2` flags (linux/fs.h).
 const RENAME_NOREPLACE: u32 = 1;
 const RENAME_EXCHANGE: u32 = 2;
@@ -229,6 +238,27 @@ impl Vfs {
         Ok(attr)
     }
 
+    /// The existing entry `name` of `parent` that `op` (unlink, rmdir) is
+    /// about to remove; the control tree is refused with EPERM.
+    fn entry_to_remove(
+        &self,
+        txn: &RwTxn,
+        parent: Ino,
+        name: &[u8],
+        op: &str,
+    ) -> Result<(Ino, Inode)> {
+        if CtlNode::parse(parent).is_some() || name == super::ctl::CTL_NAME.as_bytes() {
+            let e = Error::Perm("the control tree cannot be changed".into());
+            return Err(self.refuse_entry(parent, name, op, e));
+        }
+        let ino = self
+            .store
+            .namespace
+            .lookup(txn, parent, name)?
+            .ok_or_else(Error::not_found)?;
+        Ok((ino, self.inode(txn, ino)?))
+    }
+
     /// Drops inode `ino` (already unlinked): kept as an orphan while open,
     /// removed otherwise.
     fn drop_inode(&self, wtxn: &mut RwTxn, ino: Ino, mut inode: Inode) -> Result<()> {
@@ -246,26 +276,14 @@ impl Vfs {
     /// readable through its handles. A file never recorded leaves no op.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = name.as_bytes();
-        if CtlNode::parse(parent).is_some() || name == super::ctl::CTL_NAME.as_bytes() {
-            let e = Error::Perm("the control tree cannot be changed".into());
-            return Err(self.refuse_entry(parent, name, "unlink", e));
-        }
         let mut wtxn = self.store.write()?;
-        let ino = self
-            .store
-            .namespace
-            .lookup(&wtxn, parent, name)?
-            .ok_or_else(Error::not_found)?;
-        let inode = self.inode(&wtxn, ino)?;
+        let (ino, inode) = self.entry_to_remove(&wtxn, parent, name, "unlink")?;
         if inode.kind == Kind::Dir {
             return Err(Error::IsDir);
         }
         let area_path = self.area_path(&wtxn, ino)?;
         let path = self.real_path(&wtxn, ino)?;
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        gone_already_ok(std::fs::remove_file(&path))?;
         self.store.namespace.unlink(&mut wtxn, parent, name)?;
         self.touch_dir(&mut wtxn, parent)?;
         let (area, hash) = (inode.area, inode.hash);
@@ -280,20 +298,12 @@ impl Vfs {
     /// Removes empty directory `name` from `parent`; at the root, an area.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = name.as_bytes();
-        if CtlNode::parse(parent).is_some() || name == super::ctl::CTL_NAME.as_bytes() {
-            let e = Error::Perm("the control tree cannot be changed".into());
-            return Err(self.refuse_entry(parent, name, "rmdir", e));
-        }
+        let mut wtxn = self.store.write()?;
+        let (ino, inode) = self.entry_to_remove(&wtxn, parent, name, "rmdir")?;
         if parent == ROOT {
+            drop(wtxn);
             return self.remove_area(name);
         }
-        let mut wtxn = self.store.write()?;
-        let ino = self
-            .store
-            .namespace
-            .lookup(&wtxn, parent, name)?
-            .ok_or_else(Error::not_found)?;
-        let inode = self.inode(&wtxn, ino)?;
         if inode.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
@@ -454,10 +464,7 @@ impl Vfs {
         if !self.store.namespace.is_empty(&wtxn, ino)? {
             return Err(Error::NotEmpty);
         }
-        match std::fs::remove_dir(self.real_path(&wtxn, ino)?) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        gone_already_ok(std::fs::remove_dir(self.real_path(&wtxn, ino)?))?;
         self.store.namespace.unlink(&mut wtxn, ROOT, name)?;
         self.store.namespace.remove(&mut wtxn, ino)?;
         self.store.xattrs.remove_all(&mut wtxn, ino)?;
