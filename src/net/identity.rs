@@ -121,6 +121,11 @@ impl Identity {
         file.sync_all().map_err(io)
     }
 
+    /// The 32-byte ED25519 seed (the private key), for TLS.
+    pub fn seed(&self) -> &[u8; 32] {
+        self.key.as_bytes()
+    }
+
     /// The peer id (public key).
     pub fn peer_id(&self) -> PeerId {
         PeerId(self.key.verifying_key().to_bytes())

@@ -2,3 +2,4 @@
 //! The QUIC endpoint and protocol come with the household.
 
 pub mod identity;
+pub mod tls;
