@@ -130,9 +130,8 @@ impl DataDir {
 
     /// Gives up the parts a mount needs; the lock stays held by the
     /// returned guard.
-    pub fn into_parts(self) -> (PathBuf, PeerId, Store, Flock<File>) {
-        let id = self.identity.peer_id();
-        (self.root, id, self.store, self._lock)
+    pub fn into_parts(self) -> (PathBuf, Identity, Store, Flock<File>) {
+        (self.root, self.identity, self.store, self._lock)
     }
 
     /// The database.

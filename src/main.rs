@@ -1,5 +1,6 @@
 //! The `realize` command line (DESIGN.md "What a user does").
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,6 +9,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use realize::data::{self, DataDir};
 use realize::fuse::Fuse;
+use realize::net::endpoint::Network;
 use realize::vfs::Vfs;
 
 #[derive(Parser)]
@@ -44,6 +46,10 @@ enum Command {
         /// kernel offers FUSE passthrough.
         #[arg(long)]
         no_passthrough: bool,
+        /// Where to listen for peers (UDP), or `none` for a deaf peer that
+        /// only dials out.
+        #[arg(long, default_value = "0.0.0.0:7717")]
+        listen: String,
     },
 }
 
@@ -84,12 +90,25 @@ fn init(data: Option<PathBuf>, name: Option<String>) -> Result<(), String> {
     Ok(())
 }
 
-fn mount(mountpoint: PathBuf, data: Option<PathBuf>, no_passthrough: bool) -> Result<(), String> {
+fn mount(
+    mountpoint: PathBuf,
+    data: Option<PathBuf>,
+    no_passthrough: bool,
+    listen: &str,
+) -> Result<(), String> {
+    let listen: Option<SocketAddr> = match listen {
+        "none" => None,
+        addr => Some(
+            addr.parse()
+                .map_err(|_| format!("bad --listen {addr:?}: expected IP:PORT or none"))?,
+        ),
+    };
     let mountpoint = check_mountpoint(&mountpoint)?;
     let root = data_dir(data)?;
     let dir = DataDir::open(&root, None).map_err(|e| e.to_string())?;
     let real = dir.real();
-    let (_, peer_id, store, _lock) = dir.into_parts();
+    let (_, identity, store, _lock) = dir.into_parts();
+    let peer_id = identity.peer_id();
 
     // Signals go to one thread that unmounts; block them everywhere else
     // before any thread starts.
@@ -102,6 +121,8 @@ fn mount(mountpoint: PathBuf, data: Option<PathBuf>, no_passthrough: bool) -> Re
 
     let vfs =
         Vfs::new(store, real, peer_id).map_err(|e| format!("reading {}: {e}", root.display()))?;
+    let network = Network::start(vfs.clone(), &identity, listen)
+        .map_err(|e| format!("starting the network: {e}"))?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName("realize".into()),
@@ -134,8 +155,11 @@ fn mount(mountpoint: PathBuf, data: Option<PathBuf>, no_passthrough: bool) -> Re
     let recorder = vfs
         .start()
         .map_err(|e| format!("starting the recorder: {e}"))?;
+    let listening = network
+        .local_addr()
+        .map_or("nowhere (deaf)".to_string(), |a| a.to_string());
     eprintln!(
-        "realize: {} mounted at {} as {peer_id}",
+        "realize: {} mounted at {} as {peer_id}, listening on {listening}",
         root.display(),
         mountpoint.display()
     );
@@ -143,6 +167,7 @@ fn mount(mountpoint: PathBuf, data: Option<PathBuf>, no_passthrough: bool) -> Re
     // when the session ends, however it ends.
     let result = session.run();
     let _ = recorder.join();
+    network.shutdown();
     result.map_err(|e| format!("serving {}: {e}", mountpoint.display()))
 }
 
@@ -160,7 +185,8 @@ fn main() -> ExitCode {
             mountpoint,
             data,
             no_passthrough,
-        } => mount(mountpoint, data, no_passthrough),
+            listen,
+        } => mount(mountpoint, data, no_passthrough, &listen),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,7 +24,12 @@ fn root_ctl_is_listed_and_area_ctl_is_found_by_lookup_only() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     ctl.sort();
-    assert_eq!(ctl, ["areas", "config", "errors", "history", "id", "stats"]);
+    assert_eq!(
+        ctl,
+        [
+            "areas", "config", "errors", "history", "id", "peers", "stats"
+        ]
+    );
     fs::create_dir_all(p.path("a/sub")).unwrap();
     assert_eq!(
         fs::read_dir(p.path("a")).unwrap().count(),

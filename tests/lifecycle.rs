@@ -78,6 +78,7 @@ fn mount_fails(mountpoint: &Path, data: &Path) -> String {
         .arg(mountpoint)
         .arg("--data")
         .arg(data)
+        .args(["--listen", "none"])
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -13,7 +13,8 @@ const ME: Caller = Caller { uid: 0, gid: 0 };
 fn vfs(dir: &std::path::Path) -> Arc<Vfs> {
     let data = DataDir::open(dir, None).unwrap();
     let real = data.real();
-    let (_, id, store, lock) = data.into_parts();
+    let (_, identity, store, lock) = data.into_parts();
+    let id = identity.peer_id();
     std::mem::forget(lock); // held for the test's life
     Vfs::new(store, real, id).unwrap()
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod history;
 pub mod meta;
 pub mod namespace;
+pub mod peers;
 pub mod xattrs;
 
 use std::borrow::Cow;
@@ -80,6 +81,8 @@ pub struct Store {
     pub xattrs: xattrs::Xattrs,
     /// Counters (next inode number).
     pub meta: meta::Meta,
+    /// Known peers.
+    pub peers: peers::Peers,
 }
 
 /// Map size of the environment: address space reserved, not disk used.
@@ -111,10 +114,11 @@ impl Store {
                     dbo.create_database(wtxn, Some("config"))?,
                     dbo.create_database(wtxn, Some("xattrs"))?,
                     dbo.create_database(wtxn, Some("meta"))?,
+                    dbo.create_database(wtxn, Some("peers"))?,
                 )))
             })?
             .unwrap_commit();
-        let (inodes, entries, names, history, areas, config, xattrs, meta) = dbs;
+        let (inodes, entries, names, history, areas, config, xattrs, meta, peers) = dbs;
         let store = Store {
             env,
             namespace: namespace::Namespace::new(inodes, entries, names),
@@ -123,6 +127,7 @@ impl Store {
             config: config::ConfigDb::new(config),
             xattrs: xattrs::Xattrs::new(xattrs),
             meta: meta::Meta::new(meta),
+            peers: peers::Peers::new(peers),
         };
         let mut wtxn = store.write()?;
         store.namespace.ensure_root(&mut wtxn)?;

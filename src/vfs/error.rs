@@ -52,6 +52,12 @@ pub enum Error {
     /// EOPNOTSUPP: an attribute namespace other than user.
     #[error("{0}")]
     Unsupported(String),
+    /// EHOSTUNREACH: no peer could be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// ETIMEDOUT: no answer in time.
+    #[error("{0}")]
+    TimedOut(String),
     /// EBADF: an unknown file handle.
     #[error("bad file handle")]
     BadHandle,
@@ -88,6 +94,8 @@ impl Error {
             Error::Range => libc::ERANGE,
             Error::TooBig => libc::E2BIG,
             Error::Unsupported(_) => libc::EOPNOTSUPP,
+            Error::Unreachable(_) => libc::EHOSTUNREACH,
+            Error::TimedOut(_) => libc::ETIMEDOUT,
             Error::BadHandle => libc::EBADF,
             Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             Error::Store(_) => libc::EIO,

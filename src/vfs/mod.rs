@@ -153,6 +153,7 @@ pub struct Vfs {
     pub stats: ctl::stats::Stats,
     errors: ctl::errors::ErrorLog,
     kernel: std::sync::OnceLock<Box<dyn KernelCache>>,
+    household: crate::net::Household,
 }
 
 /// Locks a mutex, recovering the data of a poisoned one (a panic elsewhere
@@ -192,6 +193,7 @@ impl Vfs {
             stats: ctl::stats::Stats::default(),
             errors: ctl::errors::ErrorLog::default(),
             kernel: std::sync::OnceLock::new(),
+            household: crate::net::Household::default(),
         });
         vfs.reconcile()?;
         Ok(vfs)
@@ -227,6 +229,11 @@ impl Vfs {
         if let Some(kernel) = self.kernel.get() {
             kernel.forget_entry(parent, name);
         }
+    }
+
+    /// What the control tree shares with the network.
+    pub fn household(&self) -> &crate::net::Household {
+        &self.household
     }
 
     /// The database.

@@ -45,7 +45,15 @@ pub struct Peer {
     pub data: PathBuf,
     pub mnt: PathBuf,
     pub passthrough: bool,
+    /// `--listen` argument: `127.0.0.1:PORT`, or `none` for a deaf peer.
+    pub listen: String,
     child: Option<Child>,
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
 }
 
 impl Peer {
@@ -55,8 +63,19 @@ impl Peer {
         Peer::start_with(true)
     }
 
-    /// A new peer, with or without passthrough.
+    /// A new peer, with or without passthrough, listening on a free
+    /// loopback port.
     pub fn start_with(passthrough: bool) -> Peer {
+        Peer::start_listening(passthrough, format!("127.0.0.1:{}", free_port()))
+    }
+
+    /// A new deaf peer: it listens nowhere and only dials out.
+    pub fn start_deaf() -> Peer {
+        Peer::start_listening(true, "none".into())
+    }
+
+    /// A new peer with the given `--listen`.
+    pub fn start_listening(passthrough: bool, listen: String) -> Peer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mnt = dir.path().join("mnt");
@@ -66,6 +85,7 @@ impl Peer {
             data,
             mnt,
             passthrough,
+            listen,
             child: None,
         };
         peer.mount();
@@ -92,6 +112,8 @@ impl Peer {
             .arg(&self.mnt)
             .arg("--data")
             .arg(&self.data)
+            .arg("--listen")
+            .arg(&self.listen)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -159,6 +181,24 @@ impl Peer {
         self.stop_with(Signal::SIGKILL);
         lazy_unmount(&self.mnt);
         wait_until("the dead mount to go", || !is_mounted(&self.mnt));
+    }
+
+    /// This peer's id, from `/.ctl/id`.
+    pub fn id(&self) -> String {
+        self.read(".ctl/id")
+            .split(' ')
+            .next()
+            .expect("id")
+            .to_string()
+    }
+
+    /// The state of `other` in `/.ctl/peers` (`connected`, …).
+    pub fn state_of(&self, other: &str) -> Option<String> {
+        self.read(".ctl/peers")
+            .lines()
+            .find(|l| l.starts_with(other))
+            .and_then(|l| l.split(' ').nth(3))
+            .map(str::to_string)
     }
 
     /// A path inside the mount.

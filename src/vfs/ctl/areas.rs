@@ -64,6 +64,21 @@ fn area(vfs: &Vfs, field: &str) -> Result<(Ino, Vec<u8>)> {
     Ok((ino, name))
 }
 
+/// Changes the peers area `ino` is shared with, in one transaction.
+fn change_shares(
+    vfs: &Vfs,
+    ino: Ino,
+    change: impl FnOnce(&mut Vec<[u8; 32]>) -> Result<()>,
+) -> Result<()> {
+    let store = vfs.store();
+    let mut wtxn = store.write()?;
+    let mut record = store.areas.get(&wtxn, ino)?.unwrap_or_default();
+    change(&mut record.shares)?;
+    store.areas.put(&mut wtxn, ino, &record)?;
+    wtxn.commit()?;
+    Ok(())
+}
+
 /// Runs one command of the table above.
 pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
     match fields {
@@ -87,15 +102,29 @@ pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
             vfs.forget_entry(ROOT, &name);
             Ok(())
         }
-        [verb @ ("share" | "unshare"), name, peer] => {
-            area(vfs, name)?;
-            let peer: PeerId = peer
-                .parse()
-                .map_err(|e: crate::net::identity::BadPeerId| Error::Invalid(e.to_string()))?;
-            // No peer is known until the household exists (/.ctl/peers).
-            Err(Error::NotFound(format!(
-                "unknown peer {peer}: add it to /.ctl/peers before you {verb}"
-            )))
+        ["share", name, peer] => {
+            let (ino, _) = area(vfs, name)?;
+            let peer = super::peers::known_peer(vfs, peer)?;
+            change_shares(vfs, ino, |shares| {
+                if shares.contains(&peer.0) {
+                    return Err(Error::Exists(format!(
+                        "{name} is already shared with {peer}"
+                    )));
+                }
+                shares.push(peer.0);
+                Ok(())
+            })
+        }
+        ["unshare", name, peer] => {
+            let (ino, _) = area(vfs, name)?;
+            let peer = super::peers::known_peer(vfs, peer)?;
+            change_shares(vfs, ino, |shares| {
+                if !shares.contains(&peer.0) {
+                    return Err(Error::NotFound(format!("{name} is not shared with {peer}")));
+                }
+                shares.retain(|k| *k != peer.0);
+                Ok(())
+            })
         }
         ["create" | "remove", ..] => Err(usage("create AREA | remove AREA")),
         ["share" | "unshare", ..] => Err(usage("share AREA PEERID | unshare AREA PEERID")),

@@ -14,6 +14,7 @@ pub mod errors;
 mod history;
 mod id;
 pub(crate) mod mode;
+mod peers;
 pub mod stats;
 mod status;
 
@@ -49,6 +50,11 @@ const ROOT_FILES: &[Spec] = &[
         name: "id",
         read: Some(id::read),
         write: None,
+    },
+    Spec {
+        name: "peers",
+        read: Some(peers::read),
+        write: Some(peers::write),
     },
     Spec {
         name: "areas",

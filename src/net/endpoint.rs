@@ -1,0 +1,515 @@
+//! The QUIC endpoint (s2n-quic with rustls) and the connection manager.
+//!
+//! It runs on its own tokio runtime, beside the FUSE threads. A server
+//! listens on `--listen` (none for a deaf peer); a client dials every known
+//! peer that has an address, keeping one connection per peer and dialling
+//! again with a capped backoff. Both sides of a connection say hello, then
+//! serve requests on whichever side dialled, so a deaf peer is reachable
+//! over the connection it opened. When both peers dial each other at once,
+//! both keep the connection dialled by the smaller peer id.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use s2n_quic::connection::Handle;
+use s2n_quic::provider::event::{ConnectionInfo, ConnectionMeta, Subscriber, events};
+use s2n_quic::{Client, Connection, Server, client::Connect};
+use tokio::sync::mpsc;
+
+use super::identity::{Identity, PeerId};
+use super::protocol::{self, Message};
+use super::{Command, ConnectError, Household, PeerState, tls};
+use crate::store::namespace::Timestamp;
+use crate::vfs::Vfs;
+
+/// First wait before dialling a peer again; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between dials.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Errors starting the network.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    /// The runtime or a socket.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// s2n-quic refused to start (address in use, …).
+    #[error("QUIC: {0}")]
+    Quic(String),
+    /// The database.
+    #[error("database: {0}")]
+    Store(#[from] crate::store::Error),
+}
+
+fn quic<E: std::fmt::Display>(e: E) -> Error {
+    Error::Quic(e.to_string())
+}
+
+/// Records which key the other side presented, per connection.
+struct PeerKey;
+
+impl Subscriber for PeerKey {
+    type ConnectionContext = Option<PeerId>;
+
+    fn create_connection_context(
+        &mut self,
+        _: &ConnectionMeta,
+        _: &ConnectionInfo,
+    ) -> Option<PeerId> {
+        None
+    }
+
+    fn on_tls_exporter_ready(
+        &mut self,
+        context: &mut Option<PeerId>,
+        _: &ConnectionMeta,
+        event: &events::TlsExporterReady,
+    ) {
+        if let Ok(chain) = event.session.peer_cert_chain_der() {
+            *context = chain.first().and_then(|key| tls::peer_of_spki(key));
+        }
+    }
+}
+
+/// A connection in use, and who dialled it.
+struct Link {
+    handle: Handle,
+    dialed_by: PeerId,
+    /// Unique in this process (s2n-quic numbers connections per endpoint,
+    /// and the server and the client each start at 0).
+    token: u64,
+}
+
+/// Source of [`Link::token`].
+static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The running network; dropping it (or [`Network::shutdown`]) stops it.
+pub struct Network {
+    runtime: tokio::runtime::Runtime,
+    local_addr: Option<SocketAddr>,
+}
+
+impl Network {
+    /// Starts the endpoint for `vfs`'s household: listens on `listen`
+    /// (`None`: a deaf peer) and dials the known peers.
+    pub fn start(
+        vfs: Arc<Vfs>,
+        identity: &Identity,
+        listen: Option<SocketAddr>,
+    ) -> Result<Network, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("net")
+            .enable_all()
+            .build()?;
+        let household = vfs.household();
+        {
+            let txn = vfs.store().read()?;
+            for (id, _) in vfs.store().peers.all(&txn)? {
+                household.trust.allow(PeerId(id));
+            }
+        }
+        let server_tls: s2n_quic::provider::tls::rustls::Server =
+            tls::server_config(identity, household.trust.clone())?.into();
+        let client_tls: s2n_quic::provider::tls::rustls::Client =
+            tls::client_config(identity, household.trust.clone())?.into();
+        let _guard = runtime.enter();
+        let server = match listen {
+            Some(addr) => Some(
+                Server::builder()
+                    .with_tls(server_tls)
+                    .map_err(quic)?
+                    .with_io(addr)
+                    .map_err(quic)?
+                    .with_event(PeerKey)
+                    .map_err(quic)?
+                    .start()
+                    .map_err(quic)?,
+            ),
+            None => None,
+        };
+        let local_addr = server
+            .as_ref()
+            .map(|s| s.local_addr())
+            .transpose()
+            .map_err(quic)?;
+        let client = Client::builder()
+            .with_tls(client_tls)
+            .map_err(quic)?
+            .with_io("0.0.0.0:0")
+            .map_err(quic)?
+            .with_event(PeerKey)
+            .map_err(quic)?
+            .start()
+            .map_err(quic)?;
+        let (commands, receiver) = mpsc::unbounded_channel();
+        household.attach(commands);
+        let manager = Arc::new(Manager {
+            me: identity.peer_id(),
+            vfs,
+            client,
+            links: Mutex::new(HashMap::new()),
+            held_off: Mutex::new(HashSet::new()),
+            backoff: Mutex::new(HashMap::new()),
+        });
+        runtime.spawn(Arc::clone(&manager).run(receiver));
+        if let Some(server) = server {
+            runtime.spawn(manager.accept_loop(server));
+        }
+        Ok(Network {
+            runtime,
+            local_addr,
+        })
+    }
+
+    /// The address the server listens on, if any.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Closes every connection and stops the runtime.
+    pub fn shutdown(self) {
+        self.runtime.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+/// When a peer may be dialled again.
+struct Backoff {
+    next: Instant,
+    wait: Duration,
+}
+
+struct Manager {
+    me: PeerId,
+    vfs: Arc<Vfs>,
+    client: Client,
+    links: Mutex<HashMap<PeerId, Link>>,
+    /// Peers the user disconnected: not dialled until `connect`.
+    held_off: Mutex<HashSet<PeerId>>,
+    backoff: Mutex<HashMap<PeerId, Backoff>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Manager {
+    fn household(&self) -> &Household {
+        self.vfs.household()
+    }
+
+    /// Sets `peer`'s state from its link: connected when one is up,
+    /// `otherwise` when not (a failed dial must not hide a live link).
+    fn settle(&self, peer: PeerId, otherwise: PeerState) {
+        let up = locked(&self.links).contains_key(&peer);
+        let state = if up { PeerState::Connected } else { otherwise };
+        self.household().set_state(peer, state);
+    }
+
+    fn net_timeout(&self) -> Duration {
+        self.vfs
+            .store()
+            .read()
+            .and_then(|txn| self.vfs.store().config.duration(&txn, "net.timeout"))
+            .unwrap_or(Duration::from_secs(30))
+    }
+
+    /// Known peers with an address: (id, address text).
+    async fn dialable(self: &Arc<Self>) -> Vec<(PeerId, String)> {
+        let vfs = Arc::clone(&self.vfs);
+        let peers = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
+            let txn = vfs.store().read()?;
+            vfs.store().peers.all(&txn)
+        })
+        .await;
+        match peers {
+            Ok(Ok(peers)) => peers
+                .into_iter()
+                .filter_map(|(id, p)| p.addr.map(|a| (PeerId(id), a)))
+                .collect(),
+            other => {
+                tracing::error!("reading peers: {other:?}");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut tick = tokio::time::interval(MIN_BACKOFF);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => return,
+                },
+                _ = tick.tick() => self.dial_missing().await,
+            }
+        }
+    }
+
+    async fn handle(self: &Arc<Self>, command: Command) {
+        match command {
+            Command::Connect { peer, done } => {
+                locked(&self.held_off).remove(&peer);
+                locked(&self.backoff).remove(&peer);
+                let outcome = if locked(&self.links).contains_key(&peer) {
+                    Ok(())
+                } else {
+                    match self
+                        .dialable()
+                        .await
+                        .into_iter()
+                        .find(|(id, _)| *id == peer)
+                    {
+                        Some((_, addr)) => self.dial(peer, addr).await,
+                        None => Err(ConnectError::Unreachable(format!(
+                            "{peer} has no address: it must dial this peer"
+                        ))),
+                    }
+                };
+                let _ = done.try_send(outcome);
+            }
+            Command::Disconnect { peer } => {
+                locked(&self.held_off).insert(peer);
+                if let Some(link) = locked(&self.links).remove(&peer) {
+                    link.handle.close(0u32.into());
+                }
+                self.household().set_state(peer, PeerState::Offline);
+            }
+            Command::PeersChanged => {
+                let gone: Vec<PeerId> = locked(&self.links)
+                    .keys()
+                    .filter(|p| !self.household().trust.allows(p))
+                    .copied()
+                    .collect();
+                for peer in gone {
+                    if let Some(link) = locked(&self.links).remove(&peer) {
+                        link.handle.close(0u32.into());
+                    }
+                    self.household().set_state(peer, PeerState::Offline);
+                }
+                self.dial_missing().await;
+            }
+        }
+    }
+
+    /// Dials every peer with an address that is not connected, not held
+    /// off and whose backoff has passed.
+    async fn dial_missing(self: &Arc<Self>) {
+        for (peer, addr) in self.dialable().await {
+            let due = {
+                let links = locked(&self.links);
+                let held = locked(&self.held_off);
+                let backoff = locked(&self.backoff);
+                !links.contains_key(&peer)
+                    && !held.contains(&peer)
+                    && self.household().state(&peer) != PeerState::Connecting
+                    && backoff.get(&peer).is_none_or(|b| b.next <= Instant::now())
+            };
+            if due {
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    let _ = me.dial(peer, addr).await;
+                });
+            }
+        }
+    }
+
+    /// Dials `peer` at `addr` and runs the connection in the background.
+    async fn dial(self: &Arc<Self>, peer: PeerId, addr: String) -> Result<(), ConnectError> {
+        self.settle(peer, PeerState::Connecting);
+        let timeout = self.net_timeout();
+        let attempt = async {
+            let socket = tokio::net::lookup_host(addr.as_str())
+                .await
+                .map_err(|e| ConnectError::Unreachable(format!("{addr}: {e}")))?
+                .next()
+                .ok_or_else(|| ConnectError::Unreachable(format!("{addr}: no address")))?;
+            let connect = Connect::new(socket).with_server_name(peer.to_string().as_str());
+            let connection = self
+                .client
+                .connect(connect)
+                .await
+                .map_err(|e| ConnectError::Unreachable(format!("{addr}: {e}")))?;
+            self.hello(connection, peer, true).await
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::TimedOut),
+        };
+        match &result {
+            Ok(_) => {
+                locked(&self.backoff).remove(&peer);
+            }
+            Err(e) => {
+                tracing::info!("dialling {peer}: {e}");
+                self.settle(peer, PeerState::Offline);
+                let mut backoff = locked(&self.backoff);
+                let b = backoff.entry(peer).or_insert(Backoff {
+                    next: Instant::now(),
+                    wait: MIN_BACKOFF,
+                });
+                b.next = Instant::now() + b.wait;
+                b.wait = (b.wait * 2).min(MAX_BACKOFF);
+            }
+        }
+        result.map(|connection| {
+            tokio::spawn(Arc::clone(self).serve(connection, peer, self.me));
+        })
+    }
+
+    async fn accept_loop(self: Arc<Self>, mut server: Server) {
+        while let Some(connection) = server.accept().await {
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                let peer = connection
+                    .query_event_context(|key: &Option<PeerId>| *key)
+                    .ok()
+                    .flatten();
+                let Some(peer) = peer else {
+                    tracing::warn!("a connection without a known key");
+                    return;
+                };
+                let timeout = me.net_timeout();
+                match tokio::time::timeout(timeout, me.hello(connection, peer, false)).await {
+                    Ok(Ok(connection)) => me.serve(connection, peer, peer).await,
+                    Ok(Err(e)) => tracing::info!("hello from {peer}: {e}"),
+                    Err(_) => tracing::info!("hello from {peer}: timed out"),
+                }
+            });
+        }
+    }
+
+    /// Exchanges hellos on the first stream: the dialler speaks first.
+    async fn hello(
+        &self,
+        mut connection: Connection,
+        peer: PeerId,
+        dialed: bool,
+    ) -> Result<Connection, ConnectError> {
+        let name = {
+            let txn = self
+                .vfs
+                .store()
+                .read()
+                .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+            self.vfs
+                .store()
+                .config
+                .get(&txn, "name")
+                .map_err(|e| ConnectError::Unreachable(e.to_string()))?
+        };
+        let ours = Message::Hello {
+            version: protocol::VERSION,
+            name,
+        };
+        let fail = |e: &dyn std::fmt::Display| {
+            ConnectError::Unreachable(format!("hello with {peer}: {e}"))
+        };
+        let mut stream = if dialed {
+            connection
+                .open_bidirectional_stream()
+                .await
+                .map_err(|e| fail(&e))?
+        } else {
+            connection
+                .accept_bidirectional_stream()
+                .await
+                .map_err(|e| fail(&e))?
+                .ok_or_else(|| fail(&"closed"))?
+        };
+        let household = self.household();
+        if dialed {
+            let n = protocol::send(&mut stream, &ours)
+                .await
+                .map_err(|e| fail(&e))?;
+            household.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let (theirs, n) = protocol::recv(&mut stream).await.map_err(|e| fail(&e))?;
+        household.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if !dialed {
+            let n = protocol::send(&mut stream, &ours)
+                .await
+                .map_err(|e| fail(&e))?;
+            household.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let Message::Hello { name, .. } = theirs;
+        self.seen(peer, Some(name)).await;
+        let _ = connection.keep_alive(true);
+        Ok(connection)
+    }
+
+    /// Notes in the store that `peer` was seen now (and its name, when it
+    /// had none).
+    async fn seen(&self, peer: PeerId, name: Option<String>) {
+        let vfs = Arc::clone(&self.vfs);
+        let result = tokio::task::spawn_blocking(move || -> crate::store::Result<()> {
+            let store = vfs.store();
+            let mut wtxn = store.write()?;
+            if let Some(mut record) = store.peers.get(&wtxn, &peer.0)? {
+                record.last_seen = Some(Timestamp::now());
+                if let Some(name) = name.filter(|_| record.name == "-") {
+                    record.name = name;
+                }
+                store.peers.put(&mut wtxn, &peer.0, &record)?;
+                wtxn.commit()?;
+            }
+            Ok(())
+        })
+        .await;
+        if !matches!(result, Ok(Ok(()))) {
+            tracing::error!("noting that {peer} was seen: {result:?}");
+        }
+    }
+
+    /// Keeps `connection` as the link to `peer` (unless a link dialled by
+    /// a smaller id exists) and serves its streams until it closes.
+    async fn serve(self: Arc<Self>, mut connection: Connection, peer: PeerId, dialed_by: PeerId) {
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut links = locked(&self.links);
+            let keep_new = match links.get(&peer) {
+                Some(old) => dialed_by < old.dialed_by,
+                None => true,
+            };
+            if !keep_new || locked(&self.held_off).contains(&peer) {
+                connection.close(0u32.into());
+                return;
+            }
+            let link = Link {
+                handle: connection.handle(),
+                dialed_by,
+                token,
+            };
+            if let Some(old) = links.insert(peer, link) {
+                old.handle.close(0u32.into());
+            }
+        }
+        self.household().set_state(peer, PeerState::Connected);
+        tracing::info!("connected to {peer}");
+        // Requests come with the household's next steps; until then a
+        // stream is closed as soon as it opens.
+        while let Ok(Some(stream)) = connection.accept_bidirectional_stream().await {
+            drop(stream);
+        }
+        let mine = {
+            let mut links = locked(&self.links);
+            let mine = links.get(&peer).is_some_and(|l| l.token == token);
+            if mine {
+                links.remove(&peer);
+            }
+            mine
+        };
+        if mine {
+            self.settle(peer, PeerState::Offline);
+            self.seen(peer, None).await;
+            tracing::info!("disconnected from {peer}");
+        }
+    }
+}
