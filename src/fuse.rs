@@ -34,6 +34,11 @@ impl vfs::KernelCache for fuser::Notifier {
     }
 }
 
+/// Real files served in userspace keep their page cache across opens
+/// (FOPEN_KEEP_CACHE): the kernel updates it on its own writes and
+/// truncations, and [`vfs::KernelCache`] is there for the changes it does
+/// not make. Without it every open would drop the cache.
+///
 /// How long the kernel may cache attributes and entries. Every local change
 /// goes through this process, the kernel drops size and times itself after
 /// writes (passthrough or not), and changes it did not make are invalidated
@@ -346,10 +351,12 @@ impl Filesystem for Fuse {
                 }
                 Err(e) => {
                     tracing::warn!("passthrough refused for inode {ino}: {e}");
-                    reply.opened(FileHandle(opened.fh), FopenFlags::empty());
+                    reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE);
                 }
             },
-            OpenedKind::Real { .. } => reply.opened(FileHandle(opened.fh), FopenFlags::empty()),
+            OpenedKind::Real { .. } => {
+                reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE)
+            }
         }
     }
 
@@ -593,7 +600,7 @@ impl Filesystem for Fuse {
                 Err(e) => tracing::warn!("passthrough refused for inode {ino}: {e}"),
             }
         }
-        reply.created(&TTL, &attr, Generation(0), fh, FopenFlags::empty());
+        reply.created(&TTL, &attr, Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE);
     }
 }
 
