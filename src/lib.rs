@@ -8,7 +8,8 @@
 //! - [`vfs`]: the FUSE-free dispatcher every file operation goes through,
 //!   with the Real and the control tree;
 //! - [`fuse`]: the thin fuser adapter over [`vfs::Vfs`];
-//! - [`format`]: text formats of the control files.
+//! - [`format`]: text formats of the control files;
+//! - [`sync`]: the merge of versions from peers (pure, property-tested).
 
 #![warn(missing_docs)]
 
@@ -18,4 +19,5 @@ pub mod format;
 pub mod fuse;
 pub mod net;
 pub mod store;
+pub mod sync;
 pub mod vfs;
