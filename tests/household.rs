@@ -189,3 +189,43 @@ fn peers_commands_and_their_errors() {
     assert!(a.read(".ctl/peers").is_empty());
     assert_eq!(a.read(".ctl/errors").lines().count(), 14);
 }
+
+#[test]
+fn a_restarted_peer_is_dialled_again() {
+    let (a, mut b) = (Peer::start(), Peer::start());
+    introduce(&a, &b);
+    let idb = b.id();
+    wait_until("connected", || {
+        a.state_of(&idb).as_deref() == Some("connected")
+    });
+    // A clean stop closes the connection: a notices at once.
+    assert!(b.stop().success());
+    wait_until("a to notice", || {
+        a.state_of(&idb).as_deref() != Some("connected")
+    });
+    b.mount();
+    // a redials on its own (b also dials a: whichever comes first).
+    wait_until("a to redial b", || {
+        a.state_of(&idb).as_deref() == Some("connected")
+    });
+}
+
+#[test]
+fn three_peers_form_one_household() {
+    let peers = [Peer::start(), Peer::start(), Peer::start_deaf()];
+    for i in 0..3 {
+        for j in i + 1..3 {
+            introduce(&peers[i], &peers[j]);
+        }
+    }
+    let ids: Vec<String> = peers.iter().map(Peer::id).collect();
+    for (i, p) in peers.iter().enumerate() {
+        for (j, id) in ids.iter().enumerate() {
+            if i != j {
+                wait_until("every pair connected", || {
+                    p.state_of(id).as_deref() == Some("connected")
+                });
+            }
+        }
+    }
+}

@@ -29,6 +29,9 @@ use crate::vfs::Vfs;
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between dials.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A connection silent this long is dead (keep-alive pings keep a live
+/// one talking), so a peer that vanished is noticed within this time.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors starting the network.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,12 @@ pub enum Error {
 
 fn quic<E: std::fmt::Display>(e: E) -> Error {
     Error::Quic(e.to_string())
+}
+
+fn limits() -> Result<s2n_quic::provider::limits::Limits, Error> {
+    s2n_quic::provider::limits::Limits::new()
+        .with_max_idle_timeout(IDLE_TIMEOUT)
+        .map_err(quic)
 }
 
 /// Records which key the other side presented, per connection.
@@ -89,10 +98,11 @@ struct Link {
 /// Source of [`Link::token`].
 static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The running network; dropping it (or [`Network::shutdown`]) stops it.
+/// The running network; [`Network::shutdown`] stops it.
 pub struct Network {
     runtime: tokio::runtime::Runtime,
     local_addr: Option<SocketAddr>,
+    manager: Arc<Manager>,
 }
 
 impl Network {
@@ -125,6 +135,8 @@ impl Network {
                 Server::builder()
                     .with_tls(server_tls)
                     .map_err(quic)?
+                    .with_limits(limits()?)
+                    .map_err(quic)?
                     .with_io(addr)
                     .map_err(quic)?
                     .with_event(PeerKey)
@@ -141,6 +153,8 @@ impl Network {
             .map_err(quic)?;
         let client = Client::builder()
             .with_tls(client_tls)
+            .map_err(quic)?
+            .with_limits(limits()?)
             .map_err(quic)?
             .with_io("0.0.0.0:0")
             .map_err(quic)?
@@ -160,11 +174,12 @@ impl Network {
         });
         runtime.spawn(Arc::clone(&manager).run(receiver));
         if let Some(server) = server {
-            runtime.spawn(manager.accept_loop(server));
+            runtime.spawn(Arc::clone(&manager).accept_loop(server));
         }
         Ok(Network {
             runtime,
             local_addr,
+            manager,
         })
     }
 
@@ -173,8 +188,17 @@ impl Network {
         self.local_addr
     }
 
-    /// Closes every connection and stops the runtime.
+    /// Closes every connection, so peers notice at once, and stops the
+    /// runtime.
     pub fn shutdown(self) {
+        let manager = Arc::clone(&self.manager);
+        self.runtime.block_on(async move {
+            for (_, link) in locked(&manager.links).drain() {
+                link.handle.close(0u32.into());
+            }
+            // Let the endpoints send the CONNECTION_CLOSE frames.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
         self.runtime.shutdown_timeout(Duration::from_secs(2));
     }
 }
