@@ -175,18 +175,12 @@ impl Filesystem for Fuse {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.vfs.stats.fuse_op();
-        match self.vfs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        entry(reply, self.vfs.lookup(parent.0, name))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.vfs.stats.fuse_op();
-        match self.vfs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        attr(reply, self.vfs.getattr(ino.0))
     }
 
     fn setattr(
@@ -216,10 +210,7 @@ impl Filesystem for Fuse {
             atime: atime.map(time),
             mtime: mtime.map(time),
         };
-        match self.vfs.setattr(ino.0, fh.map(|f| f.0), set) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        attr(reply, self.vfs.setattr(ino.0, fh.map(|f| f.0), set))
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -256,26 +247,20 @@ impl Filesystem for Fuse {
         reply: ReplyEntry,
     ) {
         self.vfs.stats.fuse_op();
-        match self.vfs.mkdir(parent.0, name, mode, umask, caller(req)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        entry(
+            reply,
+            self.vfs.mkdir(parent.0, name, mode, umask, caller(req)),
+        )
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.vfs.stats.fuse_op();
-        match self.vfs.unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        empty(reply, self.vfs.unlink(parent.0, name))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.vfs.stats.fuse_op();
-        match self.vfs.rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        empty(reply, self.vfs.rmdir(parent.0, name))
     }
 
     fn symlink(
@@ -287,15 +272,15 @@ impl Filesystem for Fuse {
         reply: ReplyEntry,
     ) {
         self.vfs.stats.fuse_op();
-        match self.vfs.symlink(
-            parent.0,
-            link_name,
-            target.as_os_str().as_bytes(),
-            caller(req),
-        ) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        entry(
+            reply,
+            self.vfs.symlink(
+                parent.0,
+                link_name,
+                target.as_os_str().as_bytes(),
+                caller(req),
+            ),
+        )
     }
 
     fn rename(
@@ -406,16 +391,13 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         self.vfs.stats.fuse_op();
-        match self.vfs.flush(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        empty(reply, self.vfs.flush(fh.0))
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -423,14 +405,20 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         self.vfs.stats.fuse_op();
-        self.held
+        let held = self
+            .held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&fh.0);
-        match self.vfs.release(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+        if let Some(id) = held {
+            // The last handle of the inode closes its backing id.
+            drop(id);
+            let mut backings = self.backings.lock().unwrap_or_else(|e| e.into_inner());
+            if backings.get(&ino.0).is_some_and(|w| w.strong_count() == 0) {
+                backings.remove(&ino.0);
+            }
         }
+        empty(reply, self.vfs.release(fh.0))
     }
 
     fn fsync(
@@ -442,10 +430,7 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         self.vfs.stats.fuse_op();
-        match self.vfs.fsync(fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        empty(reply, self.vfs.fsync(fh.0, datasync))
     }
 
     fn readdir(
@@ -525,10 +510,7 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         self.vfs.stats.fuse_op();
-        match self.vfs.setxattr(ino.0, name, value, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        empty(reply, self.vfs.setxattr(ino.0, name, value, flags))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -543,10 +525,7 @@ impl Filesystem for Fuse {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.vfs.stats.fuse_op();
-        match self.vfs.removexattr(ino.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        empty(reply, self.vfs.removexattr(ino.0, name))
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -601,6 +580,30 @@ impl Filesystem for Fuse {
             }
         }
         reply.created(&TTL, &attr, Generation(0), fh, FopenFlags::FOPEN_KEEP_CACHE);
+    }
+}
+
+/// Answers a request that returns nothing.
+fn empty(reply: ReplyEmpty, result: vfs::Result<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+/// Answers a request that returns a new or found entry.
+fn entry(reply: ReplyEntry, result: vfs::Result<vfs::Attr>) {
+    match result {
+        Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+/// Answers a request that returns attributes.
+fn attr(reply: ReplyAttr, result: vfs::Result<vfs::Attr>) {
+    match result {
+        Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+        Err(e) => reply.error(errno(&e)),
     }
 }
 

@@ -20,15 +20,6 @@ fn introduce(a: &Peer, b: &Peer) {
         .unwrap();
 }
 
-fn stat(p: &Peer, name: &str) -> u64 {
-    p.read(".ctl/stats")
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn two_peers_that_know_each_other_connect() {
     let (a, b) = (Peer::start(), Peer::start());
@@ -47,7 +38,7 @@ fn two_peers_that_know_each_other_connect() {
         [idb.as_str(), "b", b.listen.as_str(), "connected"]
     );
     assert!(fields[4].ends_with('Z'), "LAST_SEEN {line}");
-    assert!(stat(&a, "net.rx_bytes") > 0 && stat(&a, "net.tx_bytes") > 0);
+    assert!(a.stat("net.rx_bytes") > 0 && a.stat("net.tx_bytes") > 0);
     // `connect` to a connected peer succeeds at once.
     a.write_ctl(".ctl/peers", &format!("connect {idb}"))
         .unwrap();
@@ -66,7 +57,7 @@ fn an_unknown_key_is_refused_and_counted() {
         "errno {errno}"
     );
     wait_until("b to count the refusal", || {
-        stat(&b, "handshake.refused") >= 1
+        b.stat("handshake.refused") >= 1
     });
     assert_ne!(a.state_of(&b.id()).as_deref(), Some("connected"));
     assert!(b.read(".ctl/peers").is_empty());

@@ -201,6 +201,16 @@ impl Peer {
             .map(str::to_string)
     }
 
+    /// The counter `name` of `/.ctl/stats`.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.read(".ctl/stats")
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no counter {name}"))
+            .parse()
+            .expect("a number")
+    }
+
     /// A path inside the mount.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)

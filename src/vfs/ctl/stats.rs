@@ -32,21 +32,21 @@ impl Stats {
     }
 
     fn lines(&self, household: &crate::net::Household) -> String {
-        let refused = AtomicU64::new(household.trust.refused());
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let counters = [
-            ("fuse.ops", &self.fuse_ops),
-            ("net.rx_bytes", &household.rx_bytes),
-            ("net.tx_bytes", &household.tx_bytes),
-            ("fetch.blobs", &self.fetch_blobs),
-            ("fetch.bytes", &self.fetch_bytes),
-            ("verify.failures", &self.verify_failures),
-            ("handshake.refused", &refused),
-            ("consensus.rounds", &self.consensus_rounds),
-            ("conflicts", &self.conflicts),
+            ("fuse.ops", get(&self.fuse_ops)),
+            ("net.rx_bytes", get(&household.rx_bytes)),
+            ("net.tx_bytes", get(&household.tx_bytes)),
+            ("fetch.blobs", get(&self.fetch_blobs)),
+            ("fetch.bytes", get(&self.fetch_bytes)),
+            ("verify.failures", get(&self.verify_failures)),
+            ("handshake.refused", household.trust.refused()),
+            ("consensus.rounds", get(&self.consensus_rounds)),
+            ("conflicts", get(&self.conflicts)),
         ];
         counters
             .iter()
-            .map(|(name, value)| format!("{name} {}\n", value.load(Ordering::Relaxed)))
+            .map(|(name, value)| format!("{name} {value}\n"))
             .collect()
     }
 }
