@@ -29,6 +29,8 @@ use crate::vfs::Vfs;
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between dials.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a failed `connect` waits for the other side's connection.
+const GRACE: Duration = Duration::from_secs(1);
 /// A connection silent this long is dead (keep-alive pings keep a live
 /// one talking), so a peer that vanished is noticed within this time.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -297,6 +299,13 @@ impl Manager {
                         ))),
                     }
                 };
+                // When both sides dial at once, the other may close ours
+                // in favour of its own connection, which then registers
+                // here a moment later: what matters is being connected.
+                let outcome = match outcome {
+                    Err(e) => self.linked_soon(peer).await.then_some(()).ok_or(e),
+                    ok => ok,
+                };
                 let _ = done.try_send(outcome);
             }
             Command::Disconnect { peer } => {
@@ -320,6 +329,20 @@ impl Manager {
                 }
                 self.dial_missing().await;
             }
+        }
+    }
+
+    /// Whether a link to `peer` is up, or comes up within [`GRACE`].
+    async fn linked_soon(&self, peer: PeerId) -> bool {
+        let deadline = Instant::now() + GRACE;
+        loop {
+            if locked(&self.links).contains_key(&peer) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -383,8 +406,12 @@ impl Manager {
                 b.wait = (b.wait * 2).min(MAX_BACKOFF);
             }
         }
+        // Registered before answering, so a `connect` that succeeded
+        // finds the peer connected.
         result.map(|connection| {
-            tokio::spawn(Arc::clone(self).serve(connection, peer, self.me));
+            if let Some(token) = self.register(&connection, peer, self.me) {
+                tokio::spawn(Arc::clone(self).serve(connection, peer, token));
+            }
         })
     }
 
@@ -402,7 +429,11 @@ impl Manager {
                 };
                 let timeout = me.net_timeout();
                 match tokio::time::timeout(timeout, me.hello(connection, peer, false)).await {
-                    Ok(Ok(connection)) => me.serve(connection, peer, peer).await,
+                    Ok(Ok(connection)) => {
+                        if let Some(token) = me.register(&connection, peer, peer) {
+                            me.serve(connection, peer, token).await;
+                        }
+                    }
                     Ok(Err(e)) => tracing::info!("hello from {peer}: {e}"),
                     Err(_) => tracing::info!("hello from {peer}: timed out"),
                 }
@@ -492,9 +523,10 @@ impl Manager {
         }
     }
 
-    /// Keeps `connection` as the link to `peer` (unless a link dialled by
-    /// a smaller id exists) and serves its streams until it closes.
-    async fn serve(self: Arc<Self>, mut connection: Connection, peer: PeerId, dialed_by: PeerId) {
+    /// Keeps `connection` as the link to `peer` unless a link dialled by a
+    /// smaller id exists (or the user disconnected it), and marks the peer
+    /// connected; returns the link's token, or `None` when it was closed.
+    fn register(&self, connection: &Connection, peer: PeerId, dialed_by: PeerId) -> Option<u64> {
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         {
             let mut links = locked(&self.links);
@@ -504,7 +536,7 @@ impl Manager {
             };
             if !keep_new || locked(&self.held_off).contains(&peer) {
                 connection.close(0u32.into());
-                return;
+                return None;
             }
             let link = Link {
                 handle: connection.handle(),
@@ -517,6 +549,11 @@ impl Manager {
         }
         self.household().set_state(peer, PeerState::Connected);
         tracing::info!("connected to {peer}");
+        Some(token)
+    }
+
+    /// Serves the streams of the link `token` to `peer` until it closes.
+    async fn serve(self: Arc<Self>, mut connection: Connection, peer: PeerId, token: u64) {
         // Requests come with the household's next steps; until then a
         // stream is closed as soon as it opens.
         while let Ok(Some(stream)) = connection.accept_bidirectional_stream().await {
