@@ -23,15 +23,6 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
-    if start.elapsed() > Duration::from_secs(3) {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open("/tmp/slow-waits.log")
-            .unwrap();
-        writeln!(f, "{what}: {:?}", start.elapsed()).unwrap();
-    }
 }
 
 /// Whether `path` is a mount point (per /proc/self/mounts).
