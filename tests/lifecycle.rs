@@ -298,3 +298,27 @@ fn kill_9_in_the_middle_of_work_leaves_lmdb_and_the_real_consistent() {
         }
     }
 }
+
+#[test]
+fn touching_a_file_is_not_an_edit() {
+    let mut p = Peer::start();
+    fs::create_dir(p.path("t")).unwrap();
+    fs::write(p.path("t/f"), b"same").unwrap();
+    p.wait_recorded("t");
+    let before = p.history().len();
+    let touch = std::process::Command::new("touch")
+        .arg(p.path("t/f"))
+        .status()
+        .unwrap();
+    assert!(touch.success());
+    assert!(p.stop().success());
+    p.mount();
+    p.wait_recorded("t");
+    assert_eq!(p.history().len(), before, "{:?}", p.history());
+    // An offline change of the same size is still caught by its mtime.
+    assert!(p.stop().success());
+    fs::write(p.real("t/f"), b"SAME").unwrap();
+    p.mount();
+    p.wait_recorded("t");
+    assert_eq!(p.history().last().unwrap()[3], "edit");
+}

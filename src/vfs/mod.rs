@@ -396,9 +396,13 @@ impl Vfs {
                 real::set_times(path, set.atime, set.mtime)?;
             }
             if let Some(mtime) = set.mtime {
-                let mtime = mtime.unwrap_or_else(SystemTime::now);
-                // A clean file keeps its recorded mtime in step, so the next
-                // mount does not take the touch for an offline edit.
+                // The time the Real now has (UTIME_NOW is the kernel's
+                // clock): a clean file keeps its recorded mtime in step, so
+                // the next mount does not take the touch for an offline edit.
+                let mtime = match &path {
+                    Some(path) => std::fs::symlink_metadata(path)?.modified()?,
+                    None => mtime.unwrap_or_else(SystemTime::now),
+                };
                 if inode.kind != Kind::File || !self.recorder.is_pending(ino) {
                     inode.mtime = mtime.into();
                 }
