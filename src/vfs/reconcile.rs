@@ -77,9 +77,9 @@ impl Vfs {
                 self.reconcile_dir(&mut wtxn, area, &path)?;
             } else {
                 tracing::warn!("area {} vanished from the Real", path.display());
+                // forget_tree drops the area's inode record too.
                 self.forget_tree(&mut wtxn, area)?;
                 self.store.namespace.unlink(&mut wtxn, ROOT, &name)?;
-                self.store.namespace.remove(&mut wtxn, area)?;
                 self.store.areas.remove(&mut wtxn, area)?;
                 self.store.history.remove_area(&mut wtxn, area)?;
             }
