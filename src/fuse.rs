@@ -325,6 +325,7 @@ impl Filesystem for Fuse {
         };
         match opened.kind {
             OpenedKind::Ctl => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_DIRECT_IO),
+            OpenedKind::Unreal => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE),
             OpenedKind::Real {
                 ino,
                 file,

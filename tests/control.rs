@@ -27,7 +27,16 @@ fn root_ctl_is_listed_and_area_ctl_is_found_by_lookup_only() {
     assert_eq!(
         ctl,
         [
-            "areas", "config", "errors", "history", "id", "peers", "stats"
+            "areas",
+            "config",
+            "conflicts",
+            "consensus",
+            "errors",
+            "history",
+            "id",
+            "peers",
+            "stats",
+            "transfers"
         ]
     );
     fs::create_dir_all(p.path("a/sub")).unwrap();
@@ -89,7 +98,7 @@ fn areas_commands_and_their_errors() {
     assert_eq!(p.ctl_errno(".ctl/areas", "remove nothing"), libc::ENOENT);
     assert_eq!(
         p.ctl_errno(".ctl/areas", "share nothing aaaa"),
-        libc::ENOENT
+        libc::EINVAL
     );
     assert_eq!(
         p.ctl_errno(".ctl/areas", "share photos not-a-peer"),

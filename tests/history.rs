@@ -12,13 +12,28 @@ fn hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// History lines without the time field: `AREA SEQ OP PATH HASH [NEWPATH]`.
+/// History lines without the time field: `AREA N OP PATH HASH [NEWPATH]`,
+/// where N counts the area's ops from 0. Sequence numbers themselves grow
+/// with every change of the area (each op follows the versions it made,
+/// and peers' changes take numbers too), so they have gaps: checked to
+/// grow, then replaced by their rank.
 fn ops(p: &Peer) -> Vec<String> {
+    let mut last: std::collections::HashMap<String, (u64, usize)> = Default::default();
     p.history()
         .into_iter()
         .map(|mut f| {
             assert!(f[2].ends_with('Z') && f[2].len() == 20, "time {:?}", f[2]);
             f.remove(2);
+            let seq: u64 = f[1].parse().expect("a sequence number");
+            let rank = match last.get(&f[0]) {
+                Some(&(prev, rank)) => {
+                    assert!(seq > prev, "sequence numbers must grow: {f:?}");
+                    rank + 1
+                }
+                None => 0,
+            };
+            last.insert(f[0].clone(), (seq, rank));
+            f[1] = rank.to_string();
             f.join(" ")
         })
         .collect()

@@ -3,22 +3,7 @@
 
 mod common;
 
-use common::{Peer, wait_until};
-
-/// Makes `a` and `b` know each other (with addresses where they listen).
-fn introduce(a: &Peer, b: &Peer) {
-    let addr = |p: &Peer| {
-        if p.listen == "none" {
-            "-".to_string()
-        } else {
-            p.listen.clone()
-        }
-    };
-    a.write_ctl(".ctl/peers", &format!("add {} {} b", b.id(), addr(b)))
-        .unwrap();
-    b.write_ctl(".ctl/peers", &format!("add {} {} a", a.id(), addr(a)))
-        .unwrap();
-}
+use common::{Peer, introduce, wait_until};
 
 #[test]
 fn two_peers_that_know_each_other_connect() {

@@ -211,9 +211,11 @@ struct Backoff {
     wait: Duration,
 }
 
-struct Manager {
+/// The connection manager: links to peers, dialling, and the requests
+/// and rounds of [`super::requests`].
+pub(super) struct Manager {
     me: PeerId,
-    vfs: Arc<Vfs>,
+    pub(super) vfs: Arc<Vfs>,
     client: Client,
     links: Mutex<HashMap<PeerId, Link>>,
     /// Peers the user disconnected: not dialled until `connect`.
@@ -226,7 +228,7 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Manager {
-    fn household(&self) -> &Household {
+    pub(super) fn household(&self) -> &Household {
         self.vfs.household()
     }
 
@@ -238,7 +240,12 @@ impl Manager {
         self.household().set_state(peer, state);
     }
 
-    fn net_timeout(&self) -> Duration {
+    /// The link to `peer`, if one is up.
+    pub(super) fn link_handle(&self, peer: PeerId) -> Option<Handle> {
+        locked(&self.links).get(&peer).map(|l| l.handle.clone())
+    }
+
+    pub(super) fn net_timeout(&self) -> Duration {
         self.vfs
             .store()
             .read()
@@ -315,6 +322,40 @@ impl Manager {
                 }
                 self.household().set_state(peer, PeerState::Offline);
             }
+            Command::Consensus { peer, area, done } => {
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    let _ = done.try_send(me.consensus(peer, area).await);
+                });
+            }
+            Command::Fetch(fetch) => {
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    let mut last = Err(super::requests::RequestError::Unreachable(
+                        "no holder is connected".into(),
+                    ));
+                    for peer in &fetch.holders {
+                        if !locked(&me.links).contains_key(peer) {
+                            continue;
+                        }
+                        last = me
+                            .fetch(
+                                *peer,
+                                fetch.area.clone(),
+                                fetch.path.clone(),
+                                fetch.hash,
+                                fetch.offset,
+                                fetch.len,
+                            )
+                            .await
+                            .map(|bytes| (*peer, bytes));
+                        if last.is_ok() {
+                            break;
+                        }
+                    }
+                    (fetch.done)(last);
+                });
+            }
             Command::PeersChanged => {
                 let gone: Vec<PeerId> = locked(&self.links)
                     .keys()
@@ -330,6 +371,71 @@ impl Manager {
                 self.dial_missing().await;
             }
         }
+    }
+
+    /// Runs rounds with every peer (or `only` peer) for every area (or
+    /// `only_area`) shared with it, dialling peers that are not connected;
+    /// returns one result per (peer, area).
+    async fn consensus(
+        self: &Arc<Self>,
+        only: Option<PeerId>,
+        only_area: Option<Vec<u8>>,
+    ) -> Vec<(PeerId, Vec<u8>, super::requests::RoundResult)> {
+        let vfs = Arc::clone(&self.vfs);
+        let targets = super::requests::blocking(move || {
+            vfs.shared_areas()
+                .map_err(|e| super::requests::RequestError::Local(e.to_string()))
+        })
+        .await
+        .unwrap_or_default();
+        let mut by_peer: HashMap<PeerId, Vec<Vec<u8>>> = HashMap::new();
+        for (peer, area) in targets {
+            if only.is_none_or(|p| p == peer) && only_area.as_ref().is_none_or(|a| *a == area) {
+                by_peer.entry(peer).or_default().push(area);
+            }
+        }
+        let mut tasks = Vec::new();
+        for (peer, areas) in by_peer {
+            let me = Arc::clone(self);
+            tasks.push(tokio::spawn(async move {
+                if !locked(&me.links).contains_key(&peer) {
+                    let addr = me.dialable().await.into_iter().find(|(id, _)| *id == peer);
+                    let dialled = match addr {
+                        Some((_, addr)) => me.dial(peer, addr).await.map_err(|e| e.to_string()),
+                        None => Err(format!("{peer} is not connected and has no address")),
+                    };
+                    if let Err(e) = dialled {
+                        let failed = super::requests::RoundResult {
+                            time: std::time::SystemTime::now(),
+                            outcome: Err(super::requests::RequestError::Unreachable(e)),
+                            sent: 0,
+                            received: 0,
+                            conflicts: 0,
+                        };
+                        let mut out = Vec::new();
+                        for area in areas {
+                            me.household()
+                                .note_round(peer, area.clone(), failed.clone());
+                            out.push((peer, area, failed.clone()));
+                        }
+                        return out;
+                    }
+                }
+                let mut out = Vec::new();
+                for area in areas {
+                    let result = me.round(peer, area.clone()).await;
+                    out.push((peer, area, result));
+                }
+                out
+            }));
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            if let Ok(out) = task.await {
+                results.extend(out);
+            }
+        }
+        results
     }
 
     /// Whether a link to `peer` is up, or comes up within [`GRACE`].
@@ -494,7 +600,9 @@ impl Manager {
                 .map_err(|e| fail(&e))?;
             household.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
         }
-        let Message::Hello { name, .. } = theirs;
+        let Message::Hello { name, .. } = theirs else {
+            return Err(fail(&"the first message is not a hello"));
+        };
         self.seen(peer, Some(name)).await;
         let _ = connection.keep_alive(true);
         Ok(connection)
@@ -554,10 +662,8 @@ impl Manager {
 
     /// Serves the streams of the link `token` to `peer` until it closes.
     async fn serve(self: Arc<Self>, mut connection: Connection, peer: PeerId, token: u64) {
-        // Requests come with the household's next steps; until then a
-        // stream is closed as soon as it opens.
         while let Ok(Some(stream)) = connection.accept_bidirectional_stream().await {
-            drop(stream);
+            tokio::spawn(Arc::clone(&self).answer(peer, stream));
         }
         let mine = {
             let mut links = locked(&self.links);

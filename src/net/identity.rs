@@ -34,7 +34,9 @@ pub enum Error {
 }
 
 /// A peer's public identity: its ED25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PeerId(pub [u8; 32]);
 
 impl fmt::Display for PeerId {

@@ -6,15 +6,17 @@
 pub mod endpoint;
 pub mod identity;
 pub mod protocol;
+pub mod requests;
 pub mod tls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::mpsc;
 
 use identity::PeerId;
+pub use requests::{RequestError, RoundResult};
 use tls::Trust;
 
 /// A peer's connection state as `/.ctl/peers` shows it.
@@ -68,6 +70,45 @@ pub enum Command {
     },
     /// The list of peers changed: re-read it.
     PeersChanged,
+    /// Run rounds of consensus and report their results.
+    Consensus {
+        /// Only with this peer.
+        peer: Option<PeerId>,
+        /// Only for this area.
+        area: Option<Vec<u8>>,
+        /// Where the results go, one per (peer, area).
+        done: std::sync::mpsc::SyncSender<Vec<(PeerId, Vec<u8>, RoundResult)>>,
+    },
+    /// Read a byte range of a blob from the first holder that answers.
+    Fetch(Fetch),
+}
+
+/// What a fetch calls when it ends: the bytes and who sent them.
+pub type FetchDone = Box<dyn FnOnce(Result<(PeerId, Vec<u8>), RequestError>) + Send>;
+
+/// A byte range of a blob to fetch.
+pub struct Fetch {
+    /// Peers that hold it, in the order to try.
+    pub holders: Vec<PeerId>,
+    /// The area's name.
+    pub area: Vec<u8>,
+    /// Where the blob was seen in the area.
+    pub path: Vec<u8>,
+    /// The blob.
+    pub hash: [u8; 32],
+    /// First byte.
+    pub offset: u64,
+    /// Bytes wanted.
+    pub len: u64,
+    /// Called with the bytes and who sent them, on a runtime thread: it
+    /// must not block.
+    pub done: FetchDone,
+}
+
+impl std::fmt::Debug for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fetch({} bytes at {})", self.len, self.offset)
+    }
 }
 
 /// What the control tree and the network share.
@@ -81,6 +122,7 @@ pub struct Household {
     pub rx_bytes: AtomicU64,
     /// QUIC payload bytes sent.
     pub tx_bytes: AtomicU64,
+    rounds: Mutex<BTreeMap<(PeerId, Vec<u8>), RoundResult>>,
 }
 
 impl Household {
@@ -99,6 +141,21 @@ impl Household {
     /// Connects the manager's command channel (once the network runs).
     pub fn attach(&self, commands: mpsc::UnboundedSender<Command>) {
         let _ = self.commands.set(commands);
+    }
+
+    /// Keeps the result of the last round with `peer` for `area`.
+    pub fn note_round(&self, peer: PeerId, area: Vec<u8>, result: RoundResult) {
+        let mut rounds = self.rounds.lock().unwrap_or_else(|e| e.into_inner());
+        rounds.insert((peer, area), result);
+    }
+
+    /// The last round with each peer for each area.
+    pub fn rounds(&self) -> Vec<(PeerId, Vec<u8>, RoundResult)> {
+        let rounds = self.rounds.lock().unwrap_or_else(|e| e.into_inner());
+        rounds
+            .iter()
+            .map(|((p, a), r)| (*p, a.clone(), r.clone()))
+            .collect()
     }
 
     /// Sends a command to the manager; false when no network runs.

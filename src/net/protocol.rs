@@ -6,6 +6,9 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::store::versions::PathRecord;
+use crate::sync::merge::Content;
+
 /// Protocol version spoken here; a hello with another is refused.
 pub const VERSION: u16 = 1;
 
@@ -15,7 +18,22 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 /// Longest peer name, in bytes (as the `name` setting).
 pub const MAX_NAME: usize = 64;
 
-/// A message between peers.
+/// Most records in one [`Message::Page`].
+pub const MAX_RECORDS: usize = 512;
+
+/// Longest path accepted, in bytes (PATH_MAX).
+pub const MAX_PATH: usize = 4096;
+
+/// Most siblings a record may carry, and most entries of a version
+/// vector or holder map: far more than a household has peers.
+pub const MAX_FANOUT: usize = 64;
+
+/// Largest byte range one [`Message::ReadBlob`] may ask for.
+pub const MAX_READ: u64 = 16 << 20;
+
+/// A message between peers. Requests go one per bidirectional stream,
+/// from either side of a connection; each has one answer (or
+/// [`Message::Refused`]).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// The first message each way on a new connection.
@@ -25,6 +43,89 @@ pub enum Message {
         /// The sender's `name` setting.
         name: String,
     },
+    /// Request: the records of `area` changed after `since` in the
+    /// answerer's feed (`since` 0: the full index). Asking also tells the
+    /// answerer that everything up to `since` is applied here.
+    Changes {
+        /// The area's name.
+        area: Vec<u8>,
+        /// Last sequence number already applied.
+        since: u64,
+    },
+    /// Answer to [`Message::Changes`].
+    Page {
+        /// Paths and what the answerer knows of them, in feed order.
+        records: Vec<(Vec<u8>, PathRecord)>,
+        /// Feed sequence number of the last record (or `since`).
+        last: u64,
+        /// Whether more records follow `last`.
+        more: bool,
+    },
+    /// Request (the notification of new history): pull `area` from the
+    /// asker now; answered with [`Message::Pulled`] once done.
+    Pull {
+        /// The area's name.
+        area: Vec<u8>,
+    },
+    /// Answer to [`Message::Pull`].
+    Pulled {
+        /// Records whose versions changed at the answerer.
+        applied: u64,
+        /// Records left in conflict there.
+        conflicts: u64,
+    },
+    /// Request: `len` bytes at `offset` of blob `hash`, which the answerer
+    /// holds at `path` of `area`.
+    ReadBlob {
+        /// The area's name.
+        area: Vec<u8>,
+        /// Where the asker saw the blob.
+        path: Vec<u8>,
+        /// The blob.
+        hash: [u8; 32],
+        /// First byte.
+        offset: u64,
+        /// Bytes wanted, at most [`MAX_READ`].
+        len: u64,
+    },
+    /// Answer to [`Message::ReadBlob`]: `len` raw bytes follow the frame.
+    Blob {
+        /// Bytes that follow (fewer than asked at the end of the blob).
+        len: u64,
+    },
+    /// Answer to any request that is refused.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Checks a path received from a peer (DESIGN.md "The control tree"): no
+/// empty, `.`, `..` or `.ctl` component, no NUL, at most [`MAX_PATH`]
+/// bytes, components of at most 255 bytes. An area name is a path of
+/// one component.
+pub fn valid_path(path: &[u8]) -> bool {
+    path.len() <= MAX_PATH
+        && !path.contains(&0)
+        && path
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b".." && c != b".ctl" && c.len() <= 255)
+}
+
+fn valid_area(area: &[u8]) -> bool {
+    valid_path(area) && !area.contains(&b'/')
+}
+
+fn valid_record(record: &PathRecord) -> bool {
+    record.siblings.len() <= MAX_FANOUT
+        && record.holders.len() <= MAX_FANOUT
+        && record.siblings.iter().all(|v| {
+            v.vv.len() <= MAX_FANOUT
+                && match &v.content {
+                    Content::Symlink(target) => target.len() <= MAX_PATH && !target.contains(&0),
+                    _ => true,
+                }
+        })
 }
 
 /// A frame that could not be read or was refused.
@@ -59,6 +160,26 @@ impl Message {
                 Err(ProtocolError::Invalid("bad peer name".into()))
             }
             Message::Hello { .. } => Ok(()),
+            Message::Changes { area, .. } | Message::Pull { area } if !valid_area(area) => {
+                Err(ProtocolError::Invalid("bad area name".into()))
+            }
+            Message::ReadBlob {
+                area, path, len, ..
+            } if !valid_area(area) || !valid_path(path) || *len > MAX_READ => {
+                Err(ProtocolError::Invalid("bad blob read".into()))
+            }
+            Message::Page { records, .. }
+                if records.len() > MAX_RECORDS
+                    || !records
+                        .iter()
+                        .all(|(p, r)| valid_path(p) && valid_record(r)) =>
+            {
+                Err(ProtocolError::Invalid("bad page of records".into()))
+            }
+            Message::Refused { reason } if reason.len() > 1024 => {
+                Err(ProtocolError::Invalid("refusal too long".into()))
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! The area's name and mode live in its inode; this record holds what only
 //! areas have: the history sequence counter and the peers it is shared with.
 
+use std::collections::BTreeMap;
+
 use heed::byteorder::BE;
 use heed::types::U64;
 use heed::{Database, RoTxn, RwTxn};
@@ -17,6 +19,12 @@ pub struct Area {
     pub next_seq: u64,
     /// Peers (32-byte ED25519 public keys) the area is shared with.
     pub shares: Vec<[u8; 32]>,
+    /// Per peer, the last sequence number of its feed applied here.
+    pub received: BTreeMap<[u8; 32], u64>,
+    /// Per peer, the last sequence number of this peer's feed it has
+    /// applied (what it asked past): history up to the smallest of these
+    /// over the shares is trimmed.
+    pub acked: BTreeMap<[u8; 32], u64>,
 }
 
 /// The areas database.
@@ -43,6 +51,15 @@ impl Areas {
     pub fn remove(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<()> {
         self.db.delete(wtxn, &ino)?;
         Ok(())
+    }
+
+    /// Every area record, by area inode.
+    pub fn all(&self, txn: &RoTxn) -> Result<Vec<(Ino, Area)>> {
+        let mut out = Vec::new();
+        for item in self.db.iter(txn)? {
+            out.push(item.map_err(|_| Error::Corrupt("areas"))?);
+        }
+        Ok(out)
     }
 
     /// Takes the next sequence number of area `ino`.

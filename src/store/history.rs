@@ -93,6 +93,19 @@ impl History {
         Ok(())
     }
 
+    /// Deletes the ops of `area` numbered up to `upto` (acknowledged by
+    /// every peer the area is shared with).
+    pub fn trim(&self, wtxn: &mut RwTxn, area: Ino, upto: u64) -> Result<()> {
+        let start = key_u64(area, &[]);
+        let end = key_u64(area, &upto.to_be_bytes());
+        let range = (
+            std::ops::Bound::Included(start.as_slice()),
+            std::ops::Bound::Included(end.as_slice()),
+        );
+        self.db.delete_range(wtxn, &range)?;
+        Ok(())
+    }
+
     /// Deletes every op of `area`.
     pub fn remove_area(&self, wtxn: &mut RwTxn, area: Ino) -> Result<()> {
         let start = key_u64(area, &[]);

@@ -9,11 +9,13 @@
 //! it to disk and is called periodically and at unmount (see realize.7).
 
 pub mod areas;
+pub mod cache;
 pub mod config;
 pub mod history;
 pub mod meta;
 pub mod namespace;
 pub mod peers;
+pub mod versions;
 pub mod xattrs;
 
 use std::borrow::Cow;
@@ -83,6 +85,10 @@ pub struct Store {
     pub meta: meta::Meta,
     /// Known peers.
     pub peers: peers::Peers,
+    /// Versions and holders of every path, and the feed of changes.
+    pub versions: versions::Versions,
+    /// What the blob cache holds.
+    pub cache: cache::Cache,
 }
 
 /// Map size of the environment: address space reserved, not disk used.
@@ -115,10 +121,26 @@ impl Store {
                     dbo.create_database(wtxn, Some("xattrs"))?,
                     dbo.create_database(wtxn, Some("meta"))?,
                     dbo.create_database(wtxn, Some("peers"))?,
+                    dbo.create_database(wtxn, Some("paths"))?,
+                    dbo.create_database(wtxn, Some("feed"))?,
+                    dbo.create_database(wtxn, Some("cache"))?,
                 )))
             })?
             .unwrap_commit();
-        let (inodes, entries, names, history, areas, config, xattrs, meta, peers) = dbs;
+        let (
+            inodes,
+            entries,
+            names,
+            history,
+            areas,
+            config,
+            xattrs,
+            meta,
+            peers,
+            paths,
+            feed,
+            cache,
+        ) = dbs;
         let store = Store {
             env,
             namespace: namespace::Namespace::new(inodes, entries, names),
@@ -128,6 +150,8 @@ impl Store {
             xattrs: xattrs::Xattrs::new(xattrs),
             meta: meta::Meta::new(meta),
             peers: peers::Peers::new(peers),
+            versions: versions::Versions::new(paths, feed),
+            cache: cache::Cache::new(cache),
         };
         let mut wtxn = store.write()?;
         store.namespace.ensure_root(&mut wtxn)?;

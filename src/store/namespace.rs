@@ -140,6 +140,9 @@ pub struct Inode {
     pub next_cookie: u64,
     /// The area (top-level directory) holding it; 0 for the root.
     pub area: Ino,
+    /// Files: true when the content is not in the Real (known from a peer;
+    /// its bytes are in the blob cache or fetched on demand).
+    pub unreal: bool,
 }
 
 impl Inode {
@@ -161,6 +164,7 @@ impl Inode {
             target: Vec::new(),
             next_cookie: FIRST_COOKIE,
             area,
+            unreal: false,
         }
     }
 }

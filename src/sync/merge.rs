@@ -70,6 +70,16 @@ impl<A: Author> VersionVector<A> {
         self.0.get(author).copied().unwrap_or(0)
     }
 
+    /// How many peers it counts.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it counts no peer.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The pointwise maximum of both.
     pub fn join(&self, other: &Self) -> Self {
         let mut out = self.clone();
@@ -111,6 +121,8 @@ pub enum Content {
     Deleted,
     /// A file with this blob (BLAKE3 hash).
     File([u8; 32]),
+    /// A symbolic link with this target.
+    Symlink(Vec<u8>),
     /// A directory.
     Dir,
 }
@@ -120,7 +132,7 @@ impl Content {
     fn rank(&self) -> u8 {
         match self {
             Content::Deleted => 0,
-            Content::File(_) => 1,
+            Content::File(_) | Content::Symlink(_) => 1,
             Content::Dir => 2,
         }
     }
@@ -135,14 +147,16 @@ pub struct Version<A: Ord> {
     pub content: Content,
     /// Modification time, seconds since the epoch (UTC).
     pub mtime: i64,
+    /// Size in bytes of a file's blob (0 otherwise).
+    pub size: u64,
     /// The peer that made it.
     pub author: A,
 }
 
 impl<A: Author> Version<A> {
     /// The order of precedence in a conflict (greatest wins).
-    fn precedence(&self) -> (u8, i64, A) {
-        (self.content.rank(), self.mtime, self.author)
+    fn precedence(&self) -> (u8, i64, A, &Content) {
+        (self.content.rank(), self.mtime, self.author, &self.content)
     }
 }
 
@@ -178,20 +192,7 @@ impl<A: Author> Tree<A> {
     /// Adds a version of `path` known from anywhere; returns false when a
     /// known version dominates or equals it (nothing changes).
     pub fn add(&mut self, path: &str, version: Version<A>) -> bool {
-        let siblings = self.siblings.entry(path.to_string()).or_default();
-        let known = siblings.iter().any(|s| {
-            matches!(
-                s.vv.compare(&version.vv),
-                Causality::Dominates | Causality::Equal
-            )
-        });
-        if known {
-            return false;
-        }
-        siblings.retain(|s| s.vv.compare(&version.vv) != Causality::DominatedBy);
-        siblings.push(version);
-        siblings.sort_by_key(|v| std::cmp::Reverse(v.precedence()));
-        true
+        add_sibling(self.siblings.entry(path.to_string()).or_default(), version)
     }
 
     /// The version a local change of `path` to `content` makes: it
@@ -204,16 +205,7 @@ impl<A: Author> Tree<A> {
         author: A,
         seq: u64,
     ) -> Version<A> {
-        let vv = self
-            .siblings(path)
-            .iter()
-            .fold(VersionVector::default(), |vv, s| vv.join(&s.vv));
-        Version {
-            vv: vv.with(author, seq),
-            content,
-            mtime,
-            author,
-        }
+        local_version(self.siblings(path), content, mtime, 0, author, seq)
     }
 
     /// Every version this tree holds, by path (what a peer sends in a
@@ -238,9 +230,9 @@ impl<A: Author> Tree<A> {
                 Content::File(hash) => {
                     view.insert(path.clone(), Shown::File(hash));
                 }
-                Content::Deleted => {}
+                Content::Symlink(_) | Content::Deleted => {}
             }
-            for loser in &siblings[1..] {
+            for loser in losers(siblings) {
                 if let Content::File(hash) = loser.content {
                     view.insert(conflict_path(path, loser), Shown::File(hash));
                 }
@@ -268,6 +260,57 @@ impl<A: Author> Tree<A> {
         }
         view
     }
+}
+
+/// The version a local change to `content` makes at a path whose known
+/// versions are `siblings`: its vector joins theirs and counts the
+/// author's op number `seq`, so it dominates them all.
+pub fn local_version<A: Author>(
+    siblings: &[Version<A>],
+    content: Content,
+    mtime: i64,
+    size: u64,
+    author: A,
+    seq: u64,
+) -> Version<A> {
+    let vv = siblings
+        .iter()
+        .fold(VersionVector::default(), |vv, s| vv.join(&s.vv));
+    Version {
+        vv: vv.with(author, seq),
+        content,
+        mtime,
+        size,
+        author,
+    }
+}
+
+/// Adds `version` to `siblings` (kept in order of precedence, the winner
+/// first); returns false when a known version dominates or equals it.
+pub fn add_sibling<A: Author>(siblings: &mut Vec<Version<A>>, version: Version<A>) -> bool {
+    let known = siblings.iter().any(|s| {
+        matches!(
+            s.vv.compare(&version.vv),
+            Causality::Dominates | Causality::Equal
+        )
+    });
+    if known {
+        return false;
+    }
+    siblings.retain(|s| s.vv.compare(&version.vv) != Causality::DominatedBy);
+    siblings.push(version);
+    siblings.sort_by(|a, b| b.precedence().cmp(&a.precedence()));
+    true
+}
+
+/// The siblings shown as conflict copies: every file or symlink but the
+/// winner whose content differs from the winner's (two peers writing the
+/// same bytes concurrently do not conflict).
+pub fn losers<A: Author>(siblings: &[Version<A>]) -> impl Iterator<Item = &Version<A>> {
+    let winner = siblings.first().map(|w| &w.content);
+    siblings.iter().skip(1).filter(move |v| {
+        matches!(v.content, Content::File(_) | Content::Symlink(_)) && Some(&v.content) != winner
+    })
 }
 
 /// `NAME.conflict-AUTHOR8-YYYYMMDD-HHMMSS.EXT` for a losing version of
@@ -540,6 +583,7 @@ mod tests {
             vv: VersionVector::default(),
             content: Content::Deleted,
             mtime: 1_790_000_000,
+            size: 0,
             author: P(7),
         };
         assert_eq!(

@@ -1,4 +1,7 @@
-//! Sync: what consensus does with the versions it exchanges. For now the
-//! pure merge ([`merge`]); consensus rounds come next.
+//! Sync: the pure merge of versions ([`merge`]) and the versions local
+//! changes make ([`local`]). Rounds of consensus run in
+//! [`crate::net::requests`]; remote versions reach the namespace through
+//! [`crate::vfs::Vfs::apply_remote`].
 
+pub mod local;
 pub mod merge;

@@ -261,7 +261,7 @@ impl Vfs {
 
     /// Drops inode `ino` (already unlinked): kept as an orphan while open,
     /// removed otherwise.
-    fn drop_inode(&self, wtxn: &mut RwTxn, ino: Ino, mut inode: Inode) -> Result<()> {
+    pub(super) fn drop_inode(&self, wtxn: &mut RwTxn, ino: Ino, mut inode: Inode) -> Result<()> {
         self.recorder.forget(ino);
         if self.open_file(ino).is_some() {
             inode.parent = 0;
@@ -395,7 +395,12 @@ impl Vfs {
         let old_path = self.area_path(&wtxn, ino)?;
         let from = self.real_child(&wtxn, parent, name)?;
         let to = self.real_child(&wtxn, newparent, newname)?;
-        std::fs::rename(&from, &to)?;
+        if inode.unreal {
+            // No bytes in the Real; a stale file in the way must go.
+            gone_already_ok(std::fs::remove_file(&to))?;
+        } else {
+            std::fs::rename(&from, &to)?;
+        }
         if let Some((t, t_inode)) = target {
             ns.unlink(&mut wtxn, newparent, newname)?;
             self.drop_inode(&mut wtxn, t, t_inode)?;
@@ -470,6 +475,7 @@ impl Vfs {
         self.store.xattrs.remove_all(&mut wtxn, ino)?;
         self.store.areas.remove(&mut wtxn, ino)?;
         self.store.history.remove_area(&mut wtxn, ino)?;
+        self.store.versions.remove_area(&mut wtxn, ino)?;
         self.touch_dir(&mut wtxn, ROOT)?;
         wtxn.commit()?;
         Ok(())

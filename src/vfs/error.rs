@@ -58,6 +58,10 @@ pub enum Error {
     /// ETIMEDOUT: no answer in time.
     #[error("{0}")]
     TimedOut(String),
+    /// EROFS: changing the bytes of an unreal file in place needs its
+    /// whole content first (copy-up comes with the modes of issue 4).
+    #[error("an unreal file cannot be changed in place")]
+    Unreal,
     /// EBADF: an unknown file handle.
     #[error("bad file handle")]
     BadHandle,
@@ -96,6 +100,7 @@ impl Error {
             Error::Unsupported(_) => libc::EOPNOTSUPP,
             Error::Unreachable(_) => libc::EHOSTUNREACH,
             Error::TimedOut(_) => libc::ETIMEDOUT,
+            Error::Unreal => libc::EROFS,
             Error::BadHandle => libc::EBADF,
             Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             Error::Store(_) => libc::EIO,

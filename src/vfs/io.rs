@@ -24,6 +24,8 @@ pub(super) enum Handle {
         file: Arc<File>,
         writable: bool,
     },
+    /// An unreal file, read through the blob cache.
+    Unreal(Arc<super::unreal::UnrealFile>),
     /// A control file.
     Ctl(CtlHandle),
 }
@@ -40,6 +42,8 @@ pub enum OpenedKind {
         /// Whether the file was opened to be passed through.
         passthrough: bool,
     },
+    /// An unreal file: reads come here (the page cache may keep them).
+    Unreal,
     /// A control file: use direct I/O (no page cache, size 0).
     Ctl,
 }
@@ -67,9 +71,33 @@ impl Vfs {
             Kind::Symlink => return Err(Error::Invalid("cannot open a symlink".into())),
             Kind::File => {}
         }
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if inode.unreal {
+            if !writable {
+                let uf = self.open_unreal(ino)?;
+                let fh = self.new_handle(Handle::Unreal(Arc::new(uf)));
+                return Ok(Opened {
+                    fh,
+                    kind: OpenedKind::Unreal,
+                });
+            }
+            if flags & libc::O_TRUNC == 0 {
+                return Err(Error::Unreal);
+            }
+            // Cut to nothing: the old bytes are not needed.
+            drop(txn);
+            self.setattr(
+                ino,
+                None,
+                super::SetAttr {
+                    size: Some(0),
+                    ..Default::default()
+                },
+            )?;
+            return self.open(ino, flags, passthrough);
+        }
         let path = self.real_path(&txn, ino)?;
         drop(txn);
-        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let mut options = File::options();
         if passthrough {
             options.read(true).write(true);
@@ -157,6 +185,11 @@ impl Vfs {
             let handles = lock(&self.handles);
             match handles.get(&fh).ok_or(Error::BadHandle)? {
                 Handle::Real { file, .. } => Arc::clone(file),
+                Handle::Unreal(uf) => {
+                    let uf = Arc::clone(uf);
+                    drop(handles);
+                    return self.read_unreal(&uf, offset, &mut buf[..size]);
+                }
                 Handle::Ctl(ctl) => {
                     let data = ctl.read(offset, size as u32);
                     buf[..data.len()].copy_from_slice(data);
@@ -187,7 +220,7 @@ impl Vfs {
                     writable: true,
                     ..
                 } => Arc::clone(file),
-                Handle::Real { .. } => return Err(Error::BadHandle),
+                Handle::Real { .. } | Handle::Unreal(_) => return Err(Error::BadHandle),
                 Handle::Ctl(ctl) => {
                     let node = ctl.node();
                     drop(handles);

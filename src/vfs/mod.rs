@@ -17,6 +17,8 @@ mod io;
 mod real;
 mod reconcile;
 mod recorder;
+pub mod remote;
+pub mod unreal;
 mod xattr;
 
 use std::collections::HashMap;
@@ -36,6 +38,8 @@ use crate::net::identity::PeerId;
 use crate::store::history::{Op, OpKind};
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::{Ino, ROOT, RoTxn, RwTxn, Store};
+use crate::sync::local::Left;
+use crate::sync::merge::Content;
 use ctl::CtlNode;
 
 /// Longest name accepted, in bytes (NAME_MAX).
@@ -154,6 +158,9 @@ pub struct Vfs {
     errors: ctl::errors::ErrorLog,
     kernel: std::sync::OnceLock<Box<dyn KernelCache>>,
     household: crate::net::Household,
+    unreal: unreal::Unreal,
+    /// This dispatcher, for work that outlives a call (fetches).
+    me: std::sync::Weak<Vfs>,
 }
 
 /// Locks a mutex, recovering the data of a poisoned one (a panic elsewhere
@@ -182,7 +189,8 @@ impl Vfs {
     /// the mount-time reconciliation before returning; [`Vfs::start`] then
     /// starts the background recorder.
     pub fn new(store: Store, real: PathBuf, peer_id: PeerId) -> Result<Arc<Vfs>> {
-        let vfs = Arc::new(Vfs {
+        std::fs::create_dir_all(real.with_file_name("cache"))?;
+        let vfs = Arc::new_cyclic(|me| Vfs {
             store,
             real,
             peer_id,
@@ -194,6 +202,8 @@ impl Vfs {
             errors: ctl::errors::ErrorLog::default(),
             kernel: std::sync::OnceLock::new(),
             household: crate::net::Household::default(),
+            unreal: unreal::Unreal::default(),
+            me: me.clone(),
         });
         vfs.reconcile()?;
         Ok(vfs)
@@ -260,11 +270,51 @@ impl Vfs {
             .ok_or_else(Error::not_found)
     }
 
-    /// Appends an op to the history of `area` with its next sequence number.
+    /// Appends an op to the history of `area` with its next sequence
+    /// number, and the versions it makes (what it left at its path is read
+    /// from the namespace, so call it after the change).
     fn record(&self, wtxn: &mut RwTxn, area: Ino, op: Op) -> Result<()> {
+        let left = match self.ino_at(wtxn, area, &op.path)? {
+            Some(ino) => {
+                let inode = self.inode(wtxn, ino)?;
+                let content = match inode.kind {
+                    Kind::Dir => Content::Dir,
+                    Kind::Symlink => Content::Symlink(inode.target.clone()),
+                    Kind::File => match inode.hash {
+                        Some(hash) => Content::File(hash),
+                        None => Content::Deleted,
+                    },
+                };
+                Some(Left {
+                    content,
+                    mtime: inode.mtime.secs,
+                    size: if inode.kind == Kind::File {
+                        inode.size
+                    } else {
+                        0
+                    },
+                })
+            }
+            None => None,
+        };
+        crate::sync::local::note(&self.store, wtxn, self.peer_id, area, &op, left)?;
+        // Numbered after its versions: a peer that applied the feed up to
+        // an op's number has all the op did, and the op may be trimmed.
         let seq = self.store.areas.next_seq(wtxn, area)?;
         self.store.history.append(wtxn, area, seq, &op)?;
         Ok(())
+    }
+
+    /// The inode at `path` (components joined by `/`) inside `area`.
+    pub(crate) fn ino_at(&self, txn: &RoTxn, area: Ino, path: &[u8]) -> Result<Option<Ino>> {
+        let mut at = area;
+        for name in path.split(|&b| b == b'/') {
+            match self.store.namespace.lookup(txn, at, name)? {
+                Some(ino) => at = ino,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(at))
     }
 
     /// The op for a path: `kind` at `path` with `hash`.
@@ -301,7 +351,9 @@ impl Vfs {
             uid: inode.uid,
             gid: inode.gid,
         };
-        if inode.kind == Kind::File {
+        if inode.kind == Kind::File && inode.unreal {
+            attr.blocks = 0;
+        } else if inode.kind == Kind::File {
             let meta = match self.open_file(ino) {
                 Some(file) if inode.parent == 0 => file.metadata()?,
                 _ => std::fs::symlink_metadata(self.real_path(txn, ino)?)?,
@@ -362,7 +414,12 @@ impl Vfs {
         }
         let mut wtxn = self.store.write()?;
         let mut inode = self.inode(&wtxn, ino)?;
-        let path = (inode.parent != 0)
+        if inode.unreal && set.size == Some(0) {
+            // Cut to nothing: no need for the old bytes (no copy-up).
+            File::create(self.real_path(&wtxn, ino)?)?;
+            inode.unreal = false;
+        }
+        let path = (inode.parent != 0 && !inode.unreal)
             .then(|| self.real_path(&wtxn, ino))
             .transpose()?;
         let file = fh
@@ -387,6 +444,7 @@ impl Vfs {
             match (&file, &path) {
                 (Some(file), _) => file.set_len(size)?,
                 (None, Some(path)) => File::options().write(true).open(path)?.set_len(size)?,
+                _ if inode.unreal => return Err(Error::Unreal),
                 _ => return Err(Error::not_found()),
             }
             self.recorder.touched(ino, size == 0);

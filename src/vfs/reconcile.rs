@@ -36,6 +36,12 @@ impl Vfs {
     /// Brings the namespace in line with the Real (see the module doc).
     pub(super) fn reconcile(&self) -> Result<()> {
         let real = self.real.clone();
+        // Files a peer removed during a pull that did not finish.
+        let stash = self.stash_dir();
+        if stash.exists() {
+            std::fs::remove_dir_all(&stash)?;
+        }
+        std::fs::create_dir_all(&stash)?;
         // Areas first, each in its own transaction (create_area takes one).
         for entry in std::fs::read_dir(&real)? {
             let entry = entry?;
@@ -82,6 +88,7 @@ impl Vfs {
                 self.store.namespace.unlink(&mut wtxn, ROOT, &name)?;
                 self.store.areas.remove(&mut wtxn, area)?;
                 self.store.history.remove_area(&mut wtxn, area)?;
+                self.store.versions.remove_area(&mut wtxn, area)?;
             }
         }
         wtxn.commit()?;
@@ -120,6 +127,9 @@ impl Vfs {
             }
         }
         for (name, ino) in known {
+            if self.inode(wtxn, ino)?.unreal {
+                continue; // its bytes were never in the Real
+            }
             self.forget_tree(wtxn, ino)?;
             self.store.namespace.unlink(wtxn, dir, &name)?;
         }
@@ -138,6 +148,11 @@ impl Vfs {
         match inode.kind {
             Kind::Dir => self.reconcile_dir(wtxn, ino, path),
             Kind::File => {
+                if inode.unreal {
+                    // Realized from the stash just before a crash.
+                    inode.unreal = false;
+                    self.store.namespace.put(wtxn, ino, &inode)?;
+                }
                 let mtime = Timestamp::from(meta.modified()?);
                 if inode.hash.is_none() || inode.size != meta.size() || inode.mtime != mtime {
                     self.recorder.touched(ino, false);

@@ -289,6 +289,56 @@ impl Drop for Peer {
     }
 }
 
+/// Makes `a` and `b` know each other (with addresses where they listen).
+pub fn introduce(a: &Peer, b: &Peer) {
+    let addr = |p: &Peer| {
+        if p.listen == "none" {
+            "-".to_string()
+        } else {
+            p.listen.clone()
+        }
+    };
+    a.write_ctl(".ctl/peers", &format!("add {} {} b", b.id(), addr(b)))
+        .unwrap();
+    b.write_ctl(".ctl/peers", &format!("add {} {} a", a.id(), addr(a)))
+        .unwrap();
+}
+
+/// Peers that know each other, with `area` made on the first and shared
+/// between every pair.
+pub fn household(peers: &[&Peer], area: &str) {
+    std::fs::create_dir(peers[0].path(area)).unwrap();
+    for (i, a) in peers.iter().enumerate() {
+        for b in &peers[i + 1..] {
+            introduce(a, b);
+            a.write_ctl(".ctl/areas", &format!("share {area} {}", b.id()))
+                .unwrap();
+            b.write_ctl(".ctl/areas", &format!("share {area} {}", a.id()))
+                .unwrap();
+        }
+    }
+}
+
+/// Runs `echo now > /.ctl/consensus` on `peer`, retrying while its peers
+/// are still connecting (EHOSTUNREACH), until the deadline.
+pub fn consensus(peer: &Peer) {
+    let start = Instant::now();
+    loop {
+        match peer.write_ctl(".ctl/consensus", "now") {
+            Ok(()) => return,
+            Err(e) if start.elapsed() < DEADLINE => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!(
+                "consensus: {e}
+{}",
+                peer.read(".ctl/errors")
+            ),
+        }
+    }
+}
+
 /// Detaches a mount that its daemon left behind.
 pub fn lazy_unmount(path: &Path) {
     let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);

@@ -103,8 +103,14 @@ pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
             Ok(())
         }
         ["share", name, peer] => {
-            let (ino, _) = area(vfs, name)?;
             let peer = super::peers::known_peer(vfs, peer)?;
+            // Accepting a share of an area this peer lacks creates it, in
+            // `config mode.remote`.
+            let wanted = name_field(name)?;
+            if !wanted.contains(&b'/') {
+                vfs.area_named(&wanted, true)?;
+            }
+            let (ino, _) = area(vfs, name)?;
             change_shares(vfs, ino, |shares| {
                 if shares.contains(&peer.0) {
                     return Err(Error::Exists(format!(

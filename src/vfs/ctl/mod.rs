@@ -9,6 +9,8 @@
 
 mod areas;
 mod config;
+mod conflicts;
+mod consensus;
 mod dirctl;
 pub mod errors;
 mod history;
@@ -17,6 +19,7 @@ pub(crate) mod mode;
 mod peers;
 pub mod stats;
 mod status;
+mod transfers;
 
 use std::time::SystemTime;
 
@@ -79,6 +82,21 @@ const ROOT_FILES: &[Spec] = &[
     Spec {
         name: "errors",
         read: Some(errors::read),
+        write: None,
+    },
+    Spec {
+        name: "consensus",
+        read: Some(consensus::read),
+        write: Some(consensus::write),
+    },
+    Spec {
+        name: "conflicts",
+        read: Some(conflicts::read),
+        write: Some(conflicts::write),
+    },
+    Spec {
+        name: "transfers",
+        read: Some(transfers::read),
         write: None,
     },
 ];

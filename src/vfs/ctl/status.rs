@@ -1,10 +1,11 @@
 //! `DIR/.ctl/status`: one line per entry of DIR,
-//! `NAME KIND STATE SIZE HASH MODE HOLDERS` (DESIGN.md). Until the
-//! household exists every file is real here and its only holder is this
-//! peer; a written file is `dirty` until it has rested and been hashed.
+//! `NAME KIND STATE SIZE HASH MODE HOLDERS` (DESIGN.md). A written file is
+//! `dirty` until it has rested and been hashed; holders come from the
+//! path's record (this peer's name for a real file not yet known to any).
 
 use super::super::{Result, Vfs};
 use crate::format::{escape, format_hash};
+use crate::net::identity::PeerId;
 use crate::store::namespace::{Inode, Kind};
 use crate::store::{Ino, RoTxn};
 
@@ -13,8 +14,8 @@ use crate::store::{Ino, RoTxn};
 pub(crate) struct EntryStatus {
     /// `file`, `dir` or `link`.
     pub kind: &'static str,
-    /// `real` or `dirty`.
-    pub state: &'static str,
+    /// `real`, `cached`, `partial:NN%`, `unreal`, `conflict` or `dirty`.
+    pub state: String,
     /// Size in bytes, `None` for directories.
     pub size: Option<u64>,
     /// Recorded hash.
@@ -40,18 +41,77 @@ impl Vfs {
             Kind::Dir => None,
             _ => Some(self.attr_of(txn, ino, inode)?.size),
         };
-        let holders = if inode.kind != Kind::Dir && inode.hash.is_some() && !dirty {
-            self.store.config.get(txn, "name")?
-        } else {
-            String::new()
+        let record = match inode.parent {
+            0 => None,
+            _ if inode.area == 0 || inode.area == ino => None,
+            _ => {
+                let path = self.area_path(txn, ino)?;
+                self.store.versions.get(txn, inode.area, &path)?
+            }
         };
+        let mut holders = Vec::new();
+        if let (Some(record), Some(hash)) = (&record, inode.hash)
+            && !dirty
+        {
+            for peer in record.holders_of(hash) {
+                holders.push(self.peer_name(txn, peer)?);
+            }
+        }
+        if holders.is_empty()
+            && inode.kind != Kind::Dir
+            && !inode.unreal
+            && inode.hash.is_some()
+            && !dirty
+        {
+            holders.push(self.store.config.get(txn, "name")?);
+        }
+        let conflict = record
+            .as_ref()
+            .is_some_and(|r| crate::sync::merge::losers(&r.siblings).next().is_some());
+        let partial;
+        let state = if dirty {
+            "dirty"
+        } else if conflict {
+            "conflict"
+        } else if inode.unreal {
+            let (bytes, size, verified) = match inode.hash {
+                Some(hash) => self.cached_state(txn, &hash)?,
+                None => (0, 0, false),
+            };
+            if verified {
+                "cached"
+            } else if bytes > 0 && size > 0 {
+                partial = format!("partial:{}%", bytes * 100 / size);
+                partial.as_str()
+            } else {
+                "unreal"
+            }
+        } else {
+            "real"
+        };
+        let state = state.to_string();
+        let holders = holders.join(",");
         Ok(EntryStatus {
             kind,
-            state: if dirty { "dirty" } else { "real" },
+            state,
             size,
             hash: inode.hash,
             mode: format!("{}{}", mode.as_str(), if own { "*" } else { "" }),
             holders,
+        })
+    }
+}
+
+impl Vfs {
+    /// The name of `peer` as `/.ctl/peers` shows it (this peer's `name`
+    /// setting for itself, the id's first 8 characters when it has none).
+    pub(crate) fn peer_name(&self, txn: &RoTxn, peer: PeerId) -> Result<String> {
+        if peer == self.peer_id() {
+            return Ok(self.store().config.get(txn, "name")?);
+        }
+        Ok(match self.store().peers.get(txn, &peer.0)? {
+            Some(p) if p.name != "-" => p.name,
+            _ => peer.to_string()[..8].to_string(),
         })
     }
 }

@@ -1,0 +1,406 @@
+//! Requests between peers, one per bidirectional stream (see
+//! [`super::protocol::Message`]), and the rounds of consensus built on
+//! them (DESIGN.md "Sync").
+//!
+//! A round with a peer, for one area both share with each other, is two
+//! pulls: this peer asks for the peer's changes since the last it applied
+//! ([`Message::Changes`], page by page, then once more so the peer learns
+//! everything was applied), then asks the peer to pull in turn
+//! ([`Message::Pull`]). LMDB work runs on the blocking pool, never on a
+//! runtime thread.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use s2n_quic::stream::BidirectionalStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::endpoint::Manager;
+use super::identity::PeerId;
+use super::protocol::{self, MAX_MESSAGE, MAX_RECORDS, Message};
+use crate::store::Ino;
+use crate::vfs::Vfs;
+use crate::vfs::remote::Pull;
+
+/// Why a request or a round failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    /// No connection to the peer, or it broke.
+    #[error("{0}")]
+    Unreachable(String),
+    /// No answer within `net.timeout`.
+    #[error("no answer within net.timeout")]
+    TimedOut,
+    /// The peer refused the request, or answered nonsense.
+    #[error("{0}")]
+    Refused(String),
+    /// This side failed (database, file system).
+    #[error("{0}")]
+    Local(String),
+}
+
+fn local<E: std::fmt::Display>(e: E) -> RequestError {
+    RequestError::Local(e.to_string())
+}
+
+/// The outcome of a round with one peer for one area.
+#[derive(Debug, Clone)]
+pub struct RoundResult {
+    /// When it ended.
+    pub time: std::time::SystemTime,
+    /// `ok`, or why it failed.
+    pub outcome: Result<(), RequestError>,
+    /// Records the peer applied from this side.
+    pub sent: u64,
+    /// Records applied here from the peer.
+    pub received: u64,
+    /// Records left in conflict on either side.
+    pub conflicts: u64,
+}
+
+/// Runs `work` on the blocking pool.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RequestError> + Send + 'static,
+) -> Result<T, RequestError> {
+    tokio::task::spawn_blocking(work).await.map_err(local)?
+}
+
+impl Manager {
+    /// Opens a stream to `peer`, sends `request` and reads its answer.
+    pub(super) async fn ask(
+        &self,
+        peer: PeerId,
+        request: &Message,
+    ) -> Result<(Message, BidirectionalStream), RequestError> {
+        let handle = self
+            .link_handle(peer)
+            .ok_or_else(|| RequestError::Unreachable(format!("{peer} is not connected")))?;
+        let timeout = self.net_timeout();
+        let exchange = async {
+            let mut handle = handle;
+            let mut stream = handle
+                .open_bidirectional_stream()
+                .await
+                .map_err(|e| RequestError::Unreachable(e.to_string()))?;
+            let n = protocol::send(&mut stream, request)
+                .await
+                .map_err(|e| RequestError::Unreachable(e.to_string()))?;
+            self.household()
+                .tx_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            let (answer, n) = protocol::recv(&mut stream)
+                .await
+                .map_err(|e| RequestError::Unreachable(format!("answer from {peer}: {e}")))?;
+            self.household()
+                .rx_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            match answer {
+                Message::Refused { reason } => Err(RequestError::Refused(reason)),
+                answer => Ok((answer, stream)),
+            }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| RequestError::TimedOut)?
+    }
+
+    /// Applies `peer`'s changes of `area` here, when this peer shares the
+    /// area with it; returns (records applied, conflicts).
+    pub(super) async fn pull(
+        self: &Arc<Self>,
+        peer: PeerId,
+        area: Vec<u8>,
+    ) -> Result<(u64, u64), RequestError> {
+        let vfs = Arc::clone(&self.vfs);
+        let name = area.clone();
+        let (ino, mut since) = blocking(move || {
+            let ino = Self::shared_area(&vfs, peer, &name)?;
+            let txn = vfs.store().read().map_err(local)?;
+            let record = vfs.store().areas.get(&txn, ino).map_err(local)?;
+            let since = record
+                .and_then(|r| r.received.get(&peer.0).copied())
+                .unwrap_or(0);
+            Ok((ino, since))
+        })
+        .await?;
+        let mut pull = Pull::default();
+        loop {
+            let request = Message::Changes {
+                area: area.clone(),
+                since,
+            };
+            let (records, last) = match self.ask(peer, &request).await?.0 {
+                Message::Page { records, last, .. } => (records, last),
+                other => return Err(RequestError::Refused(format!("{other:?} for changes"))),
+            };
+            if records.is_empty() {
+                break;
+            }
+            let vfs = Arc::clone(&self.vfs);
+            pull = blocking(move || {
+                vfs.apply_remote(ino, peer, last, records, &mut pull)
+                    .map_err(local)?;
+                Ok(pull)
+            })
+            .await?;
+            since = last;
+        }
+        let counts = (pull.applied, pull.conflicts);
+        let vfs = Arc::clone(&self.vfs);
+        blocking(move || vfs.finish_pull(pull).map_err(local)).await?;
+        Ok(counts)
+    }
+
+    /// A round with `peer` for `area`: pull, then have the peer pull.
+    pub(super) async fn round(self: &Arc<Self>, peer: PeerId, area: Vec<u8>) -> RoundResult {
+        let mut result = RoundResult {
+            time: std::time::SystemTime::now(),
+            outcome: Ok(()),
+            sent: 0,
+            received: 0,
+            conflicts: 0,
+        };
+        let outcome = async {
+            let (received, conflicts) = self.pull(peer, area.clone()).await?;
+            result.received = received;
+            result.conflicts = conflicts;
+            match self
+                .ask(peer, &Message::Pull { area: area.clone() })
+                .await?
+                .0
+            {
+                Message::Pulled { applied, conflicts } => {
+                    result.sent = applied;
+                    result.conflicts = result.conflicts.max(conflicts);
+                    Ok(())
+                }
+                other => Err(RequestError::Refused(format!("{other:?} for pull"))),
+            }
+        }
+        .await;
+        result.time = std::time::SystemTime::now();
+        result.outcome = outcome;
+        self.vfs
+            .stats
+            .consensus_rounds
+            .fetch_add(1, Ordering::Relaxed);
+        self.vfs
+            .stats
+            .conflicts
+            .fetch_add(result.conflicts, Ordering::Relaxed);
+        self.household().note_round(peer, area, result.clone());
+        result
+    }
+
+    /// Answers one request stream from `peer`.
+    pub(super) async fn answer(self: Arc<Self>, peer: PeerId, mut stream: BidirectionalStream) {
+        let request = match protocol::recv(&mut stream).await {
+            Ok((request, n)) => {
+                self.household()
+                    .rx_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                request
+            }
+            Err(e) => {
+                tracing::warn!("request from {peer}: {e}");
+                let _ = self.reply(&mut stream, &refused(e)).await;
+                return;
+            }
+        };
+        let answer = match request {
+            Message::Changes { area, since } => self.changes(peer, area, since).await,
+            Message::Pull { area } => self
+                .pull(peer, area)
+                .await
+                .map(|(applied, conflicts)| Message::Pulled { applied, conflicts }),
+            Message::ReadBlob {
+                area,
+                path,
+                hash,
+                offset,
+                len,
+            } => match self.read_blob(peer, area, path, hash, offset, len).await {
+                Ok(bytes) => {
+                    let header = Message::Blob {
+                        len: bytes.len() as u64,
+                    };
+                    if self.reply(&mut stream, &header).await.is_ok()
+                        && stream.write_all(&bytes).await.is_ok()
+                    {
+                        self.household()
+                            .tx_bytes
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        let _ = stream.close().await;
+                    }
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            other => Err(RequestError::Refused(format!(
+                "{} is not a request",
+                format!("{other:?}").split([' ', '{']).next().unwrap_or("?")
+            ))),
+        };
+        let answer = answer.unwrap_or_else(|e| {
+            tracing::info!("refused a request from {peer}: {e}");
+            refused(e)
+        });
+        let _ = self.reply(&mut stream, &answer).await;
+        let _ = stream.close().await;
+    }
+
+    async fn reply(&self, stream: &mut BidirectionalStream, message: &Message) -> Result<(), ()> {
+        match protocol::send(stream, message).await {
+            Ok(n) => {
+                self.household()
+                    .tx_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    /// The area `name` when it is shared with `peer`.
+    fn shared_area(vfs: &Vfs, peer: PeerId, name: &[u8]) -> Result<Ino, RequestError> {
+        let not_shared = || RequestError::Refused("area not shared".into());
+        let ino = vfs
+            .area_named(name, false)
+            .map_err(local)?
+            .ok_or_else(not_shared)?;
+        let txn = vfs.store().read().map_err(local)?;
+        let area = vfs.store().areas.get(&txn, ino).map_err(local)?;
+        match area {
+            Some(area) if area.shares.contains(&peer.0) => Ok(ino),
+            _ => Err(not_shared()),
+        }
+    }
+
+    /// Answers [`Message::Changes`]: a page of the feed after `since`,
+    /// cut to fit a frame; notes that `peer` applied up to `since` and
+    /// trims the history every sharing peer has applied.
+    async fn changes(
+        &self,
+        peer: PeerId,
+        area: Vec<u8>,
+        since: u64,
+    ) -> Result<Message, RequestError> {
+        let vfs = Arc::clone(&self.vfs);
+        blocking(move || {
+            let ino = Self::shared_area(&vfs, peer, &area)?;
+            let store = vfs.store();
+            let mut wtxn = store.write().map_err(local)?;
+            if let Some(mut record) = store.areas.get(&wtxn, ino).map_err(local)? {
+                record.acked.insert(peer.0, since);
+                let horizon = record
+                    .shares
+                    .iter()
+                    .map(|p| record.acked.get(p).copied().unwrap_or(0))
+                    .min()
+                    .unwrap_or(0);
+                store.history.trim(&mut wtxn, ino, horizon).map_err(local)?;
+                store.areas.put(&mut wtxn, ino, &record).map_err(local)?;
+            }
+            let found = store
+                .versions
+                .changed_since(&wtxn, ino, since, MAX_RECORDS)
+                .map_err(local)?;
+            wtxn.commit().map_err(local)?;
+            let full = found.len() == MAX_RECORDS;
+            let mut records = Vec::with_capacity(found.len());
+            let mut size = 0;
+            let mut last = since;
+            let mut more = full;
+            for (seq, path, record) in found {
+                size += postcard::to_stdvec(&record).map_err(local)?.len() + path.len() + 8;
+                if size > MAX_MESSAGE / 2 && !records.is_empty() {
+                    more = true;
+                    break;
+                }
+                records.push((path, record));
+                last = seq;
+            }
+            Ok(Message::Page {
+                records,
+                last,
+                more,
+            })
+        })
+        .await
+    }
+
+    /// Answers [`Message::ReadBlob`] from the Real: the file at `path`
+    /// must be real, recorded with blob `hash`, and not being written.
+    async fn read_blob(
+        &self,
+        peer: PeerId,
+        area: Vec<u8>,
+        path: Vec<u8>,
+        hash: [u8; 32],
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, RequestError> {
+        let vfs = Arc::clone(&self.vfs);
+        blocking(move || {
+            let ino = Self::shared_area(&vfs, peer, &area)?;
+            let file = vfs
+                .open_held(ino, &path, hash)
+                .map_err(local)?
+                .ok_or_else(|| RequestError::Refused("blob not held here".into()))?;
+            let size = file.metadata().map_err(local)?.len();
+            let len = len.min(size.saturating_sub(offset));
+            let mut bytes = vec![0; len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset).map_err(local)?;
+            Ok(bytes)
+        })
+        .await
+    }
+
+    /// Reads `len` bytes at `offset` of `hash`, seen at `path` of `area`,
+    /// from `peer`.
+    pub(super) async fn fetch(
+        &self,
+        peer: PeerId,
+        area: Vec<u8>,
+        path: Vec<u8>,
+        hash: [u8; 32],
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, RequestError> {
+        let request = Message::ReadBlob {
+            area,
+            path,
+            hash,
+            offset,
+            len,
+        };
+        let started = Instant::now();
+        let (answer, mut stream) = self.ask(peer, &request).await?;
+        let Message::Blob { len: sent } = answer else {
+            return Err(RequestError::Refused(format!("{answer:?} for a blob read")));
+        };
+        if sent > len {
+            return Err(RequestError::Refused(format!(
+                "{sent} bytes for {len} asked"
+            )));
+        }
+        let mut bytes = vec![0; sent as usize];
+        let left = self.net_timeout().saturating_sub(started.elapsed());
+        tokio::time::timeout(
+            left.max(Duration::from_secs(1)),
+            stream.read_exact(&mut bytes),
+        )
+        .await
+        .map_err(|_| RequestError::TimedOut)?
+        .map_err(|e| RequestError::Unreachable(format!("blob from {peer}: {e}")))?;
+        self.household().rx_bytes.fetch_add(sent, Ordering::Relaxed);
+        Ok(bytes)
+    }
+}
+
+fn refused<E: std::fmt::Display>(e: E) -> Message {
+    let mut reason = e.to_string();
+    reason.truncate(1000);
+    Message::Refused { reason }
+}

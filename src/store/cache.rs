@@ -1,0 +1,119 @@
+//! The blob cache's records. Database `cache`: blob hash (32 bytes) →
+//! [`Cached`]: which chunks of the blob's cache file `DATA/cache/HASH` are
+//! present, and whether the whole was verified against its hash.
+
+use heed::types::Bytes;
+use heed::{Database, RoTxn, RwTxn};
+use serde::{Deserialize, Serialize};
+
+use super::namespace::Timestamp;
+use super::{Error, Postcard, Result};
+
+/// Size of a cached chunk in bytes: the unit of fetching and of the
+/// presence map.
+pub const CHUNK: u64 = 4 << 20;
+
+/// What the cache holds of one blob.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cached {
+    /// The blob's size in bytes.
+    pub size: u64,
+    /// One bit per [`CHUNK`], set when the chunk is in the cache file.
+    pub chunks: Vec<u8>,
+    /// Every chunk is present and the whole matches the hash.
+    pub verified: bool,
+    /// Last read, for eviction.
+    pub last_read: Timestamp,
+}
+
+impl Cached {
+    /// An empty record for a blob of `size` bytes.
+    pub fn new(size: u64) -> Cached {
+        Cached {
+            size,
+            chunks: vec![0; size.div_ceil(CHUNK).div_ceil(8) as usize],
+            verified: false,
+            last_read: Timestamp::now(),
+        }
+    }
+
+    /// Number of chunks of the blob.
+    pub fn count(&self) -> u64 {
+        self.size.div_ceil(CHUNK)
+    }
+
+    /// Whether chunk `i` is present.
+    pub fn has(&self, i: u64) -> bool {
+        self.chunks
+            .get((i / 8) as usize)
+            .is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Marks chunk `i` present.
+    pub fn set(&mut self, i: u64) {
+        if let Some(b) = self.chunks.get_mut((i / 8) as usize) {
+            *b |= 1 << (i % 8);
+        }
+    }
+
+    /// Whether every chunk is present.
+    pub fn complete(&self) -> bool {
+        (0..self.count()).all(|i| self.has(i))
+    }
+
+    /// Bytes present.
+    pub fn bytes(&self) -> u64 {
+        (0..self.count())
+            .filter(|&i| self.has(i))
+            .map(|i| CHUNK.min(self.size - i * CHUNK))
+            .sum()
+    }
+}
+
+/// The cache database.
+pub struct Cache {
+    db: Database<'static, Bytes, Postcard<Cached>>,
+}
+
+impl Cache {
+    pub(super) fn new(db: Database<'static, Bytes, Postcard<Cached>>) -> Cache {
+        Cache { db }
+    }
+
+    /// The record of blob `hash`.
+    pub fn get(&self, txn: &RoTxn, hash: &[u8; 32]) -> Result<Option<Cached>> {
+        self.db
+            .get(txn, hash.as_slice())
+            .map_err(|_| Error::Corrupt("cache"))
+    }
+
+    /// Writes the record of blob `hash`.
+    pub fn put(&self, wtxn: &mut RwTxn, hash: &[u8; 32], cached: &Cached) -> Result<()> {
+        Ok(self.db.put(wtxn, hash.as_slice(), cached)?)
+    }
+
+    /// Forgets blob `hash`.
+    pub fn remove(&self, wtxn: &mut RwTxn, hash: &[u8; 32]) -> Result<()> {
+        self.db.delete(wtxn, hash.as_slice())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_counted_and_marked() {
+        let mut c = Cached::new(2 * CHUNK + 1);
+        assert_eq!(c.count(), 3);
+        assert!(!c.complete());
+        c.set(0);
+        c.set(2);
+        assert!(c.has(0) && !c.has(1) && c.has(2));
+        assert_eq!(c.bytes(), CHUNK + 1);
+        c.set(1);
+        assert!(c.complete());
+        assert!(Cached::new(0).complete());
+    }
+}

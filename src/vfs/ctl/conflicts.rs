@@ -1,0 +1,59 @@
+//! `/.ctl/conflicts`: `AREA PATH KEPT_HASH COPY_PATH`, one line per
+//! version that lost a conflict and is shown at COPY_PATH (read);
+//! `clear AREA PATH` forgets the conflicts of PATH, keeping the copies as
+//! ordinary files (write).
+
+use super::super::{Error, Result, Vfs};
+use super::{name_field, usage};
+use crate::format::{escape, format_hash};
+use crate::store::{Ino, ROOT};
+use crate::sync::merge::{Content, conflict_path, losers};
+
+/// One line per conflict copy, by area and path.
+pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
+    let store = vfs.store();
+    let txn = store.read()?;
+    let mut areas = Vec::new();
+    store.namespace.children(&txn, ROOT, 0, |_, e| {
+        areas.push((e.ino, e.name));
+        Ok(true)
+    })?;
+    let mut out = String::new();
+    for (area, name) in areas {
+        store.versions.for_each(&txn, area, |path, record| {
+            let kept = match record.siblings.first().map(|w| &w.content) {
+                Some(Content::File(hash)) => format_hash(Some(hash)),
+                _ => "-".to_string(),
+            };
+            for loser in losers(&record.siblings) {
+                let copy = conflict_path(&String::from_utf8_lossy(path), loser);
+                out.push_str(&format!(
+                    "{} {} {kept} {}\n",
+                    escape(&name),
+                    escape(path),
+                    escape(copy.as_bytes())
+                ));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}
+
+/// Runs `clear AREA PATH`.
+pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
+    match fields {
+        ["clear", area, path] => {
+            let (area, path) = (name_field(area)?, name_field(path)?);
+            let ino = vfs
+                .area_named(&area, false)?
+                .ok_or_else(|| Error::NotFound(format!("no area {}", escape(&area))))?;
+            vfs.clear_conflict(ino, &path)
+        }
+        ["clear", ..] => Err(usage("clear AREA PATH")),
+        [cmd, ..] => Err(Error::Invalid(format!(
+            "unknown command {cmd:?}: expected clear"
+        ))),
+        [] => Err(usage("clear AREA PATH")),
+    }
+}

@@ -1,0 +1,549 @@
+//! Remote versions into the namespace (DESIGN.md "Sync").
+//!
+//! A pull brings records of paths from a peer, page by page. Each record
+//! is merged into what this peer knows ([`crate::sync::merge`]); when the
+//! siblings of a path change, what the path shows changes with them:
+//! the winner at the path, each loser at its conflict copy. New files
+//! appear unreal (their bytes stay with their holders). A real file a peer
+//! removed goes to `DATA/stash` until the pull ends, so that a file the
+//! peer only renamed moves into its new place instead of being fetched
+//! again: renames travel as renames, in whatever order their two halves
+//! come.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::{Result, Vfs};
+use crate::net::identity::PeerId;
+use crate::store::namespace::{Inode, Kind, Mode, Timestamp};
+use crate::store::versions::{Holding, PathRecord};
+use crate::store::{Ino, ROOT, RwTxn};
+use crate::sync::local::{Left, put_local};
+use crate::sync::merge::{Content, Version, add_sibling, conflict_path, losers};
+
+/// What one pull has done so far; [`Vfs::finish_pull`] ends it.
+#[derive(Default)]
+pub struct Pull {
+    /// Real files removed by the peer, by blob, waiting in `DATA/stash`.
+    stash: HashMap<[u8; 32], Vec<PathBuf>>,
+    /// Unreal files this pull created, by blob: (area, inode).
+    unreal: HashMap<[u8; 32], Vec<(Ino, Ino)>>,
+    /// Directories removed by the peer that still had entries.
+    rmdirs: Vec<(Ino, Vec<u8>)>,
+    /// Records whose versions changed here.
+    pub applied: u64,
+    /// Conflicts seen (paths left with more than one sibling).
+    pub conflicts: u64,
+    /// Entries the kernel must forget: (parent, name).
+    forget: Vec<(Ino, Vec<u8>)>,
+    next_stash: u64,
+}
+
+/// What a path shows: its winner (none when deleted) and its conflict
+/// copies (path, version).
+type Shown = (Option<Version<PeerId>>, Vec<(Vec<u8>, Version<PeerId>)>);
+
+/// What a path shows, from its siblings.
+fn shown(path: &[u8], siblings: &[Version<PeerId>]) -> Shown {
+    let winner = siblings
+        .first()
+        .filter(|w| w.content != Content::Deleted)
+        .cloned();
+    let text = String::from_utf8_lossy(path);
+    let copies = losers(siblings)
+        .map(|l| (conflict_path(&text, l).into_bytes(), l.clone()))
+        .collect();
+    (winner, copies)
+}
+
+/// Splits `a/b/c` into (`a/b`, `c`); the parent of a top entry is empty.
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+impl Vfs {
+    /// The area called `name`; with `create`, an area that does not exist
+    /// is made in `config mode.remote` (a share accepted from a peer).
+    pub fn area_named(&self, name: &[u8], create: bool) -> Result<Option<Ino>> {
+        let txn = self.store.read()?;
+        if let Some(ino) = self.store.namespace.lookup(&txn, ROOT, name)? {
+            return Ok(Some(ino));
+        }
+        drop(txn);
+        if !create {
+            return Ok(None);
+        }
+        let root = self.getattr(ROOT)?;
+        let caller = super::Caller {
+            uid: root.uid,
+            gid: root.gid,
+        };
+        self.create_area(name, 0o755, caller)?;
+        let mut wtxn = self.store.write()?;
+        let ino = self
+            .store
+            .namespace
+            .lookup(&wtxn, ROOT, name)?
+            .ok_or_else(super::Error::not_found)?;
+        let mut inode = self.inode(&wtxn, ino)?;
+        let mode = self.store.config.get(&wtxn, "mode.remote")?;
+        inode.mode = Some(Mode::parse(&mode).unwrap_or(Mode::Unreal));
+        self.store.namespace.put(&mut wtxn, ino, &inode)?;
+        wtxn.commit()?;
+        Ok(Some(ino))
+    }
+
+    /// Every (peer, area name) this peer shares an area with.
+    pub fn shared_areas(&self) -> Result<Vec<(PeerId, Vec<u8>)>> {
+        let txn = self.store.read()?;
+        let mut out = Vec::new();
+        for (ino, area) in self.store.areas.all(&txn)? {
+            let name = self.inode(&txn, ino)?.name;
+            for peer in area.shares {
+                out.push((PeerId(peer), name.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges one page of records from `peer` into `area` and shows the
+    /// changes, in one transaction that also notes `last`, the peer's feed
+    /// number of the page's last record, as applied.
+    pub fn apply_remote(
+        &self,
+        area: Ino,
+        peer: PeerId,
+        last: u64,
+        records: Vec<(Vec<u8>, PathRecord)>,
+        pull: &mut Pull,
+    ) -> Result<()> {
+        let mut wtxn = self.store.write()?;
+        for (path, incoming) in records {
+            let mut record = self
+                .store
+                .versions
+                .get(&wtxn, area, &path)?
+                .unwrap_or_default();
+            let before = record.siblings.clone();
+            let mut changed = false;
+            for version in incoming.siblings {
+                changed |= add_sibling(&mut record.siblings, version);
+            }
+            let holders_changed = record.merge_holders(&incoming.holders);
+            if !changed && !holders_changed {
+                continue;
+            }
+            let after = record.siblings.clone();
+            let seq = self.store.areas.next_seq(&mut wtxn, area)?;
+            self.store
+                .versions
+                .put(&mut wtxn, area, &path, record, seq)?;
+            if changed {
+                pull.applied += 1;
+                if after.len() > 1 {
+                    pull.conflicts += 1;
+                }
+                self.show(&mut wtxn, area, &path, &before, &after, pull)?;
+            }
+        }
+        if let Some(mut record) = self.store.areas.get(&wtxn, area)? {
+            record.received.insert(peer.0, last);
+            self.store.areas.put(&mut wtxn, area, &record)?;
+        }
+        wtxn.commit()?;
+        for (parent, name) in pull.forget.drain(..) {
+            self.forget_entry(parent, &name);
+        }
+        Ok(())
+    }
+
+    /// Forgets the conflict at `path` of `area`: each conflict copy still
+    /// in the tree becomes a file of its own, and the winner is written
+    /// again over every sibling. ENOENT when there is no conflict.
+    pub fn clear_conflict(&self, area: Ino, path: &[u8]) -> Result<()> {
+        let mut wtxn = self.store.write()?;
+        let record = self.store.versions.get(&wtxn, area, path)?;
+        let Some(record) = record.filter(|r| losers(&r.siblings).next().is_some()) else {
+            return Err(super::Error::NotFound(format!(
+                "no conflict at {}",
+                crate::format::escape(path)
+            )));
+        };
+        let (_, copies) = shown(path, &record.siblings);
+        for (copy, loser) in copies {
+            if let Some(ino) = self.ino_at(&wtxn, area, &copy)? {
+                let held = !self.inode(&wtxn, ino)?.unreal;
+                let left = Left {
+                    content: loser.content.clone(),
+                    mtime: loser.mtime,
+                    size: loser.size,
+                };
+                put_local(
+                    &self.store,
+                    &mut wtxn,
+                    self.peer_id,
+                    area,
+                    &copy,
+                    left,
+                    held,
+                )?;
+            }
+        }
+        let winner = &record.siblings[0];
+        let held = match self.ino_at(&wtxn, area, path)? {
+            Some(ino) => !self.inode(&wtxn, ino)?.unreal,
+            None => false,
+        };
+        let left = Left {
+            content: winner.content.clone(),
+            mtime: winner.mtime,
+            size: winner.size,
+        };
+        put_local(&self.store, &mut wtxn, self.peer_id, area, path, left, held)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// The real file at `path` of `area` when it holds blob `hash` (its
+    /// recorded content, with no write pending), opened for reading.
+    pub fn open_held(
+        &self,
+        area: Ino,
+        path: &[u8],
+        hash: [u8; 32],
+    ) -> Result<Option<std::fs::File>> {
+        let txn = self.store.read()?;
+        let Some(ino) = self.ino_at(&txn, area, path)? else {
+            return Ok(None);
+        };
+        let inode = self.inode(&txn, ino)?;
+        if inode.kind != Kind::File
+            || inode.unreal
+            || inode.hash != Some(hash)
+            || self.recorder.is_pending(ino)
+        {
+            return Ok(None);
+        }
+        Ok(Some(std::fs::File::open(self.real_path(&txn, ino)?)?))
+    }
+
+    /// Changes the namespace from what `before` showed at `path` to what
+    /// `after` shows.
+    fn show(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        before: &[Version<PeerId>],
+        after: &[Version<PeerId>],
+        pull: &mut Pull,
+    ) -> Result<()> {
+        let (old_winner, old_copies) = shown(path, before);
+        let (new_winner, new_copies) = shown(path, after);
+        for (copy, _) in &old_copies {
+            let own = self
+                .store
+                .versions
+                .get(wtxn, area, copy)?
+                .and_then(|r| r.siblings.first().map(|w| w.content != Content::Deleted))
+                .unwrap_or(false);
+            if !own && !new_copies.iter().any(|(c, _)| c == copy) {
+                self.place(wtxn, area, copy, None, pull)?;
+            }
+        }
+        for (copy, version) in &new_copies {
+            if !old_copies.iter().any(|(c, _)| c == copy) {
+                self.place(wtxn, area, copy, Some(version), pull)?;
+            }
+        }
+        let same = match (&old_winner, &new_winner) {
+            (Some(a), Some(b)) => a.content == b.content,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same || self.ino_at(wtxn, area, path)?.is_none() {
+            self.place(wtxn, area, path, new_winner.as_ref(), pull)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `path` show `version` (nothing when `None`).
+    fn place(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        version: Option<&Version<PeerId>>,
+        pull: &mut Pull,
+    ) -> Result<()> {
+        let existing = self.ino_at(wtxn, area, path)?;
+        let content = version.map_or(&Content::Deleted, |v| &v.content);
+        if let Some(ino) = existing {
+            let inode = self.inode(wtxn, ino)?;
+            let keep = match content {
+                Content::Dir => inode.kind == Kind::Dir,
+                Content::File(hash) => inode.kind == Kind::File && inode.hash == Some(*hash),
+                Content::Symlink(target) => inode.kind == Kind::Symlink && &inode.target == target,
+                Content::Deleted => false,
+            };
+            if keep {
+                return Ok(());
+            }
+            if !self.remove_shown(wtxn, area, path, ino, inode, pull)? {
+                // A directory that still has entries stays.
+                return Ok(());
+            }
+        }
+        let Some(version) = version else {
+            return Ok(());
+        };
+        let (parent_path, name) = split(path);
+        let Some(parent) = self.make_dirs(wtxn, area, parent_path, pull)? else {
+            tracing::warn!(
+                "{}: a file is in the way of its directory; not shown",
+                String::from_utf8_lossy(path)
+            );
+            return Ok(());
+        };
+        let dir = self.inode(wtxn, parent)?;
+        let mut inode = Inode::new(parent, name, Kind::File, 0o644, area);
+        (inode.uid, inode.gid) = (dir.uid, dir.gid);
+        inode.mtime = Timestamp {
+            secs: version.mtime,
+            nanos: 0,
+        };
+        let real = self.real_child(wtxn, parent, name)?;
+        match &version.content {
+            Content::Deleted => return Ok(()),
+            Content::Dir => {
+                inode.kind = Kind::Dir;
+                inode.perm = 0o755;
+                std::fs::create_dir(&real).or_else(exists_ok)?;
+            }
+            Content::Symlink(target) => {
+                inode.kind = Kind::Symlink;
+                inode.perm = 0o777;
+                inode.size = target.len() as u64;
+                inode.target = target.clone();
+                inode.hash = Some(crate::blob::hash_bytes(target));
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), &real)?;
+            }
+            Content::File(hash) => {
+                inode.size = version.size;
+                inode.hash = Some(*hash);
+                let stashed = pull.stash.get_mut(hash).and_then(|s| s.pop());
+                match stashed {
+                    Some(from) => std::fs::rename(from, &real)?,
+                    None => inode.unreal = true,
+                }
+            }
+        }
+        let ino = self.insert(wtxn, parent, name, &inode)?;
+        pull.forget.push((parent, name.to_vec()));
+        if let Content::File(hash) = &version.content {
+            if inode.unreal {
+                pull.unreal.entry(*hash).or_default().push((area, ino));
+            } else {
+                self.hold(wtxn, area, path, Some(*hash))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes in `path`'s record that this peer holds `hash` there.
+    fn hold(&self, wtxn: &mut RwTxn, area: Ino, path: &[u8], hash: Option<[u8; 32]>) -> Result<()> {
+        let seq = self.store.areas.next_seq(wtxn, area)?;
+        let mut record = self
+            .store
+            .versions
+            .get(wtxn, area, path)?
+            .unwrap_or_default();
+        record
+            .holders
+            .insert(self.peer_id, Holding { clock: seq, hash });
+        Ok(self.store.versions.put(wtxn, area, path, record, seq)?)
+    }
+
+    /// Removes the entry `ino` at `path` because a peer replaced or removed
+    /// it. A real file goes to the stash; one with changes not yet recorded
+    /// stays, renamed to a conflict copy of this peer. Returns false when a
+    /// directory with entries stays.
+    fn remove_shown(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        ino: Ino,
+        inode: Inode,
+        pull: &mut Pull,
+    ) -> Result<bool> {
+        let real = self.real_path(wtxn, ino)?;
+        match inode.kind {
+            Kind::Dir => {
+                if !self.store.namespace.is_empty(wtxn, ino)? {
+                    pull.rmdirs.push((area, path.to_vec()));
+                    return Ok(false);
+                }
+                std::fs::remove_dir(&real).or_else(missing_ok)?;
+            }
+            Kind::Symlink => std::fs::remove_file(&real).or_else(missing_ok)?,
+            Kind::File if inode.unreal => {}
+            Kind::File => {
+                let dirty = inode.hash.is_none() || self.recorder.is_pending(ino);
+                if dirty {
+                    return self.keep_local(wtxn, ino, inode, path).map(|_| true);
+                }
+                let hash = inode.hash.unwrap_or_default();
+                let to = self.stash_dir().join(format!("{}", pull.next_stash));
+                pull.next_stash += 1;
+                std::fs::rename(&real, &to).or_else(missing_ok)?;
+                pull.stash.entry(hash).or_default().push(to);
+            }
+        }
+        let parent = inode.parent;
+        self.store.namespace.unlink(wtxn, parent, &inode.name)?;
+        pull.forget.push((parent, inode.name.clone()));
+        self.drop_inode(wtxn, ino, inode)?;
+        Ok(true)
+    }
+
+    /// Moves a local file with unrecorded changes out of a peer's way, to
+    /// `NAME.conflict-THISPEER8-TIME.EXT`, where it is recorded as new.
+    fn keep_local(&self, wtxn: &mut RwTxn, ino: Ino, mut inode: Inode, path: &[u8]) -> Result<()> {
+        let mine = Version {
+            vv: Default::default(),
+            content: Content::Deleted,
+            mtime: Timestamp::now().secs,
+            size: 0,
+            author: self.peer_id,
+        };
+        let copy = conflict_path(&String::from_utf8_lossy(path), &mine).into_bytes();
+        let (_, name) = split(&copy);
+        let parent = inode.parent;
+        let from = self.real_path(wtxn, ino)?;
+        let to = self.real_child(wtxn, parent, name)?;
+        std::fs::rename(&from, &to)?;
+        self.store.namespace.unlink(wtxn, parent, &inode.name)?;
+        self.store.namespace.link(wtxn, parent, name, ino)?;
+        inode.name = name.to_vec();
+        inode.hash = None;
+        self.store.namespace.put(wtxn, ino, &inode)?;
+        self.recorder.touched(ino, false);
+        Ok(())
+    }
+
+    /// The directory at `path` in `area`, made with its parents where
+    /// missing; `None` when a file is in the way.
+    fn make_dirs(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        pull: &mut Pull,
+    ) -> Result<Option<Ino>> {
+        let mut at = area;
+        if path.is_empty() {
+            return Ok(Some(at));
+        }
+        for name in path.split(|&b| b == b'/') {
+            match self.store.namespace.lookup(wtxn, at, name)? {
+                Some(ino) => {
+                    if self.inode(wtxn, ino)?.kind != Kind::Dir {
+                        return Ok(None);
+                    }
+                    at = ino;
+                }
+                None => {
+                    let dir = self.inode(wtxn, at)?;
+                    let mut inode = Inode::new(at, name, Kind::Dir, 0o755, area);
+                    (inode.uid, inode.gid) = (dir.uid, dir.gid);
+                    std::fs::create_dir(self.real_child(wtxn, at, name)?).or_else(exists_ok)?;
+                    let ino = self.insert(wtxn, at, name, &inode)?;
+                    pull.forget.push((at, name.to_vec()));
+                    at = ino;
+                }
+            }
+        }
+        Ok(Some(at))
+    }
+
+    /// Ends a pull: stashed files whose blob an unreal file of this pull
+    /// shows move there (the two halves of a rename came in that order);
+    /// the rest of the stash is deleted; directories the peer removed go
+    /// once empty.
+    pub fn finish_pull(&self, mut pull: Pull) -> Result<()> {
+        let mut wtxn = self.store.write()?;
+        for (hash, files) in std::mem::take(&mut pull.stash) {
+            let mut targets = pull.unreal.remove(&hash).unwrap_or_default();
+            for file in files {
+                let target = loop {
+                    match targets.pop() {
+                        Some((area, ino)) => match self.store.namespace.get(&wtxn, ino)? {
+                            Some(inode) if inode.unreal && inode.parent != 0 => {
+                                break Some((area, ino, inode));
+                            }
+                            _ => continue,
+                        },
+                        None => break None,
+                    }
+                };
+                match target {
+                    Some((area, ino, mut inode)) => {
+                        std::fs::rename(&file, self.real_path(&wtxn, ino)?)?;
+                        inode.unreal = false;
+                        self.store.namespace.put(&mut wtxn, ino, &inode)?;
+                        let path = self.area_path(&wtxn, ino)?;
+                        self.hold(&mut wtxn, area, &path, Some(hash))?;
+                    }
+                    None => std::fs::remove_file(&file).or_else(missing_ok)?,
+                }
+            }
+        }
+        pull.rmdirs.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
+        for (area, path) in std::mem::take(&mut pull.rmdirs) {
+            let gone = self
+                .store
+                .versions
+                .get(&wtxn, area, &path)?
+                .and_then(|r| r.siblings.first().map(|w| w.content == Content::Deleted))
+                .unwrap_or(false);
+            if let (true, Some(ino)) = (gone, self.ino_at(&wtxn, area, &path)?)
+                && self.store.namespace.is_empty(&wtxn, ino)?
+            {
+                let inode = self.inode(&wtxn, ino)?;
+                self.remove_shown(&mut wtxn, area, &path, ino, inode, &mut pull)?;
+            }
+        }
+        wtxn.commit()?;
+        for (parent, name) in pull.forget.drain(..) {
+            self.forget_entry(parent, &name);
+        }
+        Ok(())
+    }
+
+    /// `DATA/stash`, where files removed by a peer wait for the pull to end.
+    pub(super) fn stash_dir(&self) -> PathBuf {
+        self.real.with_file_name("stash")
+    }
+}
+
+fn exists_ok(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn missing_ok(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}

@@ -1,0 +1,384 @@
+//! Reads of unreal files: the blob cache and fetches from holders.
+//!
+//! An unreal file's bytes live in a sparse cache file `DATA/cache/HASH`,
+//! filled chunk by chunk ([`CHUNK`], 4 MiB) from the peers that hold the
+//! blob; which chunks are present is kept in LMDB ([`crate::store::cache`]).
+//! A read waits for the chunks it covers (at most `net.timeout`, then
+//! EHOSTUNREACH) and, when reads follow each other, starts fetching the
+//! next [`READAHEAD`] chunks so that a cold sequential read keeps the link
+//! busy. A chunk is written to the cache only once it arrived whole; when
+//! the last one is in, the whole file is hashed and the blob is marked
+//! verified, or dropped and counted in `verify.failures`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Error, Result, Vfs, lock};
+use crate::net::identity::PeerId;
+use crate::net::{Command, Fetch, RequestError};
+use crate::store::Ino;
+use crate::store::cache::{CHUNK, Cached};
+use crate::store::namespace::Timestamp;
+
+/// Chunks fetched ahead of a sequential reader.
+pub const READAHEAD: u64 = 8;
+
+/// A chunk of a blob: (hash, index).
+type ChunkKey = ([u8; 32], u64);
+
+/// A fetch of one chunk that readers wait for.
+#[derive(Default)]
+struct Waiter {
+    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    cv: Condvar,
+}
+
+/// A blob being fetched, as `/.ctl/transfers` shows it.
+#[derive(Clone, Debug)]
+pub struct Transfer {
+    /// The area's name.
+    pub area: Vec<u8>,
+    /// The file's path in the area.
+    pub path: Vec<u8>,
+    /// Bytes of the blob in the cache.
+    pub done: u64,
+    /// The blob's size.
+    pub total: u64,
+    /// Bytes fetched since the transfer started.
+    pub fetched: u64,
+    /// When it started.
+    pub started: Instant,
+    /// The peer that sent the last chunk.
+    pub peer: Option<PeerId>,
+}
+
+/// Fetches in flight and transfers, shared by all readers.
+#[derive(Default)]
+pub(super) struct Unreal {
+    waiters: Mutex<HashMap<ChunkKey, Arc<Waiter>>>,
+    transfers: Mutex<HashMap<[u8; 32], Transfer>>,
+}
+
+/// What an open unreal file reads from.
+pub(super) struct UnrealFile {
+    hash: [u8; 32],
+    size: u64,
+    area: Ino,
+    area_name: Vec<u8>,
+    path: Vec<u8>,
+    file: File,
+    /// Where the last read ended: a read starting there is sequential.
+    next: AtomicU64,
+}
+
+impl Vfs {
+    /// `DATA/cache`, the blob cache.
+    pub(super) fn cache_dir(&self) -> PathBuf {
+        self.real.with_file_name("cache")
+    }
+
+    fn cache_path(&self, hash: &[u8; 32]) -> PathBuf {
+        self.cache_dir()
+            .join(crate::format::format_hash(Some(hash)))
+    }
+
+    /// Opens unreal file `ino` for reading from the cache.
+    pub(super) fn open_unreal(&self, ino: Ino) -> Result<UnrealFile> {
+        let mut wtxn = self.store.write()?;
+        let inode = self.inode(&wtxn, ino)?;
+        let hash = inode.hash.ok_or_else(Error::not_found)?;
+        let path = self.area_path(&wtxn, ino)?;
+        let area_name = self.inode(&wtxn, inode.area)?.name;
+        let cache = self.cache_path(&hash);
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&cache)?;
+        let mut cached = match self.store.cache.get(&wtxn, &hash)? {
+            Some(cached) => cached,
+            None => {
+                file.set_len(inode.size)?;
+                Cached::new(inode.size)
+            }
+        };
+        cached.last_read = Timestamp::now();
+        self.store.cache.put(&mut wtxn, &hash, &cached)?;
+        wtxn.commit()?;
+        Ok(UnrealFile {
+            hash,
+            size: inode.size,
+            area: inode.area,
+            area_name,
+            path,
+            file,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` of an unreal file,
+    /// fetching what the cache lacks.
+    pub(super) fn read_unreal(
+        &self,
+        uf: &UnrealFile,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let end = (offset + buf.len() as u64).min(uf.size);
+        if offset >= end {
+            return Ok(0);
+        }
+        let (first, last) = (offset / CHUNK, (end - 1) / CHUNK);
+        let sequential = uf.next.swap(end, Ordering::Relaxed) == offset;
+        let count = uf.size.div_ceil(CHUNK);
+        if sequential {
+            for c in last + 1..(last + 1 + READAHEAD).min(count) {
+                self.start_chunk(uf, c)?;
+            }
+        }
+        let deadline = Instant::now() + self.net_timeout();
+        for c in first..=last {
+            self.wait_chunk(uf, c, deadline)?;
+        }
+        let want = (end - offset) as usize;
+        uf.file.read_exact_at(&mut buf[..want], offset)?;
+        Ok(want)
+    }
+
+    fn net_timeout(&self) -> Duration {
+        self.store
+            .read()
+            .and_then(|txn| self.store.config.duration(&txn, "net.timeout"))
+            .unwrap_or(Duration::from_secs(30))
+    }
+
+    fn has_chunk(&self, hash: &[u8; 32], c: u64) -> Result<bool> {
+        let txn = self.store.read()?;
+        Ok(self.store.cache.get(&txn, hash)?.is_some_and(|r| r.has(c)))
+    }
+
+    /// Waits until chunk `c` is in the cache, fetching it again after a
+    /// failure until `deadline`.
+    fn wait_chunk(&self, uf: &UnrealFile, c: u64, deadline: Instant) -> Result<()> {
+        loop {
+            let Some(waiter) = self.start_chunk(uf, c)? else {
+                return Ok(());
+            };
+            let mut outcome = lock(&waiter.outcome);
+            while outcome.is_none() {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Error::Unreachable(
+                        "no holder sent the bytes within net.timeout".into(),
+                    ));
+                }
+                outcome = waiter
+                    .cv
+                    .wait_timeout(outcome, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            match outcome.take() {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(why)) => {
+                    drop(outcome);
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(Error::Unreachable(why));
+                    }
+                    std::thread::sleep((deadline - now).min(Duration::from_millis(200)));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Starts fetching chunk `c` unless it is cached (`None`) or on its way.
+    fn start_chunk(&self, uf: &UnrealFile, c: u64) -> Result<Option<Arc<Waiter>>> {
+        if self.has_chunk(&uf.hash, c)? {
+            return Ok(None);
+        }
+        let waiter = {
+            let mut waiters = lock(&self.unreal.waiters);
+            if let Some(w) = waiters.get(&(uf.hash, c)) {
+                return Ok(Some(Arc::clone(w)));
+            }
+            let w = Arc::new(Waiter::default());
+            waiters.insert((uf.hash, c), Arc::clone(&w));
+            w
+        };
+        lock(&self.unreal.transfers)
+            .entry(uf.hash)
+            .or_insert_with(|| Transfer {
+                area: uf.area_name.clone(),
+                path: uf.path.clone(),
+                done: 0,
+                total: uf.size,
+                fetched: 0,
+                started: Instant::now(),
+                peer: None,
+            });
+        let holders = self.holders_to_ask(uf)?;
+        let me = self.me.clone();
+        let (hash, size) = (uf.hash, uf.size);
+        let fetch = Fetch {
+            holders,
+            area: uf.area_name.clone(),
+            path: uf.path.clone(),
+            hash,
+            offset: c * CHUNK,
+            len: CHUNK.min(size - c * CHUNK),
+            done: Box::new(move |result| {
+                if let Some(vfs) = me.upgrade() {
+                    tokio::task::spawn_blocking(move || vfs.chunk_arrived(hash, size, c, result));
+                }
+            }),
+        };
+        if !self.household.send(Command::Fetch(fetch)) {
+            self.settle_chunk(hash, c, Err("the network is not running".into()));
+        }
+        Ok(Some(waiter))
+    }
+
+    /// The peers to ask for `uf`'s blob: its holders, then every other
+    /// peer the area is shared with.
+    fn holders_to_ask(&self, uf: &UnrealFile) -> Result<Vec<PeerId>> {
+        let txn = self.store.read()?;
+        let mut peers: Vec<PeerId> = match self.store.versions.get(&txn, uf.area, &uf.path)? {
+            Some(record) => record
+                .holders_of(uf.hash)
+                .filter(|p| *p != self.peer_id)
+                .collect(),
+            None => Vec::new(),
+        };
+        if let Some(area) = self.store.areas.get(&txn, uf.area)? {
+            for peer in area.shares.into_iter().map(PeerId) {
+                if !peers.contains(&peer) {
+                    peers.push(peer);
+                }
+            }
+        }
+        Ok(peers)
+    }
+
+    /// Stores a chunk that arrived (on the blocking pool) and wakes its
+    /// readers.
+    fn chunk_arrived(
+        &self,
+        hash: [u8; 32],
+        size: u64,
+        c: u64,
+        result: std::result::Result<(PeerId, Vec<u8>), RequestError>,
+    ) {
+        let outcome = match result {
+            Ok((peer, bytes)) => self
+                .store_chunk(hash, size, c, peer, &bytes)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.settle_chunk(hash, c, outcome);
+    }
+
+    fn settle_chunk(&self, hash: [u8; 32], c: u64, outcome: std::result::Result<(), String>) {
+        if let Some(waiter) = lock(&self.unreal.waiters).remove(&(hash, c)) {
+            *lock(&waiter.outcome) = Some(outcome);
+            waiter.cv.notify_all();
+        }
+    }
+
+    fn store_chunk(
+        &self,
+        hash: [u8; 32],
+        size: u64,
+        c: u64,
+        peer: PeerId,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let expected = CHUNK.min(size - c * CHUNK);
+        if bytes.len() as u64 != expected {
+            return Err(Error::Unreachable(format!(
+                "{peer} sent {} bytes of a {expected}-byte chunk",
+                bytes.len()
+            )));
+        }
+        let path = self.cache_path(&hash);
+        File::options()
+            .write(true)
+            .open(&path)?
+            .write_all_at(bytes, c * CHUNK)?;
+        self.stats
+            .fetch_bytes
+            .fetch_add(expected, Ordering::Relaxed);
+        let mut wtxn = self.store.write()?;
+        let mut cached = self
+            .store
+            .cache
+            .get(&wtxn, &hash)?
+            .unwrap_or_else(|| Cached::new(size));
+        cached.set(c);
+        self.store.cache.put(&mut wtxn, &hash, &cached)?;
+        wtxn.commit()?;
+        let complete = cached.complete() && !cached.verified;
+        if let Some(t) = lock(&self.unreal.transfers).get_mut(&hash) {
+            t.done = cached.bytes();
+            t.fetched += expected;
+            t.peer = Some(peer);
+        }
+        if complete {
+            lock(&self.unreal.transfers).remove(&hash);
+            self.verify_cached(hash, peer)?;
+        }
+        Ok(())
+    }
+
+    /// Hashes a complete cache file: marks it verified, or drops it.
+    fn verify_cached(&self, hash: [u8; 32], peer: PeerId) -> Result<()> {
+        let path = self.cache_path(&hash);
+        let actual = crate::blob::hash_file(&File::open(&path)?)?;
+        let mut wtxn = self.store.write()?;
+        if actual == hash {
+            if let Some(mut cached) = self.store.cache.get(&wtxn, &hash)? {
+                cached.verified = true;
+                self.store.cache.put(&mut wtxn, &hash, &cached)?;
+            }
+            wtxn.commit()?;
+            self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.store.cache.remove(&mut wtxn, &hash)?;
+        wtxn.commit()?;
+        let _ = std::fs::remove_file(&path);
+        self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
+        let hex = crate::format::format_hash(Some(&hash));
+        tracing::warn!("blob {hex} from {peer} does not match its hash: dropped");
+        Err(Error::Unreachable(format!(
+            "blob {hex} from {peer} failed verification"
+        )))
+    }
+
+    /// How much of blob `hash` the cache holds: (bytes, verified).
+    pub(crate) fn cached_state(
+        &self,
+        txn: &crate::store::RoTxn,
+        hash: &[u8; 32],
+    ) -> Result<(u64, u64, bool)> {
+        Ok(match self.store.cache.get(txn, hash)? {
+            Some(c) => (c.bytes(), c.size, c.verified),
+            None => (0, 0, false),
+        })
+    }
+
+    /// The blobs being fetched.
+    pub fn transfers(&self) -> Vec<([u8; 32], Transfer)> {
+        lock(&self.unreal.transfers)
+            .iter()
+            .map(|(h, t)| (*h, t.clone()))
+            .collect()
+    }
+}
