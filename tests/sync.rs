@@ -24,3 +24,211 @@ fn a_file_written_on_one_peer_is_listed_and_read_on_another() {
     assert_eq!(b.stat("fetch.blobs"), 1);
     assert!(b.stat("fetch.bytes") >= text.len() as u64);
 }
+
+/// Lines of a directory's `.ctl/status`, by name: (state, holders).
+fn status(p: &Peer, dir: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    p.read(&format!("{dir}/.ctl/status"))
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].to_string(), (f[2].to_string(), f[6].to_string()))
+        })
+        .collect()
+}
+
+/// Every file below `dir`, relative, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+                out.push(format!("{rel}/"));
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_renamed_directory_is_renamed_on_the_holder_without_transfer() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "photos");
+    std::fs::create_dir(b.path("photos/2019")).unwrap();
+    for i in 0..1000 {
+        std::fs::write(
+            b.path(&format!("photos/2019/{i}.jpg")),
+            format!("photo {i}"),
+        )
+        .unwrap();
+    }
+    b.wait_recorded("photos/2019");
+    consensus(&b);
+    assert_eq!(a.read("photos/2019/7.jpg"), "photo 7");
+    let fetched = a.stat("fetch.bytes");
+    // a renames what it sees; b holds the bytes and only renames.
+    std::fs::rename(a.path("photos/2019"), a.path("photos/old")).unwrap();
+    consensus(&a);
+    assert!(!b.path("photos/2019").exists());
+    assert_eq!(
+        std::fs::read_dir(b.path("photos/old")).unwrap().count(),
+        1000
+    );
+    assert_eq!(b.read("photos/old/999.jpg"), "photo 999");
+    assert!(b.real("photos/old/999.jpg").is_file(), "still real on b");
+    let st = status(&b, "photos/old");
+    assert_eq!(st["5.jpg"].0, "real");
+    assert_eq!(b.stat("fetch.bytes"), 0, "b fetched nothing");
+    assert_eq!(a.stat("fetch.bytes"), fetched, "a fetched nothing more");
+    assert_eq!(tree(&a.path("photos")), tree(&b.path("photos")));
+}
+
+#[test]
+fn concurrent_writes_converge_with_one_conflict_copy() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "w");
+    std::fs::write(a.path("w/report.txt"), "first draft\n").unwrap();
+    a.wait_recorded("w");
+    consensus(&a);
+    assert_eq!(b.read("w/report.txt"), "first draft\n");
+    // Both change it before the next round.
+    std::fs::write(a.path("w/report.txt"), "a's version\n").unwrap();
+    std::fs::write(b.path("w/report.txt"), "b's version, longer\n").unwrap();
+    a.wait_recorded("w");
+    b.wait_recorded("w");
+    consensus(&a);
+    let (ta, tb) = (tree(&a.path("w")), tree(&b.path("w")));
+    assert_eq!(ta, tb);
+    assert_eq!(ta.len(), 2, "{ta:?}");
+    let copy = ta
+        .iter()
+        .find(|n| n.contains(".conflict-"))
+        .expect("a conflict copy")
+        .clone();
+    assert!(
+        copy.starts_with("report.conflict-") && copy.ends_with(".txt"),
+        "{copy}"
+    );
+    let texts = |p: &Peer| {
+        let mut t = vec![p.read("w/report.txt"), p.read(&format!("w/{copy}"))];
+        t.sort();
+        t
+    };
+    assert_eq!(texts(&a), ["a's version\n", "b's version, longer\n"]);
+    assert_eq!(texts(&a), texts(&b));
+    assert_eq!(a.read("w/report.txt"), b.read("w/report.txt"));
+    let conflicts = a.read(".ctl/conflicts");
+    assert_eq!(conflicts.lines().count(), 1, "{conflicts}");
+    assert!(conflicts.starts_with("w report.txt "), "{conflicts}");
+    assert_eq!(conflicts, b.read(".ctl/conflicts"));
+    assert_eq!(status(&a, "w")["report.txt"].0, "conflict");
+    // Clearing keeps both files and forgets the conflict, on both peers.
+    a.write_ctl(".ctl/conflicts", "clear w report.txt").unwrap();
+    assert!(a.read(".ctl/conflicts").is_empty());
+    consensus(&a);
+    assert!(b.read(".ctl/conflicts").is_empty());
+    assert_eq!(tree(&a.path("w")), tree(&b.path("w")));
+    assert_eq!(
+        a.ctl_errno(".ctl/conflicts", "clear w report.txt"),
+        libc::ENOENT
+    );
+    assert_eq!(a.ctl_errno(".ctl/conflicts", "clear"), libc::EINVAL);
+}
+
+#[test]
+fn a_deaf_peer_syncs_through_a_listening_one() {
+    let (listening, deaf) = (Peer::start(), Peer::start_deaf());
+    household(&[&listening, &deaf], "d");
+    std::fs::write(
+        deaf.path("d/from-deaf"),
+        "served over the connection it opened",
+    )
+    .unwrap();
+    deaf.wait_recorded("d");
+    consensus(&deaf);
+    assert_eq!(
+        listening.read("d/from-deaf"),
+        "served over the connection it opened"
+    );
+    // And the other way, started from the listening side.
+    std::fs::write(listening.path("d/from-listening"), "back").unwrap();
+    listening.wait_recorded("d");
+    consensus(&listening);
+    assert_eq!(deaf.read("d/from-listening"), "back");
+}
+
+#[test]
+fn an_unshared_area_never_reaches_a_peer() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "shared");
+    std::fs::create_dir(a.path("private")).unwrap();
+    std::fs::write(a.path("private/secret"), "not for b").unwrap();
+    std::fs::write(a.path("shared/open"), "for b").unwrap();
+    a.wait_recorded("private");
+    a.wait_recorded("shared");
+    consensus(&a);
+    assert_eq!(b.read("shared/open"), "for b");
+    assert!(!b.path("private").exists());
+    // b asks for it: a refuses, b's round fails and says so.
+    b.write_ctl(".ctl/areas", &format!("share private {}", a.id()))
+        .unwrap();
+    assert_eq!(
+        b.ctl_errno(".ctl/consensus", "now private"),
+        libc::EHOSTUNREACH
+    );
+    assert!(
+        b.read(".ctl/consensus")
+            .lines()
+            .any(|l| l.contains(" private ") && l.contains(" refused "))
+    );
+    assert!(
+        std::fs::read_dir(b.path("private"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert!(b.read(".ctl/errors").contains("area not shared"));
+}
+
+#[test]
+fn a_holder_killed_during_a_read_fails_it_cleanly() {
+    use std::io::Read;
+    let (mut a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "big");
+    b.write_ctl(".ctl/config", "net.timeout 2s").unwrap();
+    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+    std::fs::write(a.path("big/blob"), &data).unwrap();
+    a.wait_recorded("big");
+    consensus(&a);
+    let mut file = std::fs::File::open(b.path("big/blob")).unwrap();
+    let mut got = vec![0; 1 << 20];
+    file.read_exact(&mut got).unwrap();
+    assert_eq!(got, data[..1 << 20]);
+    a.kill9();
+    let mut rest = Vec::new();
+    let err = file.read_to_end(&mut rest).expect_err("the holder is gone");
+    assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH));
+    let read = (1 << 20) + rest.len();
+    assert!(read < data.len());
+    assert_eq!(
+        rest,
+        data[1 << 20..read],
+        "bytes read before the failure are right"
+    );
+    // Listed still, and a fresh read fails the same way.
+    assert_eq!(
+        std::fs::metadata(b.path("big/blob")).unwrap().len(),
+        data.len() as u64
+    );
+}

@@ -15,8 +15,9 @@ use super::{Error, Ino, Postcard, Result};
 /// What an area has beyond its directory inode.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Area {
-    /// Sequence number the next local op of this area gets.
-    pub next_seq: u64,
+    /// The last sequence number taken in this area (0: none yet). Numbers
+    /// start at 1, so a peer that asks for the changes since 0 gets all.
+    pub last_seq: u64,
     /// Peers (32-byte ED25519 public keys) the area is shared with.
     pub shares: Vec<[u8; 32]>,
     /// Per peer, the last sequence number of its feed applied here.
@@ -65,8 +66,8 @@ impl Areas {
     /// Takes the next sequence number of area `ino`.
     pub fn next_seq(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<u64> {
         let mut area = self.get(wtxn, ino)?.ok_or(Error::Corrupt("area"))?;
-        let seq = area.next_seq;
-        area.next_seq += 1;
+        area.last_seq += 1;
+        let seq = area.last_seq;
         self.put(wtxn, ino, &area)?;
         Ok(seq)
     }
