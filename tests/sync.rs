@@ -102,11 +102,15 @@ fn concurrent_writes_converge_with_one_conflict_copy() {
     a.wait_recorded("w");
     consensus(&a);
     assert_eq!(b.read("w/report.txt"), "first draft\n");
-    // Both change it before the next round.
+    // Both change it while apart (no automatic round can run).
+    a.write_ctl(".ctl/peers", &format!("disconnect {}", b.id()))
+        .unwrap();
     std::fs::write(a.path("w/report.txt"), "a's version\n").unwrap();
     std::fs::write(b.path("w/report.txt"), "b's version, longer\n").unwrap();
     a.wait_recorded("w");
     b.wait_recorded("w");
+    a.write_ctl(".ctl/peers", &format!("connect {}", b.id()))
+        .unwrap();
     consensus(&a);
     let (ta, tb) = (tree(&a.path("w")), tree(&b.path("w")));
     assert_eq!(ta, tb);
@@ -230,5 +234,24 @@ fn a_holder_killed_during_a_read_fails_it_cleanly() {
     assert_eq!(
         std::fs::metadata(b.path("big/blob")).unwrap().len(),
         data.len() as u64
+    );
+}
+
+#[test]
+fn rounds_run_on_their_own_after_changes() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "auto");
+    // No `now`: a recorded write starts a round, and so does a delete.
+    std::fs::write(a.path("auto/note"), "by itself").unwrap();
+    common::wait_until("the note to reach b", || b.path("auto/note").exists());
+    assert_eq!(b.read("auto/note"), "by itself");
+    std::fs::remove_file(a.path("auto/note")).unwrap();
+    common::wait_until("the delete to reach b", || !b.path("auto/note").exists());
+    assert!(a.stat("consensus.rounds") >= 2);
+    // A round that ran is listed with its result.
+    assert!(
+        a.read(".ctl/consensus")
+            .lines()
+            .any(|l| l.starts_with(&b.id()) && l.contains(" auto ") && l.contains(" ok "))
     );
 }

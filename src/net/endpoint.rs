@@ -173,6 +173,7 @@ impl Network {
             links: Mutex::new(HashMap::new()),
             held_off: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
+            schedule: Default::default(),
         });
         runtime.spawn(Arc::clone(&manager).run(receiver));
         if let Some(server) = server {
@@ -221,6 +222,7 @@ pub(super) struct Manager {
     /// Peers the user disconnected: not dialled until `connect`.
     held_off: Mutex<HashSet<PeerId>>,
     backoff: Mutex<HashMap<PeerId, Backoff>>,
+    pub(super) schedule: super::schedule::Schedule,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,6 +277,7 @@ impl Manager {
 
     async fn run(self: Arc<Self>, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(MIN_BACKOFF);
+        let mut rounds = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -282,6 +285,7 @@ impl Manager {
                     None => return,
                 },
                 _ = tick.tick() => self.dial_missing().await,
+                _ = rounds.tick() => self.run_due().await,
             }
         }
     }
@@ -356,6 +360,7 @@ impl Manager {
                     (fetch.done)(last);
                 });
             }
+            Command::Changed { area, kind } => self.changed(area, kind),
             Command::PeersChanged => {
                 let gone: Vec<PeerId> = locked(&self.links)
                     .keys()
@@ -634,7 +639,12 @@ impl Manager {
     /// Keeps `connection` as the link to `peer` unless a link dialled by a
     /// smaller id exists (or the user disconnected it), and marks the peer
     /// connected; returns the link's token, or `None` when it was closed.
-    fn register(&self, connection: &Connection, peer: PeerId, dialed_by: PeerId) -> Option<u64> {
+    fn register(
+        self: &Arc<Self>,
+        connection: &Connection,
+        peer: PeerId,
+        dialed_by: PeerId,
+    ) -> Option<u64> {
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         {
             let mut links = locked(&self.links);
@@ -657,6 +667,8 @@ impl Manager {
         }
         self.household().set_state(peer, PeerState::Connected);
         tracing::info!("connected to {peer}");
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.connected(peer).await });
         Some(token)
     }
 

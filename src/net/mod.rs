@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod identity;
 pub mod protocol;
 pub mod requests;
+mod schedule;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
@@ -81,6 +82,13 @@ pub enum Command {
     },
     /// Read a byte range of a blob from the first holder that answers.
     Fetch(Fetch),
+    /// A local op of `kind` changed `area`: schedule automatic rounds.
+    Changed {
+        /// The area's name.
+        area: Vec<u8>,
+        /// What changed it.
+        kind: crate::store::history::OpKind,
+    },
 }
 
 /// What a fetch calls when it ends: the bytes and who sent them.

@@ -302,6 +302,11 @@ impl Vfs {
         // an op's number has all the op did, and the op may be trimmed.
         let seq = self.store.areas.next_seq(wtxn, area)?;
         self.store.history.append(wtxn, area, seq, &op)?;
+        let name = self.inode(wtxn, area)?.name;
+        self.household.send(crate::net::Command::Changed {
+            area: name,
+            kind: op.kind,
+        });
         Ok(())
     }
 

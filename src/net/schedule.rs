@@ -1,0 +1,157 @@
+//! Automatic rounds of consensus (DESIGN.md "Sync"): when a peer
+//! connects; after a local change, at once for the ops named in
+//! `consensus.immediate` and for writes (recorded only once they rested
+//! `consensus.rest`), after `consensus.rest` of quiet for the others; and
+//! every `consensus.interval` when it is not 0. A round already running
+//! for a peer and area runs once more when it ends instead of twice at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::endpoint::Manager;
+use super::identity::PeerId;
+use super::requests::blocking;
+use crate::store::history::OpKind;
+
+/// Wait before an "at once" round, so that changes made together (and the
+/// transaction that recorded them) go in one round.
+const SOON: Duration = Duration::from_millis(50);
+
+/// Rounds waiting to run and running.
+#[derive(Default)]
+pub(super) struct Schedule {
+    /// Area → when its rounds are due.
+    due: Mutex<HashMap<Vec<u8>, Instant>>,
+    running: Mutex<HashSet<(PeerId, Vec<u8>)>>,
+    again: Mutex<HashSet<(PeerId, Vec<u8>)>>,
+    last_interval: Mutex<Option<Instant>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Manager {
+    /// A local op of `kind` changed `area`: schedules its rounds.
+    pub(super) fn changed(&self, area: Vec<u8>, kind: OpKind) {
+        let (immediate, rest) = {
+            let store = self.vfs.store();
+            match store.read() {
+                Ok(txn) => (
+                    store
+                        .config
+                        .get(&txn, "consensus.immediate")
+                        .unwrap_or_default(),
+                    store
+                        .config
+                        .duration(&txn, "consensus.rest")
+                        .unwrap_or(Duration::from_secs(10)),
+                ),
+                Err(_) => return,
+            }
+        };
+        let at_once = matches!(kind, OpKind::Create | OpKind::Edit | OpKind::Overwrite)
+            || immediate.split(',').any(|k| k == kind.as_str());
+        let delay = if at_once { SOON } else { rest };
+        let due = Instant::now() + delay;
+        let mut all = locked(&self.schedule.due);
+        let slot = all.entry(area).or_insert(due);
+        *slot = (*slot).min(due);
+    }
+
+    /// Runs the rounds that are due: scheduled areas, and every pair when
+    /// `consensus.interval` has passed. Called by the manager's tick.
+    pub(super) async fn run_due(self: &Arc<Self>) {
+        let now = Instant::now();
+        let areas: Vec<Vec<u8>> = {
+            let mut due = locked(&self.schedule.due);
+            let ready: Vec<Vec<u8>> = due
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(a, _)| a.clone())
+                .collect();
+            for a in &ready {
+                due.remove(a);
+            }
+            ready
+        };
+        let interval = {
+            let store = self.vfs.store();
+            store
+                .read()
+                .ok()
+                .and_then(|txn| store.config.duration(&txn, "consensus.interval").ok())
+                .unwrap_or_default()
+        };
+        let every = !interval.is_zero() && {
+            let mut last = locked(&self.schedule.last_interval);
+            let passed = last.is_none_or(|l| now.duration_since(l) >= interval);
+            if passed {
+                *last = Some(now);
+            }
+            passed
+        };
+        if areas.is_empty() && !every {
+            return;
+        }
+        let vfs = Arc::clone(&self.vfs);
+        let pairs = blocking(move || {
+            vfs.shared_areas()
+                .map_err(|e| super::RequestError::Local(e.to_string()))
+        })
+        .await
+        .unwrap_or_default();
+        for (peer, area) in pairs {
+            if (every || areas.contains(&area)) && self.link_handle(peer).is_some() {
+                self.auto_round(peer, area);
+            }
+        }
+    }
+
+    /// Schedules rounds with `peer`, just connected, for every area shared
+    /// with it.
+    pub(super) async fn connected(self: &Arc<Self>, peer: PeerId) {
+        let vfs = Arc::clone(&self.vfs);
+        let pairs = blocking(move || {
+            vfs.shared_areas()
+                .map_err(|e| super::RequestError::Local(e.to_string()))
+        })
+        .await
+        .unwrap_or_default();
+        for (p, area) in pairs {
+            if p == peer {
+                self.auto_round(peer, area);
+            }
+        }
+    }
+
+    /// Starts a round with `peer` for `area` in the background, or marks
+    /// the running one to go again.
+    fn auto_round(self: &Arc<Self>, peer: PeerId, area: Vec<u8>) {
+        let key = (peer, area);
+        {
+            let mut running = locked(&self.schedule.running);
+            if !running.insert(key.clone()) {
+                locked(&self.schedule.again).insert(key);
+                return;
+            }
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let result = me.round(key.0, key.1.clone()).await;
+                if let Err(e) = &result.outcome {
+                    tracing::info!("automatic round with {}: {e}", key.0);
+                }
+                // Under the lock that auto_round takes first, so that a
+                // request made meanwhile is never lost.
+                let mut running = locked(&me.schedule.running);
+                if !locked(&me.schedule.again).remove(&key) {
+                    running.remove(&key);
+                    break;
+                }
+            }
+        });
+    }
+}
