@@ -255,3 +255,114 @@ fn rounds_run_on_their_own_after_changes() {
             .any(|l| l.starts_with(&b.id()) && l.contains(" auto ") && l.contains(" ok "))
     );
 }
+
+/// Copies `from` into `to` (files, directories and symlinks); returns the
+/// number of files.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> usize {
+    std::fs::create_dir_all(to).unwrap();
+    let mut files = 0;
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let t = e.file_type().unwrap();
+        if t.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if t.is_dir() {
+            files += copy_tree(&src, &dst);
+        } else if t.is_file() {
+            std::fs::copy(&src, &dst).unwrap();
+            files += 1;
+        }
+    }
+    files
+}
+
+/// Checks that `copy` holds what `original` holds, byte for byte.
+fn same_tree(original: &std::path::Path, copy: &std::path::Path) -> usize {
+    let mut files = 0;
+    for e in std::fs::read_dir(original).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), copy.join(e.file_name()));
+        let t = e.file_type().unwrap();
+        if t.is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&src).unwrap(),
+                std::fs::read_link(&dst).unwrap()
+            );
+        } else if t.is_dir() {
+            files += same_tree(&src, &dst);
+        } else if t.is_file() {
+            let (a, b) = (std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
+            assert!(a == b, "{} differs", dst.display());
+            files += 1;
+        }
+    }
+    let names = |d: &std::path::Path| {
+        let mut n: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(original), names(copy), "{}", copy.display());
+    files
+}
+
+/// Waits until every file below `dir` of `p` is recorded.
+fn wait_tree_recorded(p: &Peer, dir: &str) {
+    p.wait_recorded(dir);
+    for e in std::fs::read_dir(p.path(dir)).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            wait_tree_recorded(p, &format!("{dir}/{}", e.file_name().to_string_lossy()));
+        }
+    }
+}
+
+#[test]
+fn a_real_tree_arrives_byte_for_byte() {
+    // Part of /usr/share/doc: real text, gzip files and symlinks, present
+    // on any Debian machine.
+    let source = std::path::Path::new("/usr/share/doc");
+    let mut packages: Vec<_> = std::fs::read_dir(source)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    packages.sort();
+    packages.truncate(60);
+    let staging = tempfile::tempdir().unwrap();
+    for p in &packages {
+        copy_tree(p, &staging.path().join(p.file_name().unwrap()));
+    }
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "doc");
+    let files = copy_tree(staging.path(), &a.path("doc"));
+    assert!(files > 100, "only {files} files");
+    wait_tree_recorded(&a, "doc");
+    consensus(&a);
+    assert_eq!(same_tree(staging.path(), &b.path("doc")), files);
+    // Each distinct content came once, and was verified.
+    fn contents(dir: &std::path::Path, into: &mut std::collections::HashSet<[u8; 32]>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                contents(&e.path(), into);
+            } else if t.is_file() && e.metadata().unwrap().len() > 0 {
+                into.insert(*blake3::hash(&std::fs::read(e.path()).unwrap()).as_bytes());
+            }
+        }
+    }
+    let mut blobs = std::collections::HashSet::new();
+    contents(staging.path(), &mut blobs);
+    assert_eq!(b.stat("fetch.blobs") as usize, blobs.len());
+    // Everything b applied, a's history no longer needs.
+    assert!(
+        a.read(".ctl/history").is_empty(),
+        "{}",
+        a.read(".ctl/history")
+    );
+    assert!(b.stat("fetch.blobs") > 100);
+    assert_eq!(b.stat("verify.failures"), 0);
+}

@@ -291,8 +291,19 @@ impl Manager {
             let ino = Self::shared_area(&vfs, peer, &area)?;
             let store = vfs.store();
             let mut wtxn = store.write().map_err(local)?;
+            let found = store
+                .versions
+                .changed_since(&wtxn, ino, since, MAX_RECORDS)
+                .map_err(local)?;
             if let Some(mut record) = store.areas.get(&wtxn, ino).map_err(local)? {
-                record.acked.insert(peer.0, since);
+                // Caught up with the whole feed: every op so far is applied
+                // there (ops are numbered after the versions they made).
+                let ack = if found.is_empty() {
+                    record.last_seq
+                } else {
+                    since
+                };
+                record.acked.insert(peer.0, ack);
                 let horizon = record
                     .shares
                     .iter()
@@ -302,10 +313,6 @@ impl Manager {
                 store.history.trim(&mut wtxn, ino, horizon).map_err(local)?;
                 store.areas.put(&mut wtxn, ino, &record).map_err(local)?;
             }
-            let found = store
-                .versions
-                .changed_since(&wtxn, ino, since, MAX_RECORDS)
-                .map_err(local)?;
             wtxn.commit().map_err(local)?;
             let full = found.len() == MAX_RECORDS;
             let mut records = Vec::with_capacity(found.len());
