@@ -5,6 +5,10 @@ system and a realize mount, so the ratios compare like with like.
 usage: bench_fs.py write FILE MIB          -> prints MB/s (10^6 bytes/s)
        bench_fs.py read FILE MIB [drop]   -> prints read and re-read MB/s
        bench_fs.py meta DIR COUNT          -> prints create stat readdir unlink ops/s
+       bench_fs.py mkfiles DIR COUNT KIB   -> makes COUNT files of KIB KiB
+       bench_fs.py arrive DIR COUNT KIB    -> waits until DIR lists COUNT files,
+                                              then reads each (KIB KiB); prints
+                                              seconds from start to the last byte
 """
 import os
 import subprocess
@@ -65,6 +69,34 @@ def meta(directory, count):
     return rates
 
 
+def mkfiles(directory, count, kib):
+    os.makedirs(directory, exist_ok=True)
+    body = os.urandom(kib * 1024)
+    for i in range(count):
+        with open(os.path.join(directory, f"f{i:06}"), "wb") as f:
+            f.write(body[:8] + i.to_bytes(8, "little") + body[16:])
+
+
+def arrive(directory, count, kib):
+    """Polls the listing (every 50 ms, for at most 10 minutes) until it
+    holds COUNT files, then reads every file whole."""
+    start = time.perf_counter()
+    while True:
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            names = []
+        if len(names) >= count:
+            break
+        if time.perf_counter() - start > 600:
+            sys.exit(f"only {len(names)} of {count} files arrived")
+        time.sleep(0.05)
+    for name in names:
+        with open(os.path.join(directory, name), "rb") as f:
+            assert len(f.read()) == kib * 1024, name
+    return time.perf_counter() - start
+
+
 if __name__ == "__main__":
     what, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if what == "write":
@@ -74,5 +106,9 @@ if __name__ == "__main__":
         print(" ".join(f"{r:.0f}" for r in read(path, n, drop)))
     elif what == "meta":
         print(" ".join(f"{r:.0f}" for r in meta(path, n)))
+    elif what == "mkfiles":
+        mkfiles(path, n, int(sys.argv[4]))
+    elif what == "arrive":
+        print(f"{arrive(path, n, int(sys.argv[4])):.3f}")
     else:
         sys.exit(__doc__)

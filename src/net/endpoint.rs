@@ -62,6 +62,19 @@ fn limits() -> Result<s2n_quic::provider::limits::Limits, Error> {
         .map_err(quic)
 }
 
+/// Largest UDP payload tried by path MTU discovery: 9000 (jumbo frames,
+/// and loopback) more than doubles a stream's throughput over the default
+/// 1500; larger values collapsed it in tests (CRATES.md).
+const MAX_MTU: u16 = 9000;
+
+/// The UDP socket of an endpoint bound to `addr`.
+fn io(addr: SocketAddr) -> Result<s2n_quic::provider::io::tokio::Provider, Error> {
+    Ok(s2n_quic::provider::io::tokio::Builder::default()
+        .with_receive_address(addr)?
+        .with_max_mtu(MAX_MTU)?
+        .build()?)
+}
+
 /// Records which key the other side presented, per connection.
 struct PeerKey;
 
@@ -139,7 +152,7 @@ impl Network {
                     .map_err(quic)?
                     .with_limits(limits()?)
                     .map_err(quic)?
-                    .with_io(addr)
+                    .with_io(io(addr)?)
                     .map_err(quic)?
                     .with_event(PeerKey)
                     .map_err(quic)?
@@ -158,7 +171,7 @@ impl Network {
             .map_err(quic)?
             .with_limits(limits()?)
             .map_err(quic)?
-            .with_io("0.0.0.0:0")
+            .with_io(io(SocketAddr::from(([0, 0, 0, 0], 0)))?)
             .map_err(quic)?
             .with_event(PeerKey)
             .map_err(quic)?

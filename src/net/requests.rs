@@ -208,6 +208,7 @@ impl Manager {
                 return;
             }
         };
+        tracing::debug!("request from {peer}: {request:?}");
         let answer = match request {
             Message::Changes { area, since } => self.changes(peer, area, since).await,
             Message::Pull { area } => self
@@ -383,7 +384,9 @@ impl Manager {
             len,
         };
         let started = Instant::now();
+        tracing::debug!("fetch {len} bytes at {offset} from {peer}");
         let (answer, mut stream) = self.ask(peer, &request).await?;
+        tracing::debug!("fetch at {offset}: header after {:?}", started.elapsed());
         let Message::Blob { len: sent } = answer else {
             return Err(RequestError::Refused(format!("{answer:?} for a blob read")));
         };
@@ -402,6 +405,7 @@ impl Manager {
         .map_err(|_| RequestError::TimedOut)?
         .map_err(|e| RequestError::Unreachable(format!("blob from {peer}: {e}")))?;
         self.household().rx_bytes.fetch_add(sent, Ordering::Relaxed);
+        tracing::debug!("fetch at {offset}: done after {:?}", started.elapsed());
         Ok(bytes)
     }
 }

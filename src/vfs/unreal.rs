@@ -184,7 +184,8 @@ impl Vfs {
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            match outcome.take() {
+            // Every reader of this waiter sees the outcome: clone it.
+            match outcome.clone() {
                 Some(Ok(())) => return Ok(()),
                 Some(Err(why)) => {
                     drop(outcome);
