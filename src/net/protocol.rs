@@ -19,7 +19,7 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 pub const MAX_NAME: usize = 64;
 
 /// Most records in one [`Message::Page`].
-pub const MAX_RECORDS: usize = 512;
+pub const MAX_RECORDS: usize = 4096;
 
 /// Longest path accepted, in bytes (PATH_MAX).
 pub const MAX_PATH: usize = 4096;

@@ -114,7 +114,7 @@ impl Manager {
     ) -> Result<(u64, u64), RequestError> {
         let vfs = Arc::clone(&self.vfs);
         let name = area.clone();
-        let (ino, mut since) = blocking(move || {
+        let (ino, since) = blocking(move || {
             let ino = Self::shared_area(&vfs, peer, &name)?;
             let txn = vfs.store().read().map_err(local)?;
             let record = vfs.store().areas.get(&txn, ino).map_err(local)?;
@@ -125,18 +125,16 @@ impl Manager {
         })
         .await?;
         let mut pull = Pull::default();
+        // The next page is asked for while this one is applied (the peer
+        // then takes it as applied a little early, which only trims its
+        // history sooner: what a peer sends comes from its feed).
+        let mut next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), since));
         loop {
-            let request = Message::Changes {
-                area: area.clone(),
-                since,
-            };
-            let (records, last) = match self.ask(peer, &request).await?.0 {
-                Message::Page { records, last, .. } => (records, last),
-                other => return Err(RequestError::Refused(format!("{other:?} for changes"))),
-            };
+            let (records, last) = next.await.map_err(local)??;
             if records.is_empty() {
                 break;
             }
+            next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), last));
             let vfs = Arc::clone(&self.vfs);
             pull = blocking(move || {
                 vfs.apply_remote(ino, peer, last, records, &mut pull)
@@ -144,12 +142,25 @@ impl Manager {
                 Ok(pull)
             })
             .await?;
-            since = last;
         }
         let counts = (pull.applied, pull.conflicts);
         let vfs = Arc::clone(&self.vfs);
         blocking(move || vfs.finish_pull(pull).map_err(local)).await?;
         Ok(counts)
+    }
+
+    /// Asks `peer` for the records of `area` after `since`: (records,
+    /// sequence number of the last).
+    async fn page(
+        self: Arc<Self>,
+        peer: PeerId,
+        area: Vec<u8>,
+        since: u64,
+    ) -> Result<(Vec<(Vec<u8>, crate::store::versions::PathRecord)>, u64), RequestError> {
+        match self.ask(peer, &Message::Changes { area, since }).await?.0 {
+            Message::Page { records, last, .. } => Ok((records, last)),
+            other => Err(RequestError::Refused(format!("{other:?} for changes"))),
+        }
     }
 
     /// A round with `peer` for `area`: pull, then have the peer pull.

@@ -317,13 +317,15 @@ impl Vfs {
             secs: version.mtime,
             nanos: 0,
         };
-        let real = self.real_child(wtxn, parent, name)?;
+        // Unreal files have nothing in the Real: the path is made only when
+        // something goes there.
+        let real = || self.real_child(wtxn, parent, name);
         match &version.content {
             Content::Deleted => return Ok(()),
             Content::Dir => {
                 inode.kind = Kind::Dir;
                 inode.perm = 0o755;
-                std::fs::create_dir(&real).or_else(exists_ok)?;
+                std::fs::create_dir(real()?).or_else(exists_ok)?;
             }
             Content::Symlink(target) => {
                 inode.kind = Kind::Symlink;
@@ -331,14 +333,14 @@ impl Vfs {
                 inode.size = target.len() as u64;
                 inode.target = target.clone();
                 inode.hash = Some(crate::blob::hash_bytes(target));
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), &real)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), real()?)?;
             }
             Content::File(hash) => {
                 inode.size = version.size;
                 inode.hash = Some(*hash);
                 let stashed = pull.stash.get_mut(hash).and_then(|s| s.pop());
                 match stashed {
-                    Some(from) => std::fs::rename(from, &real)?,
+                    Some(from) => std::fs::rename(from, real()?)?,
                     None => inode.unreal = true,
                 }
             }
