@@ -150,6 +150,14 @@ pub fn format_hash(hash: Option<&[u8; 32]>) -> String {
     }
 }
 
+/// Parses a hash written by [`format_hash`] (64 lowercase hex characters).
+pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    blake3::Hash::from_hex(text).ok().map(|h| *h.as_bytes())
+}
+
 /// Splits a command line into fields at single spaces, after dropping one
 /// trailing newline. Returns `None` for an empty line, several lines, or
 /// empty fields (two spaces in a row).

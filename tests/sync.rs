@@ -219,6 +219,19 @@ fn a_holder_killed_during_a_read_fails_it_cleanly() {
     let mut got = vec![0; 1 << 20];
     file.read_exact(&mut got).unwrap();
     assert_eq!(got, data[..1 << 20]);
+    // The fetch shows in /.ctl/transfers while part of the blob is cached.
+    let hash = blake3::hash(&data).to_hex().to_string();
+    let line = b.read(".ctl/transfers");
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(f.len(), 7, "{line}");
+    assert_eq!((f[0], f[1], f[2]), (hash.as_str(), "big", "blob"));
+    let (done, total): (u64, u64) = (f[3].parse().unwrap(), f[4].parse().unwrap());
+    assert!(
+        done >= 1 << 20 && done < total && total == data.len() as u64,
+        "{line}"
+    );
+    assert_eq!(f[6].trim_end(), a.id());
+    assert!(b.read("big/.ctl/status").starts_with("blob file partial:"));
     a.kill9();
     let mut rest = Vec::new();
     let err = file.read_to_end(&mut rest).expect_err("the holder is gone");
@@ -365,4 +378,38 @@ fn a_real_tree_arrives_byte_for_byte() {
     );
     assert!(b.stat("fetch.blobs") > 100);
     assert_eq!(b.stat("verify.failures"), 0);
+}
+
+#[test]
+fn three_peers_pass_changes_and_bytes_along() {
+    // a and c never meet: b shares the area with both.
+    let (a, b, c) = (Peer::start(), Peer::start(), Peer::start());
+    household(&[&a, &b], "chain");
+    common::introduce(&b, &c);
+    b.write_ctl(".ctl/areas", &format!("share chain {}", c.id()))
+        .unwrap();
+    c.write_ctl(".ctl/areas", &format!("share chain {}", b.id()))
+        .unwrap();
+    std::fs::write(a.path("chain/from-a"), "made on a").unwrap();
+    std::fs::write(c.path("chain/from-c"), "made on c").unwrap();
+    a.wait_recorded("chain");
+    c.wait_recorded("chain");
+    consensus(&a);
+    assert_eq!(b.read("chain/from-a"), "made on a"); // fetched from a, cached on b
+    consensus(&b);
+    // c learnt a's file from b, and reads it from b's cache.
+    assert_eq!(c.read("chain/from-a"), "made on a");
+    // a reads c's file from b once b has it whole (b serves its cache).
+    assert_eq!(b.read("chain/from-c"), "made on c");
+    assert_eq!(a.read("chain/from-c"), "made on c");
+    for p in [&a, &b, &c] {
+        assert_eq!(tree(&p.path("chain")), ["from-a", "from-c"]);
+    }
+    // c does not know a: its holder is named by the id's first characters.
+    assert_eq!(
+        status(&c, "chain")["from-a"].1,
+        a.id()[..8],
+        "holders as b told c"
+    );
+    assert_eq!(status(&b, "chain")["from-a"].1, "a");
 }

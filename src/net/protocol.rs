@@ -275,4 +275,84 @@ mod tests {
             Err(ProtocolError::Invalid(_))
         ));
     }
+
+    #[test]
+    fn paths_from_peers_are_checked() {
+        for good in [&b"a"[..], b"a/b c/d.txt", b".hidden/x", b"x.ctl"] {
+            assert!(valid_path(good), "{good:?}");
+        }
+        for bad in [
+            &b""[..],
+            b"/a",
+            b"a/",
+            b"a//b",
+            b"a/./b",
+            b"../a",
+            b"a/.ctl/mode",
+            b".ctl",
+            b"a\0b",
+        ] {
+            assert!(!valid_path(bad), "{bad:?}");
+        }
+        assert!(!valid_path(&vec![b'x'; 256]));
+        assert!(!valid_path(&vec![b'x'; MAX_PATH + 1]));
+    }
+
+    async fn refused(message: &Message) -> bool {
+        let mut buf = Vec::new();
+        send(&mut buf, message).await.unwrap();
+        matches!(
+            recv(&mut buf.as_slice()).await,
+            Err(ProtocolError::Invalid(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn requests_with_bad_fields_are_refused() {
+        let record = PathRecord::default();
+        assert!(
+            refused(&Message::Page {
+                records: vec![(b"../etc".to_vec(), record.clone())],
+                last: 1,
+                more: false
+            })
+            .await
+        );
+        assert!(
+            !refused(&Message::Page {
+                records: vec![(b"ok/path".to_vec(), record)],
+                last: 1,
+                more: false
+            })
+            .await
+        );
+        assert!(
+            refused(&Message::Changes {
+                area: b"a/b".to_vec(),
+                since: 0
+            })
+            .await
+        );
+        assert!(
+            refused(&Message::Pull {
+                area: b".ctl".to_vec()
+            })
+            .await
+        );
+        let read = |len| Message::ReadBlob {
+            area: b"a".to_vec(),
+            path: b"f".to_vec(),
+            hash: [0; 32],
+            offset: 0,
+            len,
+        };
+        assert!(refused(&read(MAX_READ + 1)).await);
+        assert!(!refused(&read(MAX_READ)).await);
+        assert!(
+            refused(&Message::Refused {
+                reason: "x".repeat(2000)
+            })
+            .await
+        );
+    }
 }

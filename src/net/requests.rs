@@ -129,24 +129,37 @@ impl Manager {
         // then takes it as applied a little early, which only trims its
         // history sooner: what a peer sends comes from its feed).
         let mut next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), since));
-        loop {
-            let (records, last) = next.await.map_err(local)??;
+        let outcome = loop {
+            let (records, last) = match next.await.map_err(local).and_then(|r| r) {
+                Ok(page) => page,
+                Err(e) => break Err(e),
+            };
             if records.is_empty() {
-                break;
+                break Ok(());
             }
             next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), last));
             let vfs = Arc::clone(&self.vfs);
-            pull = blocking(move || {
-                vfs.apply_remote(ino, peer, last, records, &mut pull)
-                    .map_err(local)?;
-                Ok(pull)
+            let applied = blocking(move || {
+                let result = vfs.apply_remote(ino, peer, last, records, &mut pull);
+                Ok((pull, result))
             })
-            .await?;
-        }
+            .await;
+            match applied {
+                Ok((p, result)) => {
+                    pull = p;
+                    if let Err(e) = result {
+                        break Err(local(e));
+                    }
+                }
+                // The pull went with the task: nothing was stashed by it.
+                Err(e) => return Err(e),
+            }
+        };
+        // Also after a failure: what was stashed must find its place.
         let counts = (pull.applied, pull.conflicts);
         let vfs = Arc::clone(&self.vfs);
         blocking(move || vfs.finish_pull(pull).map_err(local)).await?;
-        Ok(counts)
+        outcome.map(|()| counts)
     }
 
     /// Asks `peer` for the records of `area` after `since`: (records,

@@ -36,12 +36,21 @@ impl Vfs {
     /// Brings the namespace in line with the Real (see the module doc).
     pub(super) fn reconcile(&self) -> Result<()> {
         let real = self.real.clone();
-        // Files a peer removed during a pull that did not finish.
+        // Files a peer removed during a pull the process did not finish go
+        // to the cache (`HASH-N`; anything else stays).
         let stash = self.stash_dir();
-        if stash.exists() {
-            std::fs::remove_dir_all(&stash)?;
-        }
         std::fs::create_dir_all(&stash)?;
+        for entry in std::fs::read_dir(&stash)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+            let hash = name
+                .as_deref()
+                .and_then(|n| n.split('-').next())
+                .and_then(crate::format::parse_hash);
+            if let Some(hash) = hash {
+                self.stash_to_cache(&path, hash)?;
+            }
+        }
         // Areas first, each in its own transaction (create_area takes one).
         for entry in std::fs::read_dir(&real)? {
             let entry = entry?;

@@ -8,7 +8,9 @@
 //! removed goes to `DATA/stash` until the pull ends, so that a file the
 //! peer only renamed moves into its new place instead of being fetched
 //! again: renames travel as renames, in whatever order their two halves
-//! come.
+//! come. What the pull did not claim becomes a verified blob of the cache,
+//! never deleted outright: the peer that removed the file may have had no
+//! copy of its own, and a rename's other half may come in a later round.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -209,8 +211,9 @@ impl Vfs {
         Ok(())
     }
 
-    /// The real file at `path` of `area` when it holds blob `hash` (its
-    /// recorded content, with no write pending), opened for reading.
+    /// The file that holds blob `hash`, seen at `path` of `area`: the real
+    /// file there (its recorded content, no write pending), else the
+    /// blob's verified copy in the cache. Opened for reading.
     pub fn open_held(
         &self,
         area: Ino,
@@ -218,18 +221,28 @@ impl Vfs {
         hash: [u8; 32],
     ) -> Result<Option<std::fs::File>> {
         let txn = self.store.read()?;
-        let Some(ino) = self.ino_at(&txn, area, path)? else {
-            return Ok(None);
-        };
-        let inode = self.inode(&txn, ino)?;
-        if inode.kind != Kind::File
-            || inode.unreal
-            || inode.hash != Some(hash)
-            || self.recorder.is_pending(ino)
-        {
-            return Ok(None);
+        if let Some(ino) = self.ino_at(&txn, area, path)? {
+            let inode = self.inode(&txn, ino)?;
+            if inode.kind == Kind::File
+                && !inode.unreal
+                && inode.hash == Some(hash)
+                && !self.recorder.is_pending(ino)
+            {
+                return Ok(Some(std::fs::File::open(self.real_path(&txn, ino)?)?));
+            }
         }
-        Ok(Some(std::fs::File::open(self.real_path(&txn, ino)?)?))
+        if self
+            .store
+            .cache
+            .get(&txn, &hash)?
+            .is_some_and(|c| c.verified)
+        {
+            let cached = self
+                .cache_dir()
+                .join(crate::format::format_hash(Some(&hash)));
+            return Ok(Some(std::fs::File::open(cached)?));
+        }
+        Ok(None)
     }
 
     /// Changes the namespace from what `before` showed at `path` to what
@@ -401,7 +414,8 @@ impl Vfs {
                     return self.keep_local(wtxn, ino, inode, path).map(|_| true);
                 }
                 let hash = inode.hash.unwrap_or_default();
-                let to = self.stash_dir().join(format!("{}", pull.next_stash));
+                let hex = crate::format::format_hash(Some(&hash));
+                let to = self.stash_dir().join(format!("{hex}-{}", pull.next_stash));
                 pull.next_stash += 1;
                 std::fs::rename(&real, &to).or_else(missing_ok)?;
                 pull.stash.entry(hash).or_default().push(to);
@@ -474,10 +488,10 @@ impl Vfs {
         Ok(Some(at))
     }
 
-    /// Ends a pull: stashed files whose blob an unreal file of this pull
-    /// shows move there (the two halves of a rename came in that order);
-    /// the rest of the stash is deleted; directories the peer removed go
-    /// once empty.
+    /// Ends a pull, also one cut short: stashed files whose blob an unreal
+    /// file of this pull shows move there (the two halves of a rename came
+    /// in that order); the rest of the stash goes to the cache; directories
+    /// the peer removed go once empty.
     pub fn finish_pull(&self, mut pull: Pull) -> Result<()> {
         let mut wtxn = self.store.write()?;
         for (hash, files) in std::mem::take(&mut pull.stash) {
@@ -502,7 +516,7 @@ impl Vfs {
                         let path = self.area_path(&wtxn, ino)?;
                         self.hold(&mut wtxn, area, &path, Some(hash))?;
                     }
-                    None => std::fs::remove_file(&file).or_else(missing_ok)?,
+                    None => self.stash_to_cache(&file, hash)?,
                 }
             }
         }
@@ -525,6 +539,44 @@ impl Vfs {
         for (parent, name) in pull.forget.drain(..) {
             self.forget_entry(parent, &name);
         }
+        Ok(())
+    }
+
+    /// Moves a stashed file that holds blob `hash` into the cache, as a
+    /// whole verified blob; a file that does not match stays in the stash
+    /// (logged), since nothing else may know its bytes.
+    pub(super) fn stash_to_cache(&self, file: &std::path::Path, hash: [u8; 32]) -> Result<()> {
+        let mut wtxn = self.store.write()?;
+        if self
+            .store
+            .cache
+            .get(&wtxn, &hash)?
+            .is_some_and(|c| c.verified)
+        {
+            drop(wtxn);
+            return Ok(std::fs::remove_file(file).or_else(missing_ok)?);
+        }
+        let opened = std::fs::File::open(file)?;
+        if crate::blob::hash_file(&opened)? != hash {
+            tracing::warn!(
+                "{} does not hold the blob it was recorded with: left in the stash",
+                file.display()
+            );
+            return Ok(());
+        }
+        let size = opened.metadata()?.len();
+        std::fs::rename(
+            file,
+            self.cache_dir()
+                .join(crate::format::format_hash(Some(&hash))),
+        )?;
+        let mut cached = crate::store::cache::Cached::new(size);
+        for c in 0..cached.count() {
+            cached.set(c);
+        }
+        cached.verified = true;
+        self.store.cache.put(&mut wtxn, &hash, &cached)?;
+        wtxn.commit()?;
         Ok(())
     }
 

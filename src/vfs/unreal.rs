@@ -89,28 +89,23 @@ impl Vfs {
 
     /// Opens unreal file `ino` for reading from the cache.
     pub(super) fn open_unreal(&self, ino: Ino) -> Result<UnrealFile> {
-        let mut wtxn = self.store.write()?;
-        let inode = self.inode(&wtxn, ino)?;
+        let txn = self.store.read()?;
+        let inode = self.inode(&txn, ino)?;
         let hash = inode.hash.ok_or_else(Error::not_found)?;
-        let path = self.area_path(&wtxn, ino)?;
-        let area_name = self.inode(&wtxn, inode.area)?.name;
-        let cache = self.cache_path(&hash);
+        let path = self.area_path(&txn, ino)?;
+        let area_name = self.inode(&txn, inode.area)?.name;
+        let known = self.store.cache.get(&txn, &hash)?.is_some();
+        drop(txn);
         let file = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&cache)?;
-        let mut cached = match self.store.cache.get(&wtxn, &hash)? {
-            Some(cached) => cached,
-            None => {
-                file.set_len(inode.size)?;
-                Cached::new(inode.size)
-            }
-        };
-        cached.last_read = Timestamp::now();
-        self.store.cache.put(&mut wtxn, &hash, &cached)?;
-        wtxn.commit()?;
+            .open(self.cache_path(&hash))?;
+        if !known {
+            // Sparse: chunks land at their offsets as they come.
+            file.set_len(inode.size)?;
+        }
         Ok(UnrealFile {
             hash,
             size: inode.size,
@@ -308,6 +303,12 @@ impl Vfs {
                 bytes.len()
             )));
         }
+        // A blob of one chunk is checked before it is stored, so it is
+        // written once and marked verified in the same transaction.
+        let whole = c == 0 && expected == size;
+        if whole && *blake3::hash(bytes).as_bytes() != hash {
+            return Err(self.failed_verification(hash, peer));
+        }
         let path = self.cache_path(&hash);
         File::options()
             .write(true)
@@ -323,8 +324,15 @@ impl Vfs {
             .get(&wtxn, &hash)?
             .unwrap_or_else(|| Cached::new(size));
         cached.set(c);
+        cached.last_read = Timestamp::now();
+        cached.verified |= whole;
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;
+        if whole {
+            lock(&self.unreal.transfers).remove(&hash);
+            self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         let complete = cached.complete() && !cached.verified;
         if let Some(t) = lock(&self.unreal.transfers).get_mut(&hash) {
             t.done = cached.bytes();
@@ -355,12 +363,15 @@ impl Vfs {
         self.store.cache.remove(&mut wtxn, &hash)?;
         wtxn.commit()?;
         let _ = std::fs::remove_file(&path);
+        Err(self.failed_verification(hash, peer))
+    }
+
+    /// Counts and logs bytes from `peer` that do not match blob `hash`.
+    fn failed_verification(&self, hash: [u8; 32], peer: PeerId) -> Error {
         self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
         let hex = crate::format::format_hash(Some(&hash));
         tracing::warn!("blob {hex} from {peer} does not match its hash: dropped");
-        Err(Error::Unreachable(format!(
-            "blob {hex} from {peer} failed verification"
-        )))
+        Error::Unreachable(format!("blob {hex} from {peer} failed verification"))
     }
 
     /// How much of blob `hash` the cache holds: (bytes, verified).
