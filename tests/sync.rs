@@ -76,7 +76,10 @@ fn a_renamed_directory_is_renamed_on_the_holder_without_transfer() {
     b.wait_recorded("photos/2019");
     consensus(&b);
     assert_eq!(a.read("photos/2019/7.jpg"), "photo 7");
+    // Reading one small file fetched its neighbours too: wait for them.
+    common::wait_until("a's prefetches", || a.read(".ctl/transfers").is_empty());
     let fetched = a.stat("fetch.bytes");
+    assert!(fetched > 7, "the neighbours of 7.jpg came with it");
     // a renames what it sees; b holds the bytes and only renames.
     std::fs::rename(a.path("photos/2019"), a.path("photos/old")).unwrap();
     consensus(&a);

@@ -244,6 +244,15 @@ impl Namespace {
         Ok(found.map(|r| r.ino))
     }
 
+    /// The cookie (readdir position) of entry `name` of `parent`.
+    pub fn cookie(&self, txn: &RoTxn, parent: Ino, name: &[u8]) -> Result<Option<u64>> {
+        let found = self
+            .names
+            .get(txn, &key_u64(parent, name))
+            .map_err(|_| Error::Corrupt("names"))?;
+        Ok(found.map(|r| r.cookie))
+    }
+
     /// Adds the entry `name` → `ino` to directory `parent`, taking the next
     /// cookie of `parent` (whose record must exist).
     pub fn link(&self, wtxn: &mut RwTxn, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {

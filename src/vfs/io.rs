@@ -75,6 +75,9 @@ impl Vfs {
         if inode.unreal {
             if !writable {
                 let uf = self.open_unreal(ino)?;
+                if inode.size <= crate::store::cache::CHUNK {
+                    self.prefetch_after(inode.parent, &inode.name)?;
+                }
                 let fh = self.new_handle(Handle::Unreal(Arc::new(uf)));
                 return Ok(Opened {
                     fh,

@@ -64,13 +64,23 @@ pub(super) struct Unreal {
     transfers: Mutex<HashMap<[u8; 32], Transfer>>,
 }
 
-/// What an open unreal file reads from.
-pub(super) struct UnrealFile {
+/// A blob as an unreal file shows it: what a fetch needs.
+struct BlobRef {
     hash: [u8; 32],
     size: u64,
     area: Ino,
     area_name: Vec<u8>,
     path: Vec<u8>,
+}
+
+/// Unreal files of at most this size after the one opened in its
+/// directory are fetched with it, so that reading a directory of small
+/// files waits for the network once per batch rather than once per file.
+pub const PREFETCH_FILES: usize = 32;
+
+/// What an open unreal file reads from.
+pub(super) struct UnrealFile {
+    blob: BlobRef,
     file: File,
     /// Where the last read ended: a read starting there is sequential.
     next: AtomicU64,
@@ -107,14 +117,61 @@ impl Vfs {
             file.set_len(inode.size)?;
         }
         Ok(UnrealFile {
-            hash,
-            size: inode.size,
-            area: inode.area,
-            area_name,
-            path,
+            blob: BlobRef {
+                hash,
+                size: inode.size,
+                area: inode.area,
+                area_name,
+                path,
+            },
             file,
             next: AtomicU64::new(0),
         })
+    }
+
+    /// Starts fetching the small unreal files that follow entry `name` of
+    /// directory `parent` (see [`PREFETCH_FILES`]); failures are left to
+    /// the reads that will need them.
+    pub(super) fn prefetch_after(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        let txn = self.store.read()?;
+        let Some(cookie) = self.store.namespace.cookie(&txn, parent, name)? else {
+            return Ok(());
+        };
+        let dir = self.inode(&txn, parent)?;
+        let dir_path = self.area_path(&txn, parent)?;
+        let area_name = self.inode(&txn, dir.area)?.name;
+        let mut blobs = Vec::new();
+        let mut seen = 0;
+        self.store
+            .namespace
+            .children(&txn, parent, cookie + 1, |_, entry| {
+                seen += 1;
+                if let Some(inode) = self.store.namespace.get(&txn, entry.ino)?
+                    && let Some(hash) = inode.hash
+                    && inode.unreal
+                    && inode.size > 0
+                    && inode.size <= CHUNK
+                {
+                    let mut path = dir_path.clone();
+                    if !path.is_empty() {
+                        path.push(b'/');
+                    }
+                    path.extend_from_slice(&entry.name);
+                    blobs.push(BlobRef {
+                        hash,
+                        size: inode.size,
+                        area: dir.area,
+                        area_name: area_name.clone(),
+                        path,
+                    });
+                }
+                Ok(blobs.len() < PREFETCH_FILES && seen < 4 * PREFETCH_FILES)
+            })?;
+        drop(txn);
+        for blob in blobs {
+            self.start_chunk(&blob, 0)?;
+        }
+        Ok(())
     }
 
     /// Reads up to `buf.len()` bytes at `offset` of an unreal file,
@@ -125,21 +182,22 @@ impl Vfs {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize> {
-        let end = (offset + buf.len() as u64).min(uf.size);
+        let blob = &uf.blob;
+        let end = (offset + buf.len() as u64).min(blob.size);
         if offset >= end {
             return Ok(0);
         }
         let (first, last) = (offset / CHUNK, (end - 1) / CHUNK);
         let sequential = uf.next.swap(end, Ordering::Relaxed) == offset;
-        let count = uf.size.div_ceil(CHUNK);
+        let count = blob.size.div_ceil(CHUNK);
         if sequential {
             for c in last + 1..(last + 1 + READAHEAD).min(count) {
-                self.start_chunk(uf, c)?;
+                self.start_chunk(blob, c)?;
             }
         }
         let deadline = Instant::now() + self.net_timeout();
         for c in first..=last {
-            self.wait_chunk(uf, c, deadline)?;
+            self.wait_chunk(blob, c, deadline)?;
         }
         let want = (end - offset) as usize;
         uf.file.read_exact_at(&mut buf[..want], offset)?;
@@ -160,9 +218,9 @@ impl Vfs {
 
     /// Waits until chunk `c` is in the cache, fetching it again after a
     /// failure until `deadline`.
-    fn wait_chunk(&self, uf: &UnrealFile, c: u64, deadline: Instant) -> Result<()> {
+    fn wait_chunk(&self, blob: &BlobRef, c: u64, deadline: Instant) -> Result<()> {
         loop {
-            let Some(waiter) = self.start_chunk(uf, c)? else {
+            let Some(waiter) = self.start_chunk(blob, c)? else {
                 return Ok(());
             };
             let mut outcome = lock(&waiter.outcome);
@@ -196,7 +254,7 @@ impl Vfs {
     }
 
     /// Starts fetching chunk `c` unless it is cached (`None`) or on its way.
-    fn start_chunk(&self, uf: &UnrealFile, c: u64) -> Result<Option<Arc<Waiter>>> {
+    fn start_chunk(&self, uf: &BlobRef, c: u64) -> Result<Option<Arc<Waiter>>> {
         if self.has_chunk(&uf.hash, c)? {
             return Ok(None);
         }
@@ -204,6 +262,10 @@ impl Vfs {
             let mut waiters = lock(&self.unreal.waiters);
             if let Some(w) = waiters.get(&(uf.hash, c)) {
                 return Ok(Some(Arc::clone(w)));
+            }
+            // Stored between the check above and this lock: done.
+            if self.has_chunk(&uf.hash, c)? {
+                return Ok(None);
             }
             let w = Arc::new(Waiter::default());
             waiters.insert((uf.hash, c), Arc::clone(&w));
@@ -244,7 +306,7 @@ impl Vfs {
 
     /// The peers to ask for `uf`'s blob: its holders, then every other
     /// peer the area is shared with.
-    fn holders_to_ask(&self, uf: &UnrealFile) -> Result<Vec<PeerId>> {
+    fn holders_to_ask(&self, uf: &BlobRef) -> Result<Vec<PeerId>> {
         let txn = self.store.read()?;
         let mut peers: Vec<PeerId> = match self.store.versions.get(&txn, uf.area, &uf.path)? {
             Some(record) => record
@@ -282,6 +344,10 @@ impl Vfs {
     }
 
     fn settle_chunk(&self, hash: [u8; 32], c: u64, outcome: std::result::Result<(), String>) {
+        if outcome.is_err() {
+            // A read that still needs the blob starts a new transfer.
+            lock(&self.unreal.transfers).remove(&hash);
+        }
         if let Some(waiter) = lock(&self.unreal.waiters).remove(&(hash, c)) {
             *lock(&waiter.outcome) = Some(outcome);
             waiter.cv.notify_all();
@@ -312,6 +378,8 @@ impl Vfs {
         let path = self.cache_path(&hash);
         File::options()
             .write(true)
+            .create(true)
+            .truncate(false)
             .open(&path)?
             .write_all_at(bytes, c * CHUNK)?;
         self.stats
