@@ -584,9 +584,17 @@ impl Manager {
                 .get(&txn, "name")
                 .map_err(|e| ConnectError::Unreachable(e.to_string()))?
         };
+        let vfs = Arc::clone(&self.vfs);
+        let areas = super::requests::blocking(move || {
+            vfs.offers(peer)
+                .map_err(|e| super::RequestError::Local(e.to_string()))
+        })
+        .await
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let ours = Message::Hello {
             version: protocol::VERSION,
             name,
+            areas,
         };
         let fail = |e: &dyn std::fmt::Display| {
             ConnectError::Unreachable(format!("hello with {peer}: {e}"))
@@ -618,9 +626,10 @@ impl Manager {
                 .map_err(|e| fail(&e))?;
             household.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
         }
-        let Message::Hello { name, .. } = theirs else {
+        let Message::Hello { name, areas, .. } = theirs else {
             return Err(fail(&"the first message is not a hello"));
         };
+        household.set_offers(peer, areas);
         self.seen(peer, Some(name)).await;
         let _ = connection.keep_alive(true);
         Ok(connection)

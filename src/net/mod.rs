@@ -131,7 +131,11 @@ pub struct Household {
     /// QUIC payload bytes sent.
     pub tx_bytes: AtomicU64,
     rounds: Mutex<BTreeMap<(PeerId, Vec<u8>), RoundResult>>,
+    offers: Mutex<HashMap<PeerId, Offers>>,
 }
+
+/// Areas a peer shares with this peer: (name, its latest sequence number).
+pub type Offers = Vec<(Vec<u8>, u64)>;
 
 impl Household {
     /// The state of `peer`.
@@ -149,6 +153,20 @@ impl Household {
     /// Connects the manager's command channel (once the network runs).
     pub fn attach(&self, commands: mpsc::UnboundedSender<Command>) {
         let _ = self.commands.set(commands);
+    }
+
+    /// Keeps what `peer` said in its hello: the areas it shares with this
+    /// peer and its latest sequence number in each.
+    pub fn set_offers(&self, peer: PeerId, areas: Offers) {
+        let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        offers.insert(peer, areas);
+    }
+
+    /// The areas `peer` shares with this peer, with its latest sequence
+    /// number in each, as its last hello said.
+    pub fn offers(&self, peer: &PeerId) -> Offers {
+        let offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        offers.get(peer).cloned().unwrap_or_default()
     }
 
     /// Keeps the result of the last round with `peer` for `area`.

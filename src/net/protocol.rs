@@ -42,6 +42,9 @@ pub enum Message {
         version: u16,
         /// The sender's `name` setting.
         name: String,
+        /// The areas the sender shares with the receiver, each with the
+        /// sender's latest sequence number in it.
+        areas: Vec<(Vec<u8>, u64)>,
     },
     /// Request: the records of `area` changed after `since` in the
     /// answerer's feed (`since` 0: the full index). Asking also tells the
@@ -159,6 +162,11 @@ impl Message {
             {
                 Err(ProtocolError::Invalid("bad peer name".into()))
             }
+            Message::Hello { areas, .. }
+                if areas.len() > MAX_RECORDS || !areas.iter().all(|(a, _)| valid_area(a)) =>
+            {
+                Err(ProtocolError::Invalid("bad areas in hello".into()))
+            }
             Message::Hello { .. } => Ok(()),
             Message::Changes { area, .. } | Message::Pull { area } if !valid_area(area) => {
                 Err(ProtocolError::Invalid("bad area name".into()))
@@ -222,6 +230,7 @@ mod tests {
         Message::Hello {
             version: VERSION,
             name: name.into(),
+            areas: vec![(b"photos".to_vec(), 7)],
         }
     }
 
@@ -260,6 +269,7 @@ mod tests {
             &Message::Hello {
                 version: 0,
                 name: "x".into(),
+                areas: Vec::new(),
             },
         )
         .await

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use super::endpoint::Manager;
 use super::identity::PeerId;
 use super::requests::blocking;
+
+fn local<E: std::fmt::Display>(e: E) -> super::RequestError {
+    super::RequestError::Local(e.to_string())
+}
 use crate::store::history::OpKind;
 
 /// Wait before an "at once" round, so that changes made together (and the
@@ -109,20 +113,44 @@ impl Manager {
         }
     }
 
-    /// Schedules rounds with `peer`, just connected, for every area shared
-    /// with it.
+    /// Schedules rounds with `peer`, just connected, for the areas shared
+    /// with it where either side has something the other lacks (as the
+    /// peer's hello tells); logs the areas it offers that are not shared
+    /// here.
     pub(super) async fn connected(self: &Arc<Self>, peer: PeerId) {
         let vfs = Arc::clone(&self.vfs);
-        let pairs = blocking(move || {
-            vfs.shared_areas()
-                .map_err(|e| super::RequestError::Local(e.to_string()))
+        let offers = self.household().offers(&peer);
+        let due = blocking(move || {
+            let mut due = Vec::new();
+            for (p, area) in vfs.shared_areas().map_err(local)? {
+                if p != peer {
+                    continue;
+                }
+                let theirs = offers.iter().find(|(a, _)| *a == area).map(|(_, s)| *s);
+                // Not offered: the peer does not share it (yet); the round
+                // says so in /.ctl/consensus.
+                if vfs
+                    .round_needed(peer, &area, theirs.unwrap_or(u64::MAX))
+                    .map_err(local)?
+                {
+                    due.push(area);
+                }
+            }
+            for (area, _) in &offers {
+                if vfs.area_named(area, false).map_err(local)?.is_none() {
+                    tracing::info!(
+                        "{peer} shares area {} with this peer: `share {} {peer}` in /.ctl/areas accepts it",
+                        crate::format::escape(area),
+                        crate::format::escape(area)
+                    );
+                }
+            }
+            Ok(due)
         })
         .await
         .unwrap_or_default();
-        for (p, area) in pairs {
-            if p == peer {
-                self.auto_round(peer, area);
-            }
+        for area in due {
+            self.auto_round(peer, area);
         }
     }
 

@@ -113,6 +113,36 @@ impl Vfs {
         Ok(out)
     }
 
+    /// The areas shared with `peer`, each with this peer's latest sequence
+    /// number in it (what a hello says).
+    pub fn offers(&self, peer: PeerId) -> Result<Vec<(Vec<u8>, u64)>> {
+        let txn = self.store.read()?;
+        let mut out = Vec::new();
+        for (ino, area) in self.store.areas.all(&txn)? {
+            if area.shares.contains(&peer.0) {
+                out.push((self.inode(&txn, ino)?.name, area.last_seq));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a round with `peer` for area `name` has anything to do,
+    /// given the peer's latest sequence number there (from its hello):
+    /// false when everything of the peer is applied here and the peer has
+    /// applied everything of this peer.
+    pub fn round_needed(&self, peer: PeerId, name: &[u8], theirs: u64) -> Result<bool> {
+        let txn = self.store.read()?;
+        let Some(ino) = self.store.namespace.lookup(&txn, ROOT, name)? else {
+            return Ok(true);
+        };
+        let Some(area) = self.store.areas.get(&txn, ino)? else {
+            return Ok(true);
+        };
+        let received = area.received.get(&peer.0).copied().unwrap_or(0);
+        let acked = area.acked.get(&peer.0).copied().unwrap_or(0);
+        Ok(received < theirs || acked < area.last_seq)
+    }
+
     /// Merges one page of records from `peer` into `area` and shows the
     /// changes, in one transaction that also notes `last`, the peer's feed
     /// number of the page's last record, as applied.
