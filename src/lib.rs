@@ -2,14 +2,18 @@
 //!
 //! Module map (DESIGN.md "Shape of the code"):
 //! - [`data`]: the DATA directory: layout, lock, initialisation;
-//! - [`net`]: identity (ED25519 keys, peer ids);
-//! - [`store`]: LMDB databases (namespace, history, areas, config, xattrs);
+//! - [`net`]: identity (ED25519 keys, peer ids), TLS, the QUIC endpoint,
+//!   the protocol, requests and rounds of consensus;
+//! - [`store`]: LMDB databases (namespace, history, areas, config, xattrs,
+//!   peers, versions and the feed, the blob cache);
 //! - [`blob`]: BLAKE3 hashing of content;
 //! - [`vfs`]: the FUSE-free dispatcher every file operation goes through,
-//!   with the Real and the control tree;
+//!   with the Real, the Unreal (blob cache and fetches), remote changes
+//!   shown in the namespace, and the control tree;
 //! - [`fuse`]: the thin fuser adapter over [`vfs::Vfs`];
 //! - [`format`]: text formats of the control files;
-//! - [`sync`]: the merge of versions from peers (pure, property-tested).
+//! - [`sync`]: the merge of versions from peers (pure, property-tested)
+//!   and the versions local changes make.
 
 #![warn(missing_docs)]
 

@@ -269,7 +269,7 @@ impl Manager {
     }
 
     /// Known peers with an address: (id, address text).
-    async fn dialable(self: &Arc<Self>) -> Vec<(PeerId, String)> {
+    pub(super) async fn dialable(self: &Arc<Self>) -> Vec<(PeerId, String)> {
         let vfs = Arc::clone(&self.vfs);
         let peers = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
             let txn = vfs.store().read()?;
@@ -346,32 +346,7 @@ impl Manager {
                 });
             }
             Command::Fetch(fetch) => {
-                let me = Arc::clone(self);
-                tokio::spawn(async move {
-                    let mut last = Err(super::requests::RequestError::Unreachable(
-                        "no holder is connected".into(),
-                    ));
-                    for peer in &fetch.holders {
-                        if !locked(&me.links).contains_key(peer) {
-                            continue;
-                        }
-                        last = me
-                            .fetch(
-                                *peer,
-                                fetch.area.clone(),
-                                fetch.path.clone(),
-                                fetch.hash,
-                                fetch.offset,
-                                fetch.len,
-                            )
-                            .await
-                            .map(|bytes| (*peer, bytes));
-                        if last.is_ok() {
-                            break;
-                        }
-                    }
-                    (fetch.done)(last);
-                });
+                tokio::spawn(Arc::clone(self).fetch_from_holders(fetch));
             }
             Command::Changed { area, kind } => self.changed(area, kind),
             Command::PeersChanged => {
@@ -389,71 +364,6 @@ impl Manager {
                 self.dial_missing().await;
             }
         }
-    }
-
-    /// Runs rounds with every peer (or `only` peer) for every area (or
-    /// `only_area`) shared with it, dialling peers that are not connected;
-    /// returns one result per (peer, area).
-    async fn consensus(
-        self: &Arc<Self>,
-        only: Option<PeerId>,
-        only_area: Option<Vec<u8>>,
-    ) -> Vec<(PeerId, Vec<u8>, super::requests::RoundResult)> {
-        let vfs = Arc::clone(&self.vfs);
-        let targets = super::requests::blocking(move || {
-            vfs.shared_areas()
-                .map_err(|e| super::requests::RequestError::Local(e.to_string()))
-        })
-        .await
-        .unwrap_or_default();
-        let mut by_peer: HashMap<PeerId, Vec<Vec<u8>>> = HashMap::new();
-        for (peer, area) in targets {
-            if only.is_none_or(|p| p == peer) && only_area.as_ref().is_none_or(|a| *a == area) {
-                by_peer.entry(peer).or_default().push(area);
-            }
-        }
-        let mut tasks = Vec::new();
-        for (peer, areas) in by_peer {
-            let me = Arc::clone(self);
-            tasks.push(tokio::spawn(async move {
-                if !locked(&me.links).contains_key(&peer) {
-                    let addr = me.dialable().await.into_iter().find(|(id, _)| *id == peer);
-                    let dialled = match addr {
-                        Some((_, addr)) => me.dial(peer, addr).await.map_err(|e| e.to_string()),
-                        None => Err(format!("{peer} is not connected and has no address")),
-                    };
-                    if let Err(e) = dialled {
-                        let failed = super::requests::RoundResult {
-                            time: std::time::SystemTime::now(),
-                            outcome: Err(super::requests::RequestError::Unreachable(e)),
-                            sent: 0,
-                            received: 0,
-                            conflicts: 0,
-                        };
-                        let mut out = Vec::new();
-                        for area in areas {
-                            me.household()
-                                .note_round(peer, area.clone(), failed.clone());
-                            out.push((peer, area, failed.clone()));
-                        }
-                        return out;
-                    }
-                }
-                let mut out = Vec::new();
-                for area in areas {
-                    let result = me.round(peer, area.clone()).await;
-                    out.push((peer, area, result));
-                }
-                out
-            }));
-        }
-        let mut results = Vec::new();
-        for task in tasks {
-            if let Ok(out) = task.await {
-                results.extend(out);
-            }
-        }
-        results
     }
 
     /// Whether a link to `peer` is up, or comes up within [`GRACE`].
@@ -493,7 +403,11 @@ impl Manager {
     }
 
     /// Dials `peer` at `addr` and runs the connection in the background.
-    async fn dial(self: &Arc<Self>, peer: PeerId, addr: String) -> Result<(), ConnectError> {
+    pub(super) async fn dial(
+        self: &Arc<Self>,
+        peer: PeerId,
+        addr: String,
+    ) -> Result<(), ConnectError> {
         self.settle(peer, PeerState::Connecting);
         let timeout = self.net_timeout();
         let attempt = async {

@@ -1,12 +1,14 @@
 //! Networking: identity ([`identity`]), TLS with raw public keys ([`tls`]),
-//! the wire format ([`protocol`]) and the QUIC endpoint with its connection
-//! manager ([`endpoint`]). [`Household`] is the state they share with the
-//! control tree.
+//! the wire format ([`protocol`]), the QUIC endpoint with its connection
+//! manager ([`endpoint`]), requests between peers ([`requests`]), rounds
+//! of consensus ([`rounds`]) and when they run (`schedule`). [`Household`]
+//! is the state they share with the control tree.
 
 pub mod endpoint;
 pub mod identity;
 pub mod protocol;
 pub mod requests;
+pub mod rounds;
 mod schedule;
 pub mod tls;
 
@@ -17,7 +19,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
 
 use identity::PeerId;
-pub use requests::{RequestError, RoundResult};
+pub use requests::RequestError;
+pub use rounds::RoundResult;
 use tls::Trust;
 
 /// A peer's connection state as `/.ctl/peers` shows it.

@@ -1,13 +1,7 @@
 //! Requests between peers, one per bidirectional stream (see
-//! [`super::protocol::Message`]), and the rounds of consensus built on
-//! them (DESIGN.md "Sync").
-//!
-//! A round with a peer, for one area both share with each other, is two
-//! pulls: this peer asks for the peer's changes since the last it applied
-//! ([`Message::Changes`], page by page, then once more so the peer learns
-//! everything was applied), then asks the peer to pull in turn
-//! ([`Message::Pull`]). LMDB work runs on the blocking pool, never on a
-//! runtime thread.
+//! [`super::protocol::Message`]): asking, answering, and fetching byte
+//! ranges of blobs. LMDB and file work runs on the blocking pool, never on
+//! a runtime thread. The rounds built on them are in [`super::rounds`].
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,7 +15,6 @@ use super::identity::PeerId;
 use super::protocol::{self, MAX_MESSAGE, MAX_RECORDS, Message};
 use crate::store::Ino;
 use crate::vfs::Vfs;
-use crate::vfs::remote::Pull;
 
 /// Why a request or a round failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -40,23 +33,8 @@ pub enum RequestError {
     Local(String),
 }
 
-fn local<E: std::fmt::Display>(e: E) -> RequestError {
+pub(super) fn local<E: std::fmt::Display>(e: E) -> RequestError {
     RequestError::Local(e.to_string())
-}
-
-/// The outcome of a round with one peer for one area.
-#[derive(Debug, Clone)]
-pub struct RoundResult {
-    /// When it ended.
-    pub time: std::time::SystemTime,
-    /// `ok`, or why it failed.
-    pub outcome: Result<(), RequestError>,
-    /// Records the peer applied from this side.
-    pub sent: u64,
-    /// Records applied here from the peer.
-    pub received: u64,
-    /// Records left in conflict on either side.
-    pub conflicts: u64,
 }
 
 /// Runs `work` on the blocking pool.
@@ -105,116 +83,30 @@ impl Manager {
             .map_err(|_| RequestError::TimedOut)?
     }
 
-    /// Applies `peer`'s changes of `area` here, when this peer shares the
-    /// area with it; returns (records applied, conflicts).
-    pub(super) async fn pull(
-        self: &Arc<Self>,
-        peer: PeerId,
-        area: Vec<u8>,
-    ) -> Result<(u64, u64), RequestError> {
-        let vfs = Arc::clone(&self.vfs);
-        let name = area.clone();
-        let (ino, since) = blocking(move || {
-            let ino = Self::shared_area(&vfs, peer, &name)?;
-            let txn = vfs.store().read().map_err(local)?;
-            let record = vfs.store().areas.get(&txn, ino).map_err(local)?;
-            let since = record
-                .and_then(|r| r.received.get(&peer.0).copied())
-                .unwrap_or(0);
-            Ok((ino, since))
-        })
-        .await?;
-        let mut pull = Pull::default();
-        // The next page is asked for while this one is applied (the peer
-        // then takes it as applied a little early, which only trims its
-        // history sooner: what a peer sends comes from its feed).
-        let mut next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), since));
-        let outcome = loop {
-            let (records, last) = match next.await.map_err(local).and_then(|r| r) {
-                Ok(page) => page,
-                Err(e) => break Err(e),
-            };
-            if records.is_empty() {
-                break Ok(());
+    /// Reads a byte range of a blob from the first connected holder that
+    /// sends it, and hands the outcome to the fetch's callback.
+    pub(super) async fn fetch_from_holders(self: Arc<Self>, fetch: super::Fetch) {
+        let mut last = Err(RequestError::Unreachable("no holder is connected".into()));
+        for peer in &fetch.holders {
+            if self.link_handle(*peer).is_none() {
+                continue;
             }
-            next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), last));
-            let vfs = Arc::clone(&self.vfs);
-            let applied = blocking(move || {
-                let result = vfs.apply_remote(ino, peer, last, records, &mut pull);
-                Ok((pull, result))
-            })
-            .await;
-            match applied {
-                Ok((p, result)) => {
-                    pull = p;
-                    if let Err(e) = result {
-                        break Err(local(e));
-                    }
-                }
-                // The pull went with the task: nothing was stashed by it.
-                Err(e) => return Err(e),
-            }
-        };
-        // Also after a failure: what was stashed must find its place.
-        let counts = (pull.applied, pull.conflicts);
-        let vfs = Arc::clone(&self.vfs);
-        blocking(move || vfs.finish_pull(pull).map_err(local)).await?;
-        outcome.map(|()| counts)
-    }
-
-    /// Asks `peer` for the records of `area` after `since`: (records,
-    /// sequence number of the last).
-    async fn page(
-        self: Arc<Self>,
-        peer: PeerId,
-        area: Vec<u8>,
-        since: u64,
-    ) -> Result<(Vec<(Vec<u8>, crate::store::versions::PathRecord)>, u64), RequestError> {
-        match self.ask(peer, &Message::Changes { area, since }).await?.0 {
-            Message::Page { records, last, .. } => Ok((records, last)),
-            other => Err(RequestError::Refused(format!("{other:?} for changes"))),
-        }
-    }
-
-    /// A round with `peer` for `area`: pull, then have the peer pull.
-    pub(super) async fn round(self: &Arc<Self>, peer: PeerId, area: Vec<u8>) -> RoundResult {
-        let mut result = RoundResult {
-            time: std::time::SystemTime::now(),
-            outcome: Ok(()),
-            sent: 0,
-            received: 0,
-            conflicts: 0,
-        };
-        let outcome = async {
-            let (received, conflicts) = self.pull(peer, area.clone()).await?;
-            result.received = received;
-            result.conflicts = conflicts;
-            match self
-                .ask(peer, &Message::Pull { area: area.clone() })
-                .await?
-                .0
-            {
-                Message::Pulled { applied, conflicts } => {
-                    result.sent = applied;
-                    result.conflicts = result.conflicts.max(conflicts);
-                    Ok(())
-                }
-                other => Err(RequestError::Refused(format!("{other:?} for pull"))),
+            last = self
+                .fetch(
+                    *peer,
+                    fetch.area.clone(),
+                    fetch.path.clone(),
+                    fetch.hash,
+                    fetch.offset,
+                    fetch.len,
+                )
+                .await
+                .map(|bytes| (*peer, bytes));
+            if last.is_ok() {
+                break;
             }
         }
-        .await;
-        result.time = std::time::SystemTime::now();
-        result.outcome = outcome;
-        self.vfs
-            .stats
-            .consensus_rounds
-            .fetch_add(1, Ordering::Relaxed);
-        self.vfs
-            .stats
-            .conflicts
-            .fetch_add(result.conflicts, Ordering::Relaxed);
-        self.household().note_round(peer, area, result.clone());
-        result
+        (fetch.done)(last);
     }
 
     /// Answers one request stream from `peer`.
@@ -288,7 +180,7 @@ impl Manager {
     }
 
     /// The area `name` when it is shared with `peer`.
-    fn shared_area(vfs: &Vfs, peer: PeerId, name: &[u8]) -> Result<Ino, RequestError> {
+    pub(super) fn shared_area(vfs: &Vfs, peer: PeerId, name: &[u8]) -> Result<Ino, RequestError> {
         let not_shared = || RequestError::Refused("area not shared".into());
         let ino = vfs
             .area_named(name, false)

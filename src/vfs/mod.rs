@@ -8,6 +8,10 @@
 //! - [`real`]: the Real, the backing files under `DATA/real`;
 //! - [`recorder`]: turning rested writes into history;
 //! - [`reconcile`]: noticing at mount what changed in the Real meanwhile;
+//! - [`remote`]: peers' versions merged and shown in the namespace;
+//! - [`unreal`]: reads of unreal files, the blob cache and fetches;
+//! - [`sharing`]: what peers see of the areas (shares, offers, held blobs,
+//!   conflicts cleared);
 //! - [`ctl`]: the control tree.
 
 pub mod ctl;
@@ -18,6 +22,7 @@ mod real;
 mod reconcile;
 mod recorder;
 pub mod remote;
+mod sharing;
 pub mod unreal;
 mod xattr;
 
