@@ -416,3 +416,81 @@ fn three_peers_pass_changes_and_bytes_along() {
     );
     assert_eq!(status(&b, "chain")["from-a"].1, "a");
 }
+
+#[test]
+fn consensus_commands_and_their_errors() {
+    let (a, mut b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "e");
+    consensus(&a);
+    let line = a.read(".ctl/consensus");
+    assert!(line.starts_with(&format!("{} e ", b.id())), "{line}");
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(f.len(), 7, "{line}");
+    assert!(f[2].ends_with('Z') && f[3] == "ok", "{line}");
+    assert_eq!(a.ctl_errno(".ctl/consensus", "later"), libc::EINVAL);
+    assert_eq!(a.ctl_errno(".ctl/consensus", "now a b"), libc::EINVAL);
+    assert_eq!(a.ctl_errno(".ctl/consensus", "now nowhere"), libc::ENOENT);
+    assert_eq!(
+        a.ctl_errno(".ctl/consensus", &format!("now {}", "a".repeat(52))),
+        libc::ENOENT
+    );
+    a.write_ctl(".ctl/consensus", &format!("now {}", b.id()))
+        .unwrap();
+    a.write_ctl(".ctl/consensus", "now e").unwrap();
+    // The peer goes away: a round fails with an errno cron can act on, and
+    // says why.
+    a.write_ctl(".ctl/config", "net.timeout 2s").unwrap();
+    assert!(b.stop().success());
+    let errno = a.ctl_errno(".ctl/consensus", "now");
+    assert!(
+        errno == libc::EHOSTUNREACH || errno == libc::ETIMEDOUT,
+        "errno {errno}"
+    );
+    let line = a.read(".ctl/consensus");
+    assert!(
+        line.contains(" unreachable ") || line.contains(" timeout "),
+        "{line}"
+    );
+    assert!(a.read(".ctl/errors").contains("/.ctl/consensus now: "));
+    // The cron script says the same with its exit status.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/realize-consensus");
+    let out = std::process::Command::new(script)
+        .arg(&a.mnt)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the round failed"));
+    b.mount();
+    common::wait_until("b back", || {
+        a.state_of(&b.id()).as_deref() == Some("connected")
+    });
+    let out = std::process::Command::new(script)
+        .arg(&a.mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_peer_killed_during_a_round_catches_up_at_the_next() {
+    let (a, mut b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "k");
+    a.write_ctl(".ctl/peers", &format!("disconnect {}", b.id()))
+        .unwrap();
+    for d in 0..10 {
+        std::fs::create_dir(a.path(&format!("k/d{d}"))).unwrap();
+        for i in 0..200 {
+            std::fs::write(a.path(&format!("k/d{d}/f{i}")), format!("{d}/{i}")).unwrap();
+        }
+    }
+    wait_tree_recorded(&a, "k");
+    a.write_ctl(".ctl/peers", &format!("connect {}", b.id()))
+        .unwrap();
+    // b pulls 2,000 records on connect; kill it while it may be at it.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    b.kill9();
+    b.mount();
+    consensus(&b);
+    assert_eq!(tree(&a.path("k")), tree(&b.path("k")));
+    assert_eq!(b.read("k/d9/f199"), "9/199");
+}
