@@ -23,6 +23,23 @@ fn a_file_written_on_one_peer_is_listed_and_read_on_another() {
     assert_eq!(std::fs::read(&on_b).unwrap(), text);
     assert_eq!(b.stat("fetch.blobs"), 1);
     assert!(b.stat("fetch.bytes") >= text.len() as u64);
+    assert!(
+        b.read("docs/notes/.ctl/status")
+            .contains("hello.txt file cached")
+    );
+    // b accepted the share of an area it lacked: made in mode.remote.
+    assert_eq!(
+        b.read(".ctl/areas"),
+        format!("docs unreal 1 {} {}\n", text.len(), a.id())
+    );
+    assert_eq!(b.read("docs/.ctl/mode"), "unreal\n");
+    // Holders, as the round told: a, by the name b gave it.
+    let holders = std::process::Command::new("getfattr")
+        .args(["--only-values", "-n", "user.realize.holders"])
+        .arg(&on_b)
+        .output()
+        .unwrap();
+    assert_eq!(holders.stdout, b"a", "{holders:?}");
 }
 
 /// Lines of a directory's `.ctl/status`, by name: (state, holders).
