@@ -101,16 +101,8 @@ pub type FetchDone = Box<dyn FnOnce(Result<(PeerId, Vec<u8>), RequestError>) + S
 pub struct Fetch {
     /// Peers that hold it, in the order to try.
     pub holders: Vec<PeerId>,
-    /// The area's name.
-    pub area: Vec<u8>,
-    /// Where the blob was seen in the area.
-    pub path: Vec<u8>,
-    /// The blob.
-    pub hash: [u8; 32],
-    /// First byte.
-    pub offset: u64,
-    /// Bytes wanted.
-    pub len: u64,
+    /// What to read.
+    pub range: protocol::BlobRange,
     /// Called with the bytes and who sent them, on a runtime thread: it
     /// must not block.
     pub done: FetchDone,
@@ -118,7 +110,11 @@ pub struct Fetch {
 
 impl std::fmt::Debug for Fetch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Fetch({} bytes at {})", self.len, self.offset)
+        write!(
+            f,
+            "Fetch({} bytes at {})",
+            self.range.len, self.range.offset
+        )
     }
 }
 

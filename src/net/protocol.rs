@@ -77,20 +77,8 @@ pub enum Message {
         /// Records left in conflict there.
         conflicts: u64,
     },
-    /// Request: `len` bytes at `offset` of blob `hash`, which the answerer
-    /// holds at `path` of `area`.
-    ReadBlob {
-        /// The area's name.
-        area: Vec<u8>,
-        /// Where the asker saw the blob.
-        path: Vec<u8>,
-        /// The blob.
-        hash: [u8; 32],
-        /// First byte.
-        offset: u64,
-        /// Bytes wanted, at most [`MAX_READ`].
-        len: u64,
-    },
+    /// Request: a byte range of a blob the answerer holds.
+    ReadBlob(BlobRange),
     /// Answer to [`Message::ReadBlob`]: `len` raw bytes follow the frame.
     Blob {
         /// Bytes that follow (fewer than asked at the end of the blob).
@@ -101,6 +89,21 @@ pub enum Message {
         /// Why.
         reason: String,
     },
+}
+
+/// `len` bytes at `offset` of blob `hash`, seen at `path` of `area`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct BlobRange {
+    /// The area's name.
+    pub area: Vec<u8>,
+    /// Where the asker saw the blob.
+    pub path: Vec<u8>,
+    /// The blob.
+    pub hash: [u8; 32],
+    /// First byte.
+    pub offset: u64,
+    /// Bytes wanted, at most [`MAX_READ`].
+    pub len: u64,
 }
 
 /// Checks a path received from a peer (DESIGN.md "The control tree"): no
@@ -171,9 +174,9 @@ impl Message {
             Message::Changes { area, .. } | Message::Pull { area } if !valid_area(area) => {
                 Err(ProtocolError::Invalid("bad area name".into()))
             }
-            Message::ReadBlob {
-                area, path, len, ..
-            } if !valid_area(area) || !valid_path(path) || *len > MAX_READ => {
+            Message::ReadBlob(r)
+                if !valid_area(&r.area) || !valid_path(&r.path) || r.len > MAX_READ =>
+            {
                 Err(ProtocolError::Invalid("bad blob read".into()))
             }
             Message::Page { records, .. }
@@ -349,12 +352,14 @@ mod tests {
             })
             .await
         );
-        let read = |len| Message::ReadBlob {
-            area: b"a".to_vec(),
-            path: b"f".to_vec(),
-            hash: [0; 32],
-            offset: 0,
-            len,
+        let read = |len| {
+            Message::ReadBlob(BlobRange {
+                area: b"a".to_vec(),
+                path: b"f".to_vec(),
+                hash: [0; 32],
+                offset: 0,
+                len,
+            })
         };
         assert!(refused(&read(MAX_READ + 1)).await);
         assert!(!refused(&read(MAX_READ)).await);

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::endpoint::Manager;
 use super::identity::PeerId;
-use super::protocol::{self, MAX_MESSAGE, MAX_RECORDS, Message};
+use super::protocol::{self, BlobRange, MAX_MESSAGE, MAX_RECORDS, Message};
 use crate::store::Ino;
 use crate::vfs::Vfs;
 
@@ -92,14 +92,7 @@ impl Manager {
                 continue;
             }
             last = self
-                .fetch(
-                    *peer,
-                    fetch.area.clone(),
-                    fetch.path.clone(),
-                    fetch.hash,
-                    fetch.offset,
-                    fetch.len,
-                )
+                .fetch(*peer, fetch.range.clone())
                 .await
                 .map(|bytes| (*peer, bytes));
             if last.is_ok() {
@@ -131,13 +124,7 @@ impl Manager {
                 .pull(peer, area)
                 .await
                 .map(|(applied, conflicts)| Message::Pulled { applied, conflicts }),
-            Message::ReadBlob {
-                area,
-                path,
-                hash,
-                offset,
-                len,
-            } => match self.read_blob(peer, area, path, hash, offset, len).await {
+            Message::ReadBlob(range) => match self.read_blob(peer, range).await {
                 Ok(bytes) => {
                     let header = Message::Blob {
                         len: bytes.len() as u64,
@@ -254,19 +241,19 @@ impl Manager {
         .await
     }
 
-    /// Answers [`Message::ReadBlob`] from the Real: the file at `path`
-    /// must be real, recorded with blob `hash`, and not being written.
-    async fn read_blob(
-        &self,
-        peer: PeerId,
-        area: Vec<u8>,
-        path: Vec<u8>,
-        hash: [u8; 32],
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<u8>, RequestError> {
+    /// Answers [`Message::ReadBlob`] from the real file at the range's
+    /// path (recorded with its blob, not being written) or from the blob's
+    /// verified copy in the cache ([`Vfs::open_held`]).
+    async fn read_blob(&self, peer: PeerId, range: BlobRange) -> Result<Vec<u8>, RequestError> {
         let vfs = Arc::clone(&self.vfs);
         blocking(move || {
+            let BlobRange {
+                area,
+                path,
+                hash,
+                offset,
+                len,
+            } = range;
             let ino = Self::shared_area(&vfs, peer, &area)?;
             let file = vfs
                 .open_held(ino, &path, hash)
@@ -281,24 +268,14 @@ impl Manager {
         .await
     }
 
-    /// Reads `len` bytes at `offset` of `hash`, seen at `path` of `area`,
-    /// from `peer`.
+    /// Reads `range` from `peer`.
     pub(super) async fn fetch(
         &self,
         peer: PeerId,
-        area: Vec<u8>,
-        path: Vec<u8>,
-        hash: [u8; 32],
-        offset: u64,
-        len: u64,
+        range: BlobRange,
     ) -> Result<Vec<u8>, RequestError> {
-        let request = Message::ReadBlob {
-            area,
-            path,
-            hash,
-            offset,
-            len,
-        };
+        let (offset, len) = (range.offset, range.len);
+        let request = Message::ReadBlob(range);
         let started = Instant::now();
         tracing::debug!("fetch {len} bytes at {offset} from {peer}");
         let (answer, mut stream) = self.ask(peer, &request).await?;

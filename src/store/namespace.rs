@@ -237,20 +237,18 @@ impl Namespace {
 
     /// The child `name` of `parent`.
     pub fn lookup(&self, txn: &RoTxn, parent: Ino, name: &[u8]) -> Result<Option<Ino>> {
-        let found = self
-            .names
-            .get(txn, &key_u64(parent, name))
-            .map_err(|_| Error::Corrupt("names"))?;
-        Ok(found.map(|r| r.ino))
+        Ok(self.name_ref(txn, parent, name)?.map(|r| r.ino))
     }
 
     /// The cookie (readdir position) of entry `name` of `parent`.
     pub fn cookie(&self, txn: &RoTxn, parent: Ino, name: &[u8]) -> Result<Option<u64>> {
-        let found = self
-            .names
+        Ok(self.name_ref(txn, parent, name)?.map(|r| r.cookie))
+    }
+
+    fn name_ref(&self, txn: &RoTxn, parent: Ino, name: &[u8]) -> Result<Option<NameRef>> {
+        self.names
             .get(txn, &key_u64(parent, name))
-            .map_err(|_| Error::Corrupt("names"))?;
-        Ok(found.map(|r| r.cookie))
+            .map_err(|_| Error::Corrupt("names"))
     }
 
     /// Adds the entry `name` → `ino` to directory `parent`, taking the next

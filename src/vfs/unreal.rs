@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::{Error, Result, Vfs, lock};
 use crate::net::identity::PeerId;
+use crate::net::protocol::BlobRange;
 use crate::net::{Command, Fetch, RequestError};
 use crate::store::Ino;
 use crate::store::cache::{CHUNK, Cached};
@@ -287,11 +288,13 @@ impl Vfs {
         let (hash, size) = (uf.hash, uf.size);
         let fetch = Fetch {
             holders,
-            area: uf.area_name.clone(),
-            path: uf.path.clone(),
-            hash,
-            offset: c * CHUNK,
-            len: CHUNK.min(size - c * CHUNK),
+            range: BlobRange {
+                area: uf.area_name.clone(),
+                path: uf.path.clone(),
+                hash,
+                offset: c * CHUNK,
+                len: CHUNK.min(size - c * CHUNK),
+            },
             done: Box::new(move |result| {
                 if let Some(vfs) = me.upgrade() {
                     tokio::task::spawn_blocking(move || vfs.chunk_arrived(hash, size, c, result));
