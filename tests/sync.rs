@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+
 use common::{Peer, consensus, household};
 
 #[test]
@@ -12,6 +14,9 @@ fn a_file_written_on_one_peer_is_listed_and_read_on_another() {
     std::fs::create_dir(a.path("docs/notes")).unwrap();
     let text = b"hello from a\n".repeat(1000);
     std::fs::write(a.path("docs/notes/hello.txt"), &text).unwrap();
+    let script = a.path("docs/notes/run.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o750)).unwrap();
     a.wait_recorded("docs/notes");
     consensus(&a);
     let on_b = b.path("docs/notes/hello.txt");
@@ -21,8 +26,16 @@ fn a_file_written_on_one_peer_is_listed_and_read_on_another() {
     assert!(status.contains("hello.txt file unreal"), "{status}");
     assert!(!b.real("docs/notes/hello.txt").exists());
     assert_eq!(std::fs::read(&on_b).unwrap(), text);
-    assert_eq!(b.stat("fetch.blobs"), 1);
-    assert!(b.stat("fetch.bytes") >= text.len() as u64);
+    // Permission bits travel: a script stays executable.
+    let mode = std::fs::metadata(b.path("docs/notes/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o750);
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+    assert_eq!(b.read("docs/notes/run.sh"), "#!/bin/sh\necho ran\n");
+    assert_eq!(b.stat("fetch.blobs"), 2);
+    assert_eq!(b.stat("fetch.bytes"), text.len() as u64 + 19);
     assert!(
         b.read("docs/notes/.ctl/status")
             .contains("hello.txt file cached")
@@ -30,7 +43,7 @@ fn a_file_written_on_one_peer_is_listed_and_read_on_another() {
     // b accepted the share of an area it lacked: made in mode.remote.
     assert_eq!(
         b.read(".ctl/areas"),
-        format!("docs unreal 1 {} {}\n", text.len(), a.id())
+        format!("docs unreal 2 {} {}\n", text.len() + 19, a.id())
     );
     assert_eq!(b.read("docs/.ctl/mode"), "unreal\n");
     // Holders, as the round told: a, by the name b gave it.

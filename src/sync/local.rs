@@ -17,6 +17,8 @@ pub struct Left {
     pub mtime: i64,
     /// Size of a file's blob in bytes.
     pub size: u64,
+    /// Permission bits (07777).
+    pub perm: u16,
 }
 
 /// Writes the versions made by `op` of `area` by peer `me`. `left` is
@@ -42,6 +44,7 @@ pub fn note(
                 content: Content::Deleted,
                 mtime: op.time.secs,
                 size: 0,
+                perm: 0,
             };
             put_local(store, wtxn, me, area, &op.path, gone, false)?;
         }
@@ -68,6 +71,7 @@ pub fn note(
                     content: winner.content.clone(),
                     mtime: winner.mtime,
                     size: winner.size,
+                    perm: winner.perm,
                 };
                 let held = match &winner.content {
                     Content::File(hash) => record
@@ -81,6 +85,7 @@ pub fn note(
                     content: Content::Deleted,
                     mtime: op.time.secs,
                     size: 0,
+                    perm: 0,
                 };
                 put_local(store, wtxn, me, area, &old, gone, false)?;
             }
@@ -106,14 +111,8 @@ pub fn put_local(
         Content::File(hash) if held => Some(*hash),
         _ => None,
     };
-    let version = local_version(
-        &record.siblings,
-        left.content,
-        left.mtime,
-        left.size,
-        me,
-        seq,
-    );
+    let stamp = (left.mtime, left.size, left.perm);
+    let version = local_version(&record.siblings, left.content, stamp, me, seq);
     add_sibling(&mut record.siblings, version);
     record.holders.insert(me, Holding { clock: seq, hash });
     store.versions.put(wtxn, area, path, record, seq)

@@ -149,6 +149,9 @@ pub struct Version<A: Ord> {
     pub mtime: i64,
     /// Size in bytes of a file's blob (0 otherwise).
     pub size: u64,
+    /// Permission bits (07777) its author gave the entry; 0 for a
+    /// deletion.
+    pub perm: u16,
     /// The peer that made it.
     pub author: A,
 }
@@ -205,7 +208,7 @@ impl<A: Author> Tree<A> {
         author: A,
         seq: u64,
     ) -> Version<A> {
-        local_version(self.siblings(path), content, mtime, 0, author, seq)
+        local_version(self.siblings(path), content, (mtime, 0, 0o644), author, seq)
     }
 
     /// Every version this tree holds, by path (what a peer sends in a
@@ -264,15 +267,16 @@ impl<A: Author> Tree<A> {
 
 /// The version a local change to `content` makes at a path whose known
 /// versions are `siblings`: its vector joins theirs and counts the
-/// author's op number `seq`, so it dominates them all.
+/// author's op number `seq`, so it dominates them all. `stamp` is (mtime
+/// in seconds, size in bytes, permission bits).
 pub fn local_version<A: Author>(
     siblings: &[Version<A>],
     content: Content,
-    mtime: i64,
-    size: u64,
+    stamp: (i64, u64, u16),
     author: A,
     seq: u64,
 ) -> Version<A> {
+    let (mtime, size, perm) = stamp;
     let vv = siblings
         .iter()
         .fold(VersionVector::default(), |vv, s| vv.join(&s.vv));
@@ -281,6 +285,7 @@ pub fn local_version<A: Author>(
         content,
         mtime,
         size,
+        perm,
         author,
     }
 }
@@ -584,6 +589,7 @@ mod tests {
             content: Content::Deleted,
             mtime: 1_790_000_000,
             size: 0,
+            perm: 0,
             author: P(7),
         };
         assert_eq!(

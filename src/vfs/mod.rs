@@ -298,6 +298,7 @@ impl Vfs {
                     } else {
                         0
                     },
+                    perm: inode.perm,
                 })
             }
             None => None,

@@ -198,7 +198,13 @@ impl Vfs {
             return Ok(());
         };
         let dir = self.inode(wtxn, parent)?;
-        let mut inode = Inode::new(parent, name, Kind::File, 0o644, area);
+        // The author's permission bits (a version from before they were
+        // carried has 0: the defaults).
+        let perm = match version.perm & 0o7777 {
+            0 => 0o644,
+            p => p,
+        };
+        let mut inode = Inode::new(parent, name, Kind::File, perm, area);
         (inode.uid, inode.gid) = (dir.uid, dir.gid);
         inode.mtime = Timestamp {
             secs: version.mtime,
@@ -211,8 +217,13 @@ impl Vfs {
             Content::Deleted => return Ok(()),
             Content::Dir => {
                 inode.kind = Kind::Dir;
-                inode.perm = 0o755;
-                std::fs::create_dir(real()?).or_else(exists_ok)?;
+                inode.perm = match version.perm & 0o7777 {
+                    0 => 0o755,
+                    p => p,
+                };
+                let path = real()?;
+                std::fs::create_dir(&path).or_else(exists_ok)?;
+                super::real::chmod_path(&path, inode.perm)?;
             }
             Content::Symlink(target) => {
                 inode.kind = Kind::Symlink;
@@ -227,7 +238,11 @@ impl Vfs {
                 inode.hash = Some(*hash);
                 let stashed = pull.stash.get_mut(hash).and_then(|s| s.pop());
                 match stashed {
-                    Some(from) => std::fs::rename(from, real()?)?,
+                    Some(from) => {
+                        let path = real()?;
+                        std::fs::rename(from, &path)?;
+                        super::real::chmod_path(&path, inode.perm)?;
+                    }
                     None => inode.unreal = true,
                 }
             }
@@ -310,6 +325,7 @@ impl Vfs {
             content: Content::Deleted,
             mtime: Timestamp::now().secs,
             size: 0,
+            perm: 0,
             author: self.peer_id,
         };
         let copy = conflict_path(&String::from_utf8_lossy(path), &mine).into_bytes();
@@ -384,7 +400,9 @@ impl Vfs {
                 };
                 match target {
                     Some((area, ino, mut inode)) => {
-                        std::fs::rename(&file, self.real_path(&wtxn, ino)?)?;
+                        let path = self.real_path(&wtxn, ino)?;
+                        std::fs::rename(&file, &path)?;
+                        super::real::chmod_path(&path, inode.perm)?;
                         inode.unreal = false;
                         self.store.namespace.put(&mut wtxn, ino, &inode)?;
                         let path = self.area_path(&wtxn, ino)?;

@@ -105,6 +105,7 @@ impl Vfs {
                     content: loser.content.clone(),
                     mtime: loser.mtime,
                     size: loser.size,
+                    perm: loser.perm,
                 };
                 put_local(
                     &self.store,
@@ -126,6 +127,7 @@ impl Vfs {
             content: winner.content.clone(),
             mtime: winner.mtime,
             size: winner.size,
+            perm: winner.perm,
         };
         put_local(&self.store, &mut wtxn, self.peer_id, area, path, left, held)?;
         wtxn.commit()?;
