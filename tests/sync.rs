@@ -524,3 +524,48 @@ fn a_peer_killed_during_a_round_catches_up_at_the_next() {
     assert_eq!(tree(&a.path("k")), tree(&b.path("k")));
     assert_eq!(b.read("k/d9/f199"), "9/199");
 }
+
+#[test]
+fn writing_into_an_unreal_file_copies_it_up_first() {
+    use std::io::Write;
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "up");
+    let first = "line one\n".repeat(1000);
+    std::fs::write(a.path("up/log.txt"), &first).unwrap();
+    a.wait_recorded("up");
+    consensus(&a);
+    assert_eq!(status(&b, "up")["log.txt"].0, "unreal");
+    // Appending on b fetches the whole file, makes it real, then writes.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(b.path("up/log.txt"))
+        .unwrap();
+    f.write_all(b"line two\n").unwrap();
+    drop(f);
+    assert!(b.real("up/log.txt").is_file());
+    b.wait_recorded("up");
+    let expected = format!("{first}line two\n");
+    assert_eq!(b.read("up/log.txt"), expected);
+    let new = blake3::hash(expected.as_bytes()).to_hex().to_string();
+    let history = b.read(".ctl/history");
+    assert!(
+        history
+            .lines()
+            .any(|l| l.ends_with(&format!(" edit log.txt {new}"))),
+        "{history}"
+    );
+    consensus(&b);
+    assert_eq!(a.read("up/log.txt"), expected);
+    assert!(a.read(".ctl/conflicts").is_empty());
+    // Truncating to a size keeps the bytes before it.
+    std::fs::write(a.path("up/short"), "0123456789").unwrap();
+    a.wait_recorded("up");
+    consensus(&a);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(b.path("up/short"))
+        .unwrap()
+        .set_len(4)
+        .unwrap();
+    assert_eq!(b.read("up/short"), "0123");
+}

@@ -58,8 +58,8 @@ pub enum Error {
     /// ETIMEDOUT: no answer in time.
     #[error("{0}")]
     TimedOut(String),
-    /// EROFS: changing the bytes of an unreal file in place needs its
-    /// whole content first (copy-up comes with the modes of issue 4).
+    /// EROFS: an unreal file's bytes cannot be changed where they are
+    /// (they are made real first: copy-up).
     #[error("an unreal file cannot be changed in place")]
     Unreal,
     /// EBADF: an unknown file handle.

@@ -84,11 +84,13 @@ impl Vfs {
                     kind: OpenedKind::Unreal,
                 });
             }
+            drop(txn);
             if flags & libc::O_TRUNC == 0 {
-                return Err(Error::Unreal);
+                // Copy-up, as overlayfs does: the whole blob first.
+                self.copy_up(ino)?;
+                return self.open(ino, flags, passthrough);
             }
             // Cut to nothing: the old bytes are not needed.
-            drop(txn);
             self.setattr(
                 ino,
                 None,

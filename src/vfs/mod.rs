@@ -423,6 +423,14 @@ impl Vfs {
             // `echo x > file` truncates first: nothing to do on a control file.
             return Ok(self.ctl_attr(node));
         }
+        let unreal = {
+            let txn = self.store.read()?;
+            self.inode(&txn, ino)?.unreal
+        };
+        if unreal && set.size.is_some_and(|s| s > 0) {
+            // Cut or grown, not emptied: the old bytes are needed first.
+            self.copy_up(ino)?;
+        }
         let mut wtxn = self.store.write()?;
         let mut inode = self.inode(&wtxn, ino)?;
         if inode.unreal && set.size == Some(0) {

@@ -260,7 +260,13 @@ impl Vfs {
     }
 
     /// Notes in `path`'s record that this peer holds `hash` there.
-    fn hold(&self, wtxn: &mut RwTxn, area: Ino, path: &[u8], hash: Option<[u8; 32]>) -> Result<()> {
+    pub(super) fn hold(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        hash: Option<[u8; 32]>,
+    ) -> Result<()> {
         let seq = self.store.areas.next_seq(wtxn, area)?;
         let mut record = self
             .store
@@ -383,6 +389,7 @@ impl Vfs {
     /// in that order); the rest of the stash goes to the cache; directories
     /// the peer removed go once empty.
     pub fn finish_pull(&self, mut pull: Pull) -> Result<()> {
+        let mut unclaimed = Vec::new();
         let mut wtxn = self.store.write()?;
         for (hash, files) in std::mem::take(&mut pull.stash) {
             let mut targets = pull.unreal.remove(&hash).unwrap_or_default();
@@ -408,7 +415,7 @@ impl Vfs {
                         let path = self.area_path(&wtxn, ino)?;
                         self.hold(&mut wtxn, area, &path, Some(hash))?;
                     }
-                    None => self.stash_to_cache(&file, hash)?,
+                    None => unclaimed.push((file, hash)),
                 }
             }
         }
@@ -430,6 +437,10 @@ impl Vfs {
         wtxn.commit()?;
         for (parent, name) in pull.forget.drain(..) {
             self.forget_entry(parent, &name);
+        }
+        // After the commit: the cache takes them in transactions of its own.
+        for (file, hash) in unclaimed {
+            self.stash_to_cache(&file, hash)?;
         }
         Ok(())
     }

@@ -175,6 +175,51 @@ impl Vfs {
         Ok(())
     }
 
+    /// Makes unreal file `ino` real (copy-up, before a write): fetches
+    /// every chunk, moves the verified cache file into the Real, and notes
+    /// that this peer holds the blob there. The recorded hash stays, so
+    /// the write that follows is recorded as an edit based on it.
+    pub(super) fn copy_up(&self, ino: Ino) -> Result<()> {
+        let uf = self.open_unreal(ino)?;
+        let blob = &uf.blob;
+        let count = blob.size.div_ceil(CHUNK);
+        for c in 0..count {
+            for ahead in c + 1..(c + 1 + READAHEAD).min(count) {
+                self.start_chunk(blob, ahead)?;
+            }
+            self.wait_chunk(blob, c, Instant::now() + self.net_timeout())?;
+        }
+        let mut wtxn = self.store.write()?;
+        let verified = self
+            .store
+            .cache
+            .get(&wtxn, &blob.hash)?
+            .is_some_and(|c| c.verified);
+        if !verified && blob.size > 0 {
+            return Err(Error::Unreachable("the blob could not be verified".into()));
+        }
+        let mut inode = self.inode(&wtxn, ino)?;
+        if !inode.unreal {
+            return Ok(()); // another writer was first
+        }
+        let real = self.real_path(&wtxn, ino)?;
+        let cached = self.cache_path(&blob.hash);
+        if blob.size == 0 {
+            File::create(&real)?;
+        } else {
+            // Each file has its own copy: another unreal file may show the
+            // same blob, and the cache keeps it for them.
+            std::fs::copy(&cached, &real)?;
+        }
+        super::real::chmod_path(&real, inode.perm)?;
+        super::real::set_times(&real, None, Some(Some(inode.mtime.into())))?;
+        inode.unreal = false;
+        self.store.namespace.put(&mut wtxn, ino, &inode)?;
+        self.hold(&mut wtxn, blob.area, &blob.path, Some(blob.hash))?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
     /// Reads up to `buf.len()` bytes at `offset` of an unreal file,
     /// fetching what the cache lacks.
     pub(super) fn read_unreal(
