@@ -102,7 +102,7 @@ impl Vfs {
                 .put(&mut wtxn, area, &path, record, seq)?;
             if changed {
                 pull.applied += 1;
-                if after.len() > 1 {
+                if losers(&after).next().is_some() {
                     pull.conflicts += 1;
                 }
                 self.show(&mut wtxn, area, &path, &before, &after, pull)?;

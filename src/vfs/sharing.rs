@@ -134,9 +134,11 @@ impl Vfs {
         Ok(())
     }
 
-    /// The file that holds blob `hash`, seen at `path` of `area`: the real
-    /// file there (its recorded content, no write pending), else the
-    /// blob's verified copy in the cache. Opened for reading.
+    /// The file that holds blob `hash`, shown at `path` of `area`: the
+    /// real file there (its recorded content, no write pending), or the
+    /// blob's verified copy in the cache when the file there is unreal.
+    /// Nothing otherwise: a peer gets bytes only through a path of an
+    /// area shared with it. Opened for reading.
     pub fn open_held(
         &self,
         area: Ino,
@@ -144,15 +146,18 @@ impl Vfs {
         hash: [u8; 32],
     ) -> Result<Option<std::fs::File>> {
         let txn = self.store.read()?;
-        if let Some(ino) = self.ino_at(&txn, area, path)? {
-            let inode = self.inode(&txn, ino)?;
-            if inode.kind == Kind::File
-                && !inode.unreal
-                && inode.hash == Some(hash)
-                && !self.recorder.is_pending(ino)
-            {
-                return Ok(Some(std::fs::File::open(self.real_path(&txn, ino)?)?));
+        let Some(ino) = self.ino_at(&txn, area, path)? else {
+            return Ok(None);
+        };
+        let inode = self.inode(&txn, ino)?;
+        if inode.kind != Kind::File || inode.hash != Some(hash) {
+            return Ok(None);
+        }
+        if !inode.unreal {
+            if self.recorder.is_pending(ino) {
+                return Ok(None);
             }
+            return Ok(Some(std::fs::File::open(self.real_path(&txn, ino)?)?));
         }
         if self
             .store
