@@ -238,7 +238,8 @@ pub(super) struct Manager {
     pub(super) schedule: super::schedule::Schedule,
 }
 
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks a mutex, recovering the data of a poisoned one.
+pub(super) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -261,11 +262,7 @@ impl Manager {
     }
 
     pub(super) fn net_timeout(&self) -> Duration {
-        self.vfs
-            .store()
-            .read()
-            .and_then(|txn| self.vfs.store().config.duration(&txn, "net.timeout"))
-            .unwrap_or(Duration::from_secs(30))
+        self.vfs.net_timeout()
     }
 
     /// Known peers with an address: (id, address text).
@@ -499,12 +496,10 @@ impl Manager {
                 .map_err(|e| ConnectError::Unreachable(e.to_string()))?
         };
         let vfs = Arc::clone(&self.vfs);
-        let areas = super::requests::blocking(move || {
-            vfs.offers(peer)
-                .map_err(|e| super::RequestError::Local(e.to_string()))
-        })
-        .await
-        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let areas =
+            super::requests::blocking(move || vfs.offers(peer).map_err(super::requests::local))
+                .await
+                .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let ours = Message::Hello {
             version: protocol::VERSION,
             name,

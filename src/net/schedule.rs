@@ -9,13 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::endpoint::Manager;
+use super::endpoint::{Manager, locked};
 use super::identity::PeerId;
-use super::requests::blocking;
+use super::requests::{blocking, local};
 
-fn local<E: std::fmt::Display>(e: E) -> super::RequestError {
-    super::RequestError::Local(e.to_string())
-}
 use crate::store::history::OpKind;
 
 /// Wait before an "at once" round, so that changes made together (and the
@@ -30,10 +27,6 @@ pub(super) struct Schedule {
     running: Mutex<HashSet<(PeerId, Vec<u8>)>>,
     again: Mutex<HashSet<(PeerId, Vec<u8>)>>,
     last_interval: Mutex<Option<Instant>>,
-}
-
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Manager {
@@ -100,12 +93,9 @@ impl Manager {
             return;
         }
         let vfs = Arc::clone(&self.vfs);
-        let pairs = blocking(move || {
-            vfs.shared_areas()
-                .map_err(|e| super::RequestError::Local(e.to_string()))
-        })
-        .await
-        .unwrap_or_default();
+        let pairs = blocking(move || vfs.shared_areas().map_err(super::requests::local))
+            .await
+            .unwrap_or_default();
         for (peer, area) in pairs {
             if (every || areas.contains(&area)) && self.link_handle(peer).is_some() {
                 self.auto_round(peer, area);

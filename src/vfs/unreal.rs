@@ -250,7 +250,9 @@ impl Vfs {
         Ok(want)
     }
 
-    fn net_timeout(&self) -> Duration {
+    /// `config net.timeout` (30 s when it cannot be read): how long a read
+    /// or a request waits for a peer.
+    pub(crate) fn net_timeout(&self) -> Duration {
         self.store
             .read()
             .and_then(|txn| self.store.config.duration(&txn, "net.timeout"))
