@@ -93,7 +93,7 @@ impl Manager {
             return;
         }
         let vfs = Arc::clone(&self.vfs);
-        let pairs = blocking(move || vfs.shared_areas().map_err(super::requests::local))
+        let pairs = blocking(move || vfs.shared_areas().map_err(local))
             .await
             .unwrap_or_default();
         for (peer, area) in pairs {
