@@ -28,6 +28,7 @@ fn root_ctl_is_listed_and_area_ctl_is_found_by_lookup_only() {
         ctl,
         [
             "areas",
+            "cache",
             "config",
             "conflicts",
             "consensus",

@@ -569,3 +569,78 @@ fn writing_into_an_unreal_file_copies_it_up_first() {
         .unwrap();
     assert_eq!(b.read("up/short"), "0123");
 }
+
+/// The `key value` lines of `/.ctl/cache`.
+fn cache(p: &Peer) -> std::collections::BTreeMap<String, u64> {
+    p.read(".ctl/cache")
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_cache_keeps_its_bound_and_spares_open_files() {
+    use std::io::{Read, Seek};
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "c");
+    let files: Vec<Vec<u8>> = (0..5u8)
+        .map(|k| {
+            (0..8u32 << 20)
+                .map(|i| (i / 4096) as u8 ^ k.wrapping_mul(37))
+                .collect()
+        })
+        .collect();
+    for (k, data) in files.iter().enumerate() {
+        std::fs::write(a.path(&format!("c/f{k}")), data).unwrap();
+    }
+    a.wait_recorded("c");
+    b.write_ctl(".ctl/cache", "max 12M").unwrap();
+    consensus(&a);
+    // A read storm of more than three times the bound.
+    for (k, data) in files.iter().enumerate() {
+        assert!(
+            std::fs::read(b.path(&format!("c/f{k}"))).unwrap() == *data,
+            "f{k}"
+        );
+        let c = cache(&b);
+        assert!(c["used"] <= 12 << 20, "{c:?}");
+        assert_eq!(c["max"], 12 << 20);
+    }
+    assert!(cache(&b)["evicted"] >= 3);
+    // An open file's blob survives `evict`; the others go.
+    let mut open = std::fs::File::open(b.path("c/f0")).unwrap();
+    // The kernel kept f0's pages from the first read: drop them, so the
+    // read goes through realize and its cache.
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&open);
+    assert_eq!(
+        unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) },
+        0
+    );
+    let mut got = Vec::new();
+    open.read_to_end(&mut got).unwrap();
+    assert!(got == files[0]);
+    b.write_ctl(".ctl/cache", "evict").unwrap();
+    let c = cache(&b);
+    assert_eq!(
+        (c["blobs"], c["pinned"], c["used"]),
+        (1, 1, 8 << 20),
+        "{c:?}"
+    );
+    open.rewind().unwrap();
+    got.clear();
+    open.read_to_end(&mut got).unwrap();
+    assert!(got == files[0]);
+    drop(open);
+    b.write_ctl(".ctl/cache", "evict").unwrap();
+    assert_eq!(cache(&b)["blobs"], 0);
+    let st = status(&b, "c");
+    assert_eq!(st.len(), 5);
+    assert!(st.values().all(|(state, _)| state == "unreal"), "{st:?}");
+    assert_eq!(b.ctl_errno(".ctl/cache", "max lots"), libc::EINVAL);
+    assert_eq!(b.ctl_errno(".ctl/cache", "flush"), libc::EINVAL);
+    assert_eq!(b.ctl_errno(".ctl/cache", "evict now"), libc::EINVAL);
+    assert!(b.read(".ctl/errors").contains("/.ctl/cache flush: "));
+}

@@ -92,6 +92,17 @@ impl Cache {
         Ok(self.db.put(wtxn, hash.as_slice(), cached)?)
     }
 
+    /// Every blob the cache holds something of.
+    pub fn all(&self, txn: &RoTxn) -> Result<Vec<([u8; 32], Cached)>> {
+        let mut out = Vec::new();
+        for item in self.db.iter(txn)? {
+            let (key, cached) = item.map_err(|_| Error::Corrupt("cache"))?;
+            let hash: [u8; 32] = key.try_into().map_err(|_| Error::Corrupt("cache"))?;
+            out.push((hash, cached));
+        }
+        Ok(out)
+    }
+
     /// Forgets blob `hash`.
     pub fn remove(&self, wtxn: &mut RwTxn, hash: &[u8; 32]) -> Result<()> {
         self.db.delete(wtxn, hash.as_slice())?;

@@ -14,6 +14,7 @@
 //!   conflicts cleared);
 //! - [`ctl`]: the control tree.
 
+mod cache;
 pub mod ctl;
 mod dirops;
 mod error;
@@ -164,6 +165,7 @@ pub struct Vfs {
     kernel: std::sync::OnceLock<Box<dyn KernelCache>>,
     household: crate::net::Household,
     unreal: unreal::Unreal,
+    cache: cache::CacheState,
     /// This dispatcher, for work that outlives a call (fetches).
     me: std::sync::Weak<Vfs>,
 }
@@ -208,6 +210,7 @@ impl Vfs {
             kernel: std::sync::OnceLock::new(),
             household: crate::net::Household::default(),
             unreal: unreal::Unreal::default(),
+            cache: cache::CacheState::default(),
             me: me.clone(),
         });
         vfs.reconcile()?;

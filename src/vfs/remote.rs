@@ -480,6 +480,7 @@ impl Vfs {
         cached.verified = true;
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;
+        self.cache_grew(size)?;
         Ok(())
     }
 

@@ -79,10 +79,25 @@ struct BlobRef {
 /// files waits for the network once per batch rather than once per file.
 pub const PREFETCH_FILES: usize = 32;
 
+/// Keeps a blob pinned in the cache while it lives.
+struct Pin {
+    vfs: std::sync::Weak<Vfs>,
+    hash: [u8; 32],
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if let Some(vfs) = self.vfs.upgrade() {
+            vfs.cache.closed(self.hash);
+        }
+    }
+}
+
 /// What an open unreal file reads from.
 pub(super) struct UnrealFile {
     blob: BlobRef,
     file: File,
+    _pin: Pin,
     /// Where the last read ended: a read starting there is sequential.
     next: AtomicU64,
 }
@@ -93,7 +108,7 @@ impl Vfs {
         self.real.with_file_name("cache")
     }
 
-    fn cache_path(&self, hash: &[u8; 32]) -> PathBuf {
+    pub(super) fn cache_path(&self, hash: &[u8; 32]) -> PathBuf {
         self.cache_dir()
             .join(crate::format::format_hash(Some(hash)))
     }
@@ -117,7 +132,13 @@ impl Vfs {
             // Sparse: chunks land at their offsets as they come.
             file.set_len(inode.size)?;
         }
+        self.cache.opened(hash);
+        let pin = Pin {
+            vfs: self.me.clone(),
+            hash,
+        };
         Ok(UnrealFile {
+            _pin: pin,
             blob: BlobRef {
                 hash,
                 size: inode.size,
@@ -446,6 +467,7 @@ impl Vfs {
         cached.verified |= whole;
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;
+        self.cache_grew(expected)?;
         if whole {
             lock(&self.unreal.transfers).remove(&hash);
             self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
@@ -502,6 +524,11 @@ impl Vfs {
             Some(c) => (c.bytes(), c.size, c.verified),
             None => (0, 0, false),
         })
+    }
+
+    /// Whether a chunk of blob `hash` is being fetched.
+    pub(super) fn fetching(&self, hash: &[u8; 32]) -> bool {
+        lock(&self.unreal.waiters).keys().any(|(h, _)| h == hash)
     }
 
     /// The blobs being fetched.

@@ -8,6 +8,7 @@
 //! file is one module with its reader and its command table.
 
 mod areas;
+mod cache;
 mod config;
 mod conflicts;
 mod consensus;
@@ -98,6 +99,11 @@ const ROOT_FILES: &[Spec] = &[
         name: "transfers",
         read: Some(transfers::read),
         write: None,
+    },
+    Spec {
+        name: "cache",
+        read: Some(cache::read),
+        write: Some(cache::write),
     },
 ];
 

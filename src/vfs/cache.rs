@@ -1,0 +1,165 @@
+//! The bound of the blob cache (DESIGN.md "Modes and the life of a
+//! file"): `cache.max` (a size, or a percentage of the disk holding DATA)
+//! and `cache.min_free`. When a stored chunk takes the cache over its
+//! bound, the least recently read blobs go first, down to nine tenths of
+//! it (so that a read storm does not scan the cache per chunk); the blobs
+//! of open files and of fetches under way are never evicted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Result, Vfs, lock};
+use crate::store::cache::Cached;
+
+/// What the cache holds, kept in memory beside LMDB.
+pub(super) struct CacheState {
+    /// Bytes present in cache files; `u64::MAX` until first counted.
+    used: AtomicU64,
+    /// Blobs evicted since the mount.
+    pub(super) evicted: AtomicU64,
+    /// Open unreal handles per blob: these are pinned.
+    open: std::sync::Mutex<HashMap<[u8; 32], u32>>,
+}
+
+impl Default for CacheState {
+    fn default() -> CacheState {
+        CacheState {
+            used: AtomicU64::new(u64::MAX),
+            evicted: AtomicU64::new(0),
+            open: Default::default(),
+        }
+    }
+}
+
+impl CacheState {
+    /// A handle on blob `hash` opened.
+    pub(super) fn opened(&self, hash: [u8; 32]) {
+        *lock(&self.open).entry(hash).or_default() += 1;
+    }
+
+    /// A handle on blob `hash` closed.
+    pub(super) fn closed(&self, hash: [u8; 32]) {
+        let mut open = lock(&self.open);
+        if let Some(n) = open.get_mut(&hash) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&hash);
+            }
+        }
+    }
+
+    fn pinned(&self, hash: &[u8; 32]) -> bool {
+        lock(&self.open).contains_key(hash)
+    }
+}
+
+/// A blob of the cache and its record.
+type CachedBlob = ([u8; 32], Cached);
+
+/// What `/.ctl/cache` shows.
+pub struct CacheReport {
+    /// Bytes in the cache.
+    pub used: u64,
+    /// The bound in force, in bytes.
+    pub max: u64,
+    /// Blobs with bytes in the cache.
+    pub blobs: u64,
+    /// Blobs that may not be evicted now.
+    pub pinned: u64,
+    /// Blobs evicted since the mount.
+    pub evicted: u64,
+}
+
+impl Vfs {
+    /// `cache.max` in bytes, and `cache.min_free`.
+    fn cache_limits(&self) -> Result<(u64, u64)> {
+        let txn = self.store.read()?;
+        let max = self.store.config.get(&txn, "cache.max")?;
+        let min_free = self.store.config.get(&txn, "cache.min_free")?;
+        let st = nix::sys::statvfs::statvfs(&self.cache_dir()).map_err(std::io::Error::from)?;
+        let disk = st.blocks() * st.fragment_size();
+        let max = match max.strip_suffix('%') {
+            Some(p) => disk / 100 * p.parse::<u64>().unwrap_or(10),
+            None => crate::format::parse_size(&max).unwrap_or(u64::MAX),
+        };
+        let min_free = crate::format::parse_size(&min_free).unwrap_or(0);
+        Ok((max, min_free))
+    }
+
+    /// Every blob with bytes in the cache, and their total.
+    fn cached_blobs(&self) -> Result<(Vec<CachedBlob>, u64)> {
+        let txn = self.store.read()?;
+        let blobs = self.store.cache.all(&txn)?;
+        let used = blobs.iter().map(|(_, c)| c.bytes()).sum();
+        Ok((blobs, used))
+    }
+
+    /// Counts `bytes` more in the cache, and evicts when over the bound.
+    pub(crate) fn cache_grew(&self, bytes: u64) -> Result<()> {
+        let used = &self.cache.used;
+        if used.load(Ordering::Relaxed) == u64::MAX {
+            let (_, total) = self.cached_blobs()?;
+            used.store(total, Ordering::Relaxed);
+        } else {
+            used.fetch_add(bytes, Ordering::Relaxed);
+        }
+        let (max, min_free) = self.cache_limits()?;
+        let st = nix::sys::statvfs::statvfs(&self.cache_dir()).map_err(std::io::Error::from)?;
+        let free = st.blocks_available() * st.fragment_size();
+        if used.load(Ordering::Relaxed) > max || free < min_free {
+            let target = (max / 10 * 9).min(
+                used.load(Ordering::Relaxed)
+                    .saturating_sub(min_free.saturating_sub(free)),
+            );
+            self.evict_down_to(target)?;
+        }
+        Ok(())
+    }
+
+    /// Evicts every blob that may go (`/.ctl/cache evict`); returns how many.
+    pub fn evict_all(&self) -> Result<u64> {
+        self.evict_down_to(0)
+    }
+
+    /// Evicts the least recently read blobs, not pinned, until at most
+    /// `target` bytes stay; returns how many went.
+    fn evict_down_to(&self, target: u64) -> Result<u64> {
+        let (mut blobs, mut used) = self.cached_blobs()?;
+        blobs.sort_by_key(|(_, c)| (c.last_read.secs, c.last_read.nanos));
+        let mut gone = 0;
+        for (hash, cached) in blobs {
+            if used <= target {
+                break;
+            }
+            if self.cache.pinned(&hash) || self.fetching(&hash) {
+                continue;
+            }
+            let mut wtxn = self.store.write()?;
+            self.store.cache.remove(&mut wtxn, &hash)?;
+            wtxn.commit()?;
+            let _ = std::fs::remove_file(self.cache_path(&hash));
+            used -= cached.bytes();
+            gone += 1;
+        }
+        self.cache.used.store(used, Ordering::Relaxed);
+        self.cache.evicted.fetch_add(gone, Ordering::Relaxed);
+        Ok(gone)
+    }
+
+    /// What `/.ctl/cache` shows.
+    pub fn cache_report(&self) -> Result<CacheReport> {
+        let (blobs, used) = self.cached_blobs()?;
+        let (max, _) = self.cache_limits()?;
+        let pinned = blobs
+            .iter()
+            .filter(|(h, _)| self.cache.pinned(h) || self.fetching(h))
+            .count() as u64;
+        Ok(CacheReport {
+            used,
+            max,
+            blobs: blobs.len() as u64,
+            pinned,
+            evicted: self.cache.evicted.load(Ordering::Relaxed),
+        })
+    }
+}
