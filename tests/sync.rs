@@ -639,6 +639,15 @@ fn the_cache_keeps_its_bound_and_spares_open_files() {
     let st = status(&b, "c");
     assert_eq!(st.len(), 5);
     assert!(st.values().all(|(state, _)| state == "unreal"), "{st:?}");
+    // One file at a time: fetch NAME, then evict NAME.
+    b.write_ctl("c/.ctl/ctl", "fetch f3").unwrap();
+    assert_eq!(status(&b, "c")["f3"].0, "cached");
+    assert_eq!(cache(&b)["blobs"], 1);
+    b.write_ctl("c/.ctl/ctl", "evict f3").unwrap();
+    assert_eq!(status(&b, "c")["f3"].0, "unreal");
+    assert_eq!(cache(&b)["blobs"], 0);
+    assert_eq!(b.ctl_errno("c/.ctl/ctl", "evict nothing"), libc::ENOENT);
+    assert_eq!(a.ctl_errno("c/.ctl/ctl", "evict f3"), libc::EBUSY); // real on a
     assert_eq!(b.ctl_errno(".ctl/cache", "max lots"), libc::EINVAL);
     assert_eq!(b.ctl_errno(".ctl/cache", "flush"), libc::EINVAL);
     assert_eq!(b.ctl_errno(".ctl/cache", "evict now"), libc::EINVAL);

@@ -116,6 +116,31 @@ impl Vfs {
         Ok(())
     }
 
+    /// Evicts blob `hash` (`evict NAME`); EBUSY while a file has it open
+    /// or a fetch is filling it.
+    pub fn evict_blob(&self, hash: [u8; 32]) -> Result<()> {
+        if self.cache.pinned(&hash) || self.fetching(&hash) {
+            return Err(super::Error::Busy(
+                "the file is open or being fetched".into(),
+            ));
+        }
+        let mut wtxn = self.store.write()?;
+        let Some(cached) = self.store.cache.get(&wtxn, &hash)? else {
+            return Ok(());
+        };
+        self.store.cache.remove(&mut wtxn, &hash)?;
+        wtxn.commit()?;
+        let _ = std::fs::remove_file(self.cache_path(&hash));
+        let _ = self
+            .cache
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                (u != u64::MAX).then(|| u.saturating_sub(cached.bytes()))
+            });
+        self.cache.evicted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Evicts every blob that may go (`/.ctl/cache evict`); returns how many.
     pub fn evict_all(&self) -> Result<u64> {
         self.evict_down_to(0)

@@ -203,13 +203,7 @@ impl Vfs {
     pub(super) fn copy_up(&self, ino: Ino) -> Result<()> {
         let uf = self.open_unreal(ino)?;
         let blob = &uf.blob;
-        let count = blob.size.div_ceil(CHUNK);
-        for c in 0..count {
-            for ahead in c + 1..(c + 1 + READAHEAD).min(count) {
-                self.start_chunk(blob, ahead)?;
-            }
-            self.wait_chunk(blob, c, Instant::now() + self.net_timeout())?;
-        }
+        self.fetch_whole(blob)?;
         let mut wtxn = self.store.write()?;
         let verified = self
             .store
@@ -239,6 +233,25 @@ impl Vfs {
         self.hold(&mut wtxn, blob.area, &blob.path, Some(blob.hash))?;
         wtxn.commit()?;
         Ok(())
+    }
+
+    /// Fetches every chunk of `blob` that the cache lacks, reading ahead,
+    /// each waited for at most `net.timeout`.
+    fn fetch_whole(&self, blob: &BlobRef) -> Result<()> {
+        let count = blob.size.div_ceil(CHUNK);
+        for c in 0..count {
+            for ahead in c + 1..(c + 1 + READAHEAD).min(count) {
+                self.start_chunk(blob, ahead)?;
+            }
+            self.wait_chunk(blob, c, Instant::now() + self.net_timeout())?;
+        }
+        Ok(())
+    }
+
+    /// Brings unreal file `ino` whole into the cache (`fetch NAME`).
+    pub(crate) fn fetch_into_cache(&self, ino: Ino) -> Result<()> {
+        let uf = self.open_unreal(ino)?;
+        self.fetch_whole(&uf.blob)
     }
 
     /// Reads up to `buf.len()` bytes at `offset` of an unreal file,

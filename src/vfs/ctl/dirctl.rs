@@ -1,8 +1,8 @@
 //! `DIR/.ctl/ctl` (write-only): `real NAME`, `unreal NAME`, `inherit NAME`
-//! set the mode of entry NAME of DIR; `fetch NAME` brings a file into the
-//! cache and `evict NAME` drops it from there. Every file is real until
-//! the Unreal exists, so `fetch` has nothing to do and `evict` answers
-//! EBUSY (a real file is not in the cache).
+//! set the mode of entry NAME of DIR; `fetch NAME` brings an unreal file
+//! whole into the cache (blocking; nothing to do for a real file) and
+//! `evict NAME` drops it from there (EBUSY for a real file, or one open or
+//! being fetched; EINVAL for a directory).
 
 use super::super::{Error, Result, Vfs};
 use super::mode::parse_mode_word;
@@ -21,21 +21,25 @@ pub(super) fn write(vfs: &Vfs, owner: Ino, fields: &[&str]) -> Result<()> {
         )));
     }
     let name = name_field(name)?;
-    let (ino, kind) = {
+    let (ino, inode) = {
         let txn = vfs.store().read()?;
         let ino = vfs
             .store()
             .namespace
             .lookup(&txn, owner, &name)?
             .ok_or_else(|| Error::NotFound(format!("no entry {}", crate::format::escape(&name))))?;
-        (ino, vfs.inode(&txn, ino)?.kind)
+        (ino, vfs.inode(&txn, ino)?)
     };
-    match *verb {
-        "fetch" => Ok(()),
-        "evict" if kind == Kind::Dir => Err(Error::Invalid("evict takes a file".into())),
-        "evict" => Err(Error::Busy(
+    match (*verb, inode.hash) {
+        ("fetch" | "evict", _) if inode.kind != Kind::File => {
+            Err(Error::Invalid(format!("{verb} takes a file")))
+        }
+        ("fetch", _) if !inode.unreal => Ok(()),
+        ("fetch", _) => vfs.fetch_into_cache(ino),
+        ("evict", Some(hash)) if inode.unreal => vfs.evict_blob(hash),
+        ("evict", _) => Err(Error::Busy(
             "the file is real, not cached: mark it unreal to let it go".into(),
         )),
-        word => vfs.set_mode(ino, parse_mode_word(word)?),
+        (word, _) => vfs.set_mode(ino, parse_mode_word(word)?),
     }
 }
