@@ -480,7 +480,9 @@ impl Vfs {
         cached.verified = true;
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;
-        self.cache_grew(size)?;
+        if let Err(e) = self.cache_grew(size) {
+            tracing::warn!("keeping the cache within its bound: {e}");
+        }
         Ok(())
     }
 

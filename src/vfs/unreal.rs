@@ -480,7 +480,11 @@ impl Vfs {
         cached.verified |= whole;
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;
-        self.cache_grew(expected)?;
+        // The chunk is stored: a failure to make room is logged, not
+        // passed to the reader.
+        if let Err(e) = self.cache_grew(expected) {
+            tracing::warn!("keeping the cache within its bound: {e}");
+        }
         if whole {
             lock(&self.unreal.transfers).remove(&hash);
             self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
