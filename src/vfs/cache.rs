@@ -71,19 +71,20 @@ pub struct CacheReport {
 }
 
 impl Vfs {
-    /// `cache.max` in bytes, and `cache.min_free`.
-    fn cache_limits(&self) -> Result<(u64, u64)> {
+    /// `cache.max` in bytes, `cache.min_free`, and the bytes free on the
+    /// disk of DATA (one `statvfs`, the one `statfs` makes).
+    fn cache_limits(&self) -> Result<(u64, u64, u64)> {
         let txn = self.store.read()?;
         let max = self.store.config.get(&txn, "cache.max")?;
         let min_free = self.store.config.get(&txn, "cache.min_free")?;
-        let st = nix::sys::statvfs::statvfs(&self.cache_dir()).map_err(std::io::Error::from)?;
-        let disk = st.blocks() * st.fragment_size();
+        let st = self.statfs()?;
+        let bsize = u64::from(st.bsize);
         let max = match max.strip_suffix('%') {
-            Some(p) => disk / 100 * p.parse::<u64>().unwrap_or(10),
+            Some(p) => st.blocks * bsize / 100 * p.parse::<u64>().unwrap_or(10),
             None => crate::format::parse_size(&max).unwrap_or(u64::MAX),
         };
         let min_free = crate::format::parse_size(&min_free).unwrap_or(0);
-        Ok((max, min_free))
+        Ok((max, min_free, st.bavail * bsize))
     }
 
     /// Every blob with bytes in the cache, and their total.
@@ -103,9 +104,7 @@ impl Vfs {
         } else {
             used.fetch_add(bytes, Ordering::Relaxed);
         }
-        let (max, min_free) = self.cache_limits()?;
-        let st = nix::sys::statvfs::statvfs(&self.cache_dir()).map_err(std::io::Error::from)?;
-        let free = st.blocks_available() * st.fragment_size();
+        let (max, min_free, free) = self.cache_limits()?;
         if used.load(Ordering::Relaxed) > max || free < min_free {
             let target = (max / 10 * 9).min(
                 used.load(Ordering::Relaxed)
@@ -174,7 +173,7 @@ impl Vfs {
     /// What `/.ctl/cache` shows.
     pub fn cache_report(&self) -> Result<CacheReport> {
         let (blobs, used) = self.cached_blobs()?;
-        let (max, _) = self.cache_limits()?;
+        let (max, _, _) = self.cache_limits()?;
         let pinned = blobs
             .iter()
             .filter(|(h, _)| self.cache.pinned(h) || self.fetching(h))
