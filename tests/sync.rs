@@ -95,6 +95,9 @@ fn tree(dir: &std::path::Path) -> Vec<String> {
 fn a_renamed_directory_is_renamed_on_the_holder_without_transfer() {
     let (a, b) = (Peer::start(), Peer::start());
     household(&[&a, &b], "photos");
+    // b keeps its photos real, a only reads them.
+    b.write_ctl("photos/.ctl/mode", "real").unwrap();
+    a.write_ctl("photos/.ctl/mode", "unreal").unwrap();
     std::fs::create_dir(b.path("photos/2019")).unwrap();
     for i in 0..1000 {
         std::fs::write(

@@ -345,6 +345,17 @@ impl Manager {
             Command::Fetch(fetch) => {
                 tokio::spawn(Arc::clone(self).fetch_from_holders(fetch));
             }
+            Command::Ask {
+                peer,
+                request,
+                done,
+            } => {
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    let answer = me.ask(peer, &request).await.map(|(answer, _)| answer);
+                    let _ = done.try_send(answer);
+                });
+            }
             Command::Changed { area, kind } => self.changed(area, kind),
             Command::PeersChanged => {
                 let gone: Vec<PeerId> = locked(&self.links)

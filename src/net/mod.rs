@@ -4,6 +4,7 @@
 //! of consensus ([`rounds`]) and when they run (`schedule`). [`Household`]
 //! is the state they share with the control tree.
 
+mod blobs;
 pub mod endpoint;
 pub mod identity;
 pub mod protocol;
@@ -85,6 +86,15 @@ pub enum Command {
     },
     /// Read a byte range of a blob from the first holder that answers.
     Fetch(Fetch),
+    /// Send `request` to `peer` and hand back its answer.
+    Ask {
+        /// Who to ask.
+        peer: PeerId,
+        /// The request.
+        request: protocol::Message,
+        /// Where the answer goes.
+        done: std::sync::mpsc::SyncSender<Result<protocol::Message, RequestError>>,
+    },
     /// A local op of `kind` changed `area`: schedule automatic rounds.
     Changed {
         /// The area's name.
@@ -94,15 +104,26 @@ pub enum Command {
     },
 }
 
-/// What a fetch calls when it ends: the bytes and who sent them.
-pub type FetchDone = Box<dyn FnOnce(Result<(PeerId, Vec<u8>), RequestError>) + Send>;
+/// What a fetch calls when it ends.
+pub type FetchDone = Box<dyn FnOnce(FetchOutcome) + Send>;
 
-/// A byte range of a blob to fetch.
+/// How a fetch ended.
+pub struct FetchOutcome {
+    /// The bytes and who sent them, or why no holder did.
+    pub result: Result<(PeerId, Vec<u8>), RequestError>,
+    /// Holders asked that failed or were slower than the one that
+    /// answered ([`blobs::HEDGE`]).
+    pub passed_over: Vec<PeerId>,
+}
+
+/// A byte range of a blob (or of its outboard) to fetch.
 pub struct Fetch {
     /// Peers that hold it, in the order to try.
     pub holders: Vec<PeerId>,
     /// What to read.
     pub range: protocol::BlobRange,
+    /// Read the range of the blob's outboard instead of the blob.
+    pub outboard: bool,
     /// Called with the bytes and who sent them, on a runtime thread: it
     /// must not block.
     pub done: FetchDone,

@@ -10,7 +10,7 @@ use crate::store::versions::PathRecord;
 use crate::sync::merge::Content;
 
 /// Protocol version spoken here; a hello with another is refused.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Largest frame accepted, in bytes.
 pub const MAX_MESSAGE: usize = 1 << 20;
@@ -88,6 +88,26 @@ pub enum Message {
     Refused {
         /// Why.
         reason: String,
+    },
+    /// Request: a byte range of the outboard of a blob the answerer holds
+    /// (its piece chaining values, 32 bytes each, [`crate::blob`]);
+    /// answered with [`Message::Blob`] and the raw bytes.
+    ReadOutboard(BlobRange),
+    /// Request, before the asker drops its own copy: whether the answerer
+    /// holds blob `hash` real at `path` of `area` and will keep it.
+    Holds {
+        /// The area's name.
+        area: Vec<u8>,
+        /// Where the answerer is said to hold the blob.
+        path: Vec<u8>,
+        /// The blob.
+        hash: [u8; 32],
+    },
+    /// Answer to [`Message::Holds`]; `false` also while the answerer is
+    /// dropping its own copy of the blob.
+    Held {
+        /// Whether the answerer holds the blob and keeps it.
+        held: bool,
     },
 }
 
@@ -171,10 +191,13 @@ impl Message {
                 Err(ProtocolError::Invalid("bad areas in hello".into()))
             }
             Message::Hello { .. } => Ok(()),
+            Message::Holds { area, path, .. } if !valid_area(area) || !valid_path(path) => {
+                Err(ProtocolError::Invalid("bad holds request".into()))
+            }
             Message::Changes { area, .. } | Message::Pull { area } if !valid_area(area) => {
                 Err(ProtocolError::Invalid("bad area name".into()))
             }
-            Message::ReadBlob(r)
+            Message::ReadBlob(r) | Message::ReadOutboard(r)
                 if !valid_area(&r.area) || !valid_path(&r.path) || r.len > MAX_READ =>
             {
                 Err(ProtocolError::Invalid("bad blob read".into()))

@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use s2n_quic::stream::BidirectionalStream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::endpoint::Manager;
 use super::identity::PeerId;
-use super::protocol::{self, BlobRange, MAX_MESSAGE, MAX_RECORDS, Message};
+use super::protocol::{self, MAX_MESSAGE, MAX_RECORDS, Message};
 use crate::store::Ino;
 use crate::vfs::Vfs;
 
@@ -83,25 +82,6 @@ impl Manager {
             .map_err(|_| RequestError::TimedOut)?
     }
 
-    /// Reads a byte range of a blob from the first connected holder that
-    /// sends it, and hands the outcome to the fetch's callback.
-    pub(super) async fn fetch_from_holders(self: Arc<Self>, fetch: super::Fetch) {
-        let mut last = Err(RequestError::Unreachable("no holder is connected".into()));
-        for peer in &fetch.holders {
-            if self.link_handle(*peer).is_none() {
-                continue;
-            }
-            last = self
-                .fetch(*peer, fetch.range.clone())
-                .await
-                .map(|bytes| (*peer, bytes));
-            if last.is_ok() {
-                break;
-            }
-        }
-        (fetch.done)(last);
-    }
-
     /// Answers one request stream from `peer`.
     pub(super) async fn answer(self: Arc<Self>, peer: PeerId, mut stream: BidirectionalStream) {
         let request = match protocol::recv(&mut stream).await {
@@ -124,7 +104,15 @@ impl Manager {
                 .pull(peer, area)
                 .await
                 .map(|(applied, conflicts)| Message::Pulled { applied, conflicts }),
-            Message::ReadBlob(range) => match self.read_blob(peer, range).await {
+            Message::Holds { area, path, hash } => self.holds(peer, area, path, hash).await,
+            Message::ReadBlob(ref range) | Message::ReadOutboard(ref range) => match self
+                .read_blob(
+                    peer,
+                    range.clone(),
+                    matches!(request, Message::ReadOutboard(_)),
+                )
+                .await
+            {
                 Ok(bytes) => {
                     let header = Message::Blob {
                         len: bytes.len() as u64,
@@ -154,7 +142,11 @@ impl Manager {
         let _ = stream.close().await;
     }
 
-    async fn reply(&self, stream: &mut BidirectionalStream, message: &Message) -> Result<(), ()> {
+    pub(super) async fn reply(
+        &self,
+        stream: &mut BidirectionalStream,
+        message: &Message,
+    ) -> Result<(), ()> {
         match protocol::send(stream, message).await {
             Ok(n) => {
                 self.household()
@@ -240,70 +232,9 @@ impl Manager {
         })
         .await
     }
-
-    /// Answers [`Message::ReadBlob`] from the real file at the range's
-    /// path (recorded with its blob, not being written) or from the blob's
-    /// verified copy in the cache ([`Vfs::open_held`]).
-    async fn read_blob(&self, peer: PeerId, range: BlobRange) -> Result<Vec<u8>, RequestError> {
-        let vfs = Arc::clone(&self.vfs);
-        blocking(move || {
-            let BlobRange {
-                area,
-                path,
-                hash,
-                offset,
-                len,
-            } = range;
-            let ino = Self::shared_area(&vfs, peer, &area)?;
-            let file = vfs
-                .open_held(ino, &path, hash)
-                .map_err(local)?
-                .ok_or_else(|| RequestError::Refused("blob not held here".into()))?;
-            let size = file.metadata().map_err(local)?.len();
-            let len = len.min(size.saturating_sub(offset));
-            let mut bytes = vec![0; len as usize];
-            std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset).map_err(local)?;
-            Ok(bytes)
-        })
-        .await
-    }
-
-    /// Reads `range` from `peer`.
-    pub(super) async fn fetch(
-        &self,
-        peer: PeerId,
-        range: BlobRange,
-    ) -> Result<Vec<u8>, RequestError> {
-        let (offset, len) = (range.offset, range.len);
-        let request = Message::ReadBlob(range);
-        let started = Instant::now();
-        tracing::debug!("fetch {len} bytes at {offset} from {peer}");
-        let (answer, mut stream) = self.ask(peer, &request).await?;
-        tracing::debug!("fetch at {offset}: header after {:?}", started.elapsed());
-        let Message::Blob { len: sent } = answer else {
-            return Err(RequestError::Refused(format!("{answer:?} for a blob read")));
-        };
-        if sent > len {
-            return Err(RequestError::Refused(format!(
-                "{sent} bytes for {len} asked"
-            )));
-        }
-        let mut bytes = vec![0; sent as usize];
-        let left = self.net_timeout().saturating_sub(started.elapsed());
-        tokio::time::timeout(
-            left.max(Duration::from_secs(1)),
-            stream.read_exact(&mut bytes),
-        )
-        .await
-        .map_err(|_| RequestError::TimedOut)?
-        .map_err(|e| RequestError::Unreachable(format!("blob from {peer}: {e}")))?;
-        self.household().rx_bytes.fetch_add(sent, Ordering::Relaxed);
-        tracing::debug!("fetch at {offset}: done after {:?}", started.elapsed());
-        Ok(bytes)
-    }
 }
 
-fn refused<E: std::fmt::Display>(e: E) -> Message {
+pub(super) fn refused<E: std::fmt::Display>(e: E) -> Message {
     let mut reason = e.to_string();
     reason.truncate(1000);
     Message::Refused { reason }

@@ -1,6 +1,9 @@
 //! The blob cache's records. Database `cache`: blob hash (32 bytes) →
 //! [`Cached`]: which chunks of the blob's cache file `DATA/cache/HASH` are
 //! present, and whether the whole was verified against its hash.
+//! Database `outboards`: blob hash → the blob's [`Outboard`] (its piece
+//! chaining values, [`crate::blob`]), for blobs of more than one piece
+//! that were recorded here or fetched.
 
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
@@ -8,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::namespace::Timestamp;
 use super::{Error, Postcard, Result};
+use crate::blob::Outboard;
 
 /// Size of a cached chunk in bytes: the unit of fetching and of the
 /// presence map.
@@ -56,6 +60,13 @@ impl Cached {
         }
     }
 
+    /// Marks chunk `i` absent (its bytes failed verification).
+    pub fn unset(&mut self, i: u64) {
+        if let Some(b) = self.chunks.get_mut((i / 8) as usize) {
+            *b &= !(1 << (i % 8));
+        }
+    }
+
     /// Whether every chunk is present.
     pub fn complete(&self) -> bool {
         (0..self.count()).all(|i| self.has(i))
@@ -70,14 +81,43 @@ impl Cached {
     }
 }
 
-/// The cache database.
+/// The cache and outboard databases.
 pub struct Cache {
     db: Database<'static, Bytes, Postcard<Cached>>,
+    outboards: Database<'static, Bytes, Bytes>,
 }
 
 impl Cache {
-    pub(super) fn new(db: Database<'static, Bytes, Postcard<Cached>>) -> Cache {
-        Cache { db }
+    pub(super) fn new(
+        db: Database<'static, Bytes, Postcard<Cached>>,
+        outboards: Database<'static, Bytes, Bytes>,
+    ) -> Cache {
+        Cache { db, outboards }
+    }
+
+    /// The outboard of blob `hash`, when known (trusted: it was checked
+    /// against the hash before it was stored).
+    pub fn outboard(&self, txn: &RoTxn, hash: &[u8; 32]) -> Result<Option<Outboard>> {
+        match self.outboards.get(txn, hash.as_slice())? {
+            Some(bytes) => Outboard::from_bytes(bytes)
+                .map(Some)
+                .ok_or(Error::Corrupt("outboards")),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the outboard of blob `hash` (nothing for an empty one).
+    pub fn put_outboard(
+        &self,
+        wtxn: &mut RwTxn,
+        hash: &[u8; 32],
+        outboard: &Outboard,
+    ) -> Result<()> {
+        if !outboard.pieces.is_empty() {
+            self.outboards
+                .put(wtxn, hash.as_slice(), &outboard.to_bytes())?;
+        }
+        Ok(())
     }
 
     /// The record of blob `hash`.

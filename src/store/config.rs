@@ -55,6 +55,12 @@ fn check_size_or_percent(v: &str) -> std::result::Result<(), String> {
     }
 }
 
+fn check_switch(v: &str) -> std::result::Result<(), String> {
+    matches!(v, "on" | "off")
+        .then_some(())
+        .ok_or_else(|| format!("bad switch {v:?}: expected on or off"))
+}
+
 fn check_duration(v: &str) -> std::result::Result<(), String> {
     format::parse_duration(v)
         .map(|_| ())
@@ -116,6 +122,11 @@ pub const SETTINGS: &[Setting] = &[
         key: "cache.min_free",
         default: "1G",
         check: check_size,
+    },
+    Setting {
+        key: "cache.verify",
+        default: "on",
+        check: check_switch,
     },
     Setting {
         key: "consensus.rest",
@@ -248,5 +259,7 @@ mod tests {
         assert_eq!(check_ops("-"), Ok(()));
         assert!(check_name("two words").is_err());
         assert!(check_name("").is_err());
+        assert!(check_switch("yes").is_err());
+        assert_eq!(check_switch("off"), Ok(()));
     }
 }

@@ -123,7 +123,10 @@ impl Store {
                     dbo.create_database(wtxn, Some("peers"))?,
                     dbo.create_database(wtxn, Some("paths"))?,
                     dbo.create_database(wtxn, Some("feed"))?,
-                    dbo.create_database(wtxn, Some("cache"))?,
+                    (
+                        dbo.create_database(wtxn, Some("cache"))?,
+                        dbo.create_database(wtxn, Some("outboards"))?,
+                    ),
                 )))
             })?
             .unwrap_commit();
@@ -139,7 +142,7 @@ impl Store {
             peers,
             paths,
             feed,
-            cache,
+            (cache, outboards),
         ) = dbs;
         let store = Store {
             env,
@@ -151,7 +154,7 @@ impl Store {
             meta: meta::Meta::new(meta),
             peers: peers::Peers::new(peers),
             versions: versions::Versions::new(paths, feed),
-            cache: cache::Cache::new(cache),
+            cache: cache::Cache::new(cache, outboards),
         };
         let mut wtxn = store.write()?;
         store.namespace.ensure_root(&mut wtxn)?;

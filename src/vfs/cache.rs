@@ -48,6 +48,20 @@ impl CacheState {
         }
     }
 
+    /// How many handles (and pins) have blob `hash` open.
+    pub(super) fn open_count(&self, hash: &[u8; 32]) -> u32 {
+        lock(&self.open).get(hash).copied().unwrap_or(0)
+    }
+
+    /// Pins blob `hash` like an open handle (undone by
+    /// [`CacheState::closed`]); whether no handle had it open before.
+    pub(super) fn pin_alone(&self, hash: [u8; 32]) -> bool {
+        let mut open = lock(&self.open);
+        let alone = !open.contains_key(&hash);
+        *open.entry(hash).or_default() += 1;
+        alone
+    }
+
     fn pinned(&self, hash: &[u8; 32]) -> bool {
         lock(&self.open).contains_key(hash)
     }
@@ -73,7 +87,7 @@ pub struct CacheReport {
 impl Vfs {
     /// `cache.max` in bytes, `cache.min_free`, and the bytes free on the
     /// disk of DATA (one `statvfs`, the one `statfs` makes).
-    fn cache_limits(&self) -> Result<(u64, u64, u64)> {
+    pub(super) fn cache_limits(&self) -> Result<(u64, u64, u64)> {
         let txn = self.store.read()?;
         let max = self.store.config.get(&txn, "cache.max")?;
         let min_free = self.store.config.get(&txn, "cache.min_free")?;
@@ -130,14 +144,26 @@ impl Vfs {
         self.store.cache.remove(&mut wtxn, &hash)?;
         wtxn.commit()?;
         let _ = std::fs::remove_file(self.cache_path(&hash));
+        self.cache_shrank(cached.bytes());
+        self.cache.evicted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Counts `bytes` fewer in the cache (a blob left it without eviction).
+    pub(super) fn cache_shrank(&self, bytes: u64) {
         let _ = self
             .cache
             .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-                (u != u64::MAX).then(|| u.saturating_sub(cached.bytes()))
+                (u != u64::MAX).then(|| u.saturating_sub(bytes))
             });
-        self.cache.evicted.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    }
+
+    /// Evicts least recently read blobs until `bytes` left the cache (or
+    /// nothing more may go); returns how many went.
+    pub(super) fn evict_bytes(&self, bytes: u64) -> Result<u64> {
+        let (_, used) = self.cached_blobs()?;
+        self.evict_down_to(used.saturating_sub(bytes))
     }
 
     /// Evicts every blob that may go (`/.ctl/cache evict`); returns how many.

@@ -55,6 +55,9 @@ pub enum Error {
     /// EHOSTUNREACH: no peer could be reached.
     #[error("{0}")]
     Unreachable(String),
+    /// ENOSPC: neither the cache nor the Real can make room.
+    #[error("{0}")]
+    NoSpace(String),
     /// ETIMEDOUT: no answer in time.
     #[error("{0}")]
     TimedOut(String),
@@ -99,6 +102,7 @@ impl Error {
             Error::TooBig => libc::E2BIG,
             Error::Unsupported(_) => libc::EOPNOTSUPP,
             Error::Unreachable(_) => libc::EHOSTUNREACH,
+            Error::NoSpace(_) => libc::ENOSPC,
             Error::TimedOut(_) => libc::ETIMEDOUT,
             Error::Unreal => libc::EROFS,
             Error::BadHandle => libc::EBADF,

@@ -16,9 +16,12 @@
 
 mod cache;
 pub mod ctl;
+mod delta;
 mod dirops;
 mod error;
 mod io;
+pub(crate) mod life;
+mod pieces;
 mod real;
 mod reconcile;
 mod recorder;
@@ -165,6 +168,8 @@ pub struct Vfs {
     kernel: std::sync::OnceLock<Box<dyn KernelCache>>,
     household: crate::net::Household,
     unreal: unreal::Unreal,
+    pieces: pieces::Pieces,
+    life: life::Life,
     cache: cache::CacheState,
     /// This dispatcher, for work that outlives a call (fetches).
     me: std::sync::Weak<Vfs>,
@@ -210,6 +215,8 @@ impl Vfs {
             kernel: std::sync::OnceLock::new(),
             household: crate::net::Household::default(),
             unreal: unreal::Unreal::default(),
+            pieces: pieces::Pieces::default(),
+            life: life::Life::default(),
             cache: cache::CacheState::default(),
             me: me.clone(),
         });
@@ -217,8 +224,15 @@ impl Vfs {
         Ok(vfs)
     }
 
-    /// Starts the thread that records rested writes into history.
+    /// Starts the thread that records rested writes into history, and the
+    /// one that realizes and unrealizes files by their modes (after a scan
+    /// of every area); returns the recorder's.
     pub fn start(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("life".into())
+            .spawn(move || Vfs::run_life(weak))?;
+        self.life_job(life::Job::Scan(ROOT));
         let vfs = Arc::clone(self);
         std::thread::Builder::new()
             .name("recorder".into())
@@ -228,6 +242,7 @@ impl Vfs {
     /// Records every pending write now, whatever its rest, stops the
     /// recorder and flushes LMDB to disk. Called at unmount.
     pub fn shutdown(&self) {
+        self.life.stop();
         self.recorder.stop();
         if let Err(e) = self.record_pending(true) {
             tracing::error!("recording pending writes at unmount: {e}");

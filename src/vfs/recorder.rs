@@ -228,7 +228,7 @@ impl Vfs {
             Err(e) => return Err(e.into()),
         };
         let before = file.metadata()?;
-        let hash = crate::blob::hash_file(&file)?;
+        let (hash, outboard) = crate::blob::outboard_file(&file)?;
         let after = file.metadata()?;
         if (before.size(), before.mtime_nsec(), before.mtime())
             != (after.size(), after.mtime_nsec(), after.mtime())
@@ -243,6 +243,7 @@ impl Vfs {
         if !self.recorder.finish(ino, changed) {
             return Ok(());
         }
+        self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
         let kind = match inode.hash {
             None => Some(OpKind::Create),
             Some(old) if old == hash => None,
@@ -262,6 +263,8 @@ impl Vfs {
             self.record(&mut wtxn, inode.area, op)?;
         }
         wtxn.commit()?;
+        // Under an unreal mode it leaves the Real once it has holders.
+        self.life_job(super::life::Job::Unrealize(ino));
         Ok(())
     }
 }

@@ -29,6 +29,8 @@ use crate::sync::merge::{Content, Version, add_sibling, conflict_path, losers};
 pub struct Pull {
     /// Real files removed by the peer, by blob, waiting in `DATA/stash`.
     stash: HashMap<[u8; 32], Vec<PathBuf>>,
+    /// Where those files were: (area, path, blob), for delta edits.
+    replaced: Vec<(Ino, Vec<u8>, [u8; 32])>,
     /// Unreal files this pull created, by blob: (area, inode).
     unreal: HashMap<[u8; 32], Vec<(Ino, Ino)>>,
     /// Directories removed by the peer that still had entries.
@@ -314,6 +316,7 @@ impl Vfs {
                 pull.next_stash += 1;
                 std::fs::rename(&real, &to).or_else(missing_ok)?;
                 pull.stash.entry(hash).or_default().push(to);
+                pull.replaced.push((area, path.to_vec(), hash));
             }
         }
         let parent = inode.parent;
@@ -389,6 +392,12 @@ impl Vfs {
     /// in that order); the rest of the stash goes to the cache; directories
     /// the peer removed go once empty.
     pub fn finish_pull(&self, mut pull: Pull) -> Result<()> {
+        let brought: Vec<Ino> = pull
+            .unreal
+            .values()
+            .flatten()
+            .map(|(_, ino)| *ino)
+            .collect();
         let mut unclaimed = Vec::new();
         let mut wtxn = self.store.write()?;
         for (hash, files) in std::mem::take(&mut pull.stash) {
@@ -442,12 +451,26 @@ impl Vfs {
         for (file, hash) in unclaimed {
             self.stash_to_cache(&file, hash)?;
         }
+        // An unreal file where a blob of the stash was is likely an edit
+        // of it: its fetch starts from that blob.
+        let txn = self.store.read()?;
+        for (area, path, old) in std::mem::take(&mut pull.replaced) {
+            if let Some(ino) = self.ino_at(&txn, area, &path)?
+                && let Some(inode) = self.store.namespace.get(&txn, ino)?
+                && let (true, Some(new)) = (inode.unreal, inode.hash)
+            {
+                self.note_base(new, old);
+            }
+        }
+        drop(txn);
+        self.life_after_pull(brought);
         Ok(())
     }
 
     /// Moves a stashed file that holds blob `hash` into the cache, as a
     /// whole verified blob; a file that does not match stays in the stash
-    /// (logged), since nothing else may know its bytes.
+    /// (logged), since nothing else may know its bytes. Returns whether it
+    /// moved.
     pub(super) fn stash_to_cache(&self, file: &std::path::Path, hash: [u8; 32]) -> Result<()> {
         let mut wtxn = self.store.write()?;
         if self
@@ -460,14 +483,20 @@ impl Vfs {
             return Ok(std::fs::remove_file(file).or_else(missing_ok)?);
         }
         let opened = std::fs::File::open(file)?;
-        if crate::blob::hash_file(&opened)? != hash {
-            tracing::warn!(
-                "{} does not hold the blob it was recorded with: left in the stash",
-                file.display()
-            );
-            return Ok(());
-        }
         let size = opened.metadata()?.len();
+        // With its outboard known, the file is trusted as recorded: reads
+        // from the cache verify each piece anyway. Otherwise it is hashed.
+        if size <= crate::blob::PIECE || self.store.cache.outboard(&wtxn, &hash)?.is_none() {
+            let (actual, outboard) = crate::blob::outboard_file(&opened)?;
+            if actual != hash {
+                tracing::warn!(
+                    "{} does not hold the blob it was recorded with: left in the stash",
+                    file.display()
+                );
+                return Ok(());
+            }
+            self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
+        }
         std::fs::rename(
             file,
             self.cache_dir()

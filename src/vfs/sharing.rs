@@ -5,7 +5,7 @@
 use super::remote::shown;
 use super::{Result, Vfs};
 use crate::net::identity::PeerId;
-use crate::store::namespace::{Kind, Mode};
+use crate::store::namespace::Mode;
 use crate::store::{Ino, ROOT};
 use crate::sync::local::{Left, put_local};
 use crate::sync::merge::losers;
@@ -132,44 +132,5 @@ impl Vfs {
         put_local(&self.store, &mut wtxn, self.peer_id, area, path, left, held)?;
         wtxn.commit()?;
         Ok(())
-    }
-
-    /// The file that holds blob `hash`, shown at `path` of `area`: the
-    /// real file there (its recorded content, no write pending), or the
-    /// blob's verified copy in the cache when the file there is unreal.
-    /// Nothing otherwise: a peer gets bytes only through a path of an
-    /// area shared with it. Opened for reading.
-    pub fn open_held(
-        &self,
-        area: Ino,
-        path: &[u8],
-        hash: [u8; 32],
-    ) -> Result<Option<std::fs::File>> {
-        let txn = self.store.read()?;
-        let Some(ino) = self.ino_at(&txn, area, path)? else {
-            return Ok(None);
-        };
-        let inode = self.inode(&txn, ino)?;
-        if inode.kind != Kind::File || inode.hash != Some(hash) {
-            return Ok(None);
-        }
-        if !inode.unreal {
-            if self.recorder.is_pending(ino) {
-                return Ok(None);
-            }
-            return Ok(Some(std::fs::File::open(self.real_path(&txn, ino)?)?));
-        }
-        if self
-            .store
-            .cache
-            .get(&txn, &hash)?
-            .is_some_and(|c| c.verified)
-        {
-            let cached = self
-                .cache_dir()
-                .join(crate::format::format_hash(Some(&hash)));
-            return Ok(Some(std::fs::File::open(cached)?));
-        }
-        Ok(None)
     }
 }

@@ -6,11 +6,14 @@
 //! A read waits for the chunks it covers (at most `net.timeout`, then
 //! EHOSTUNREACH) and, when reads follow each other, starts fetching the
 //! next [`READAHEAD`] chunks so that a cold sequential read keeps the link
-//! busy. A chunk is written to the cache only once it arrived whole; when
-//! the last one is in, the whole file is hashed and the blob is marked
-//! verified, or dropped and counted in `verify.failures`.
+//! busy. A chunk is written to the cache only once it arrived whole and
+//! each of its pieces matched the blob's outboard ([`super::pieces`]); a
+//! chunk that does not is dropped, counted in `verify.failures`, and
+//! fetched again from another holder. A blob whose chunks are all in is
+//! `verified`. Chunks are spread over the blob's holders, and a holder
+//! slower than [`crate::net::blobs::HEDGE`] is passed over.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use super::{Error, Result, Vfs, lock};
 use crate::net::identity::PeerId;
 use crate::net::protocol::BlobRange;
-use crate::net::{Command, Fetch, RequestError};
+use crate::net::{Command, Fetch, FetchOutcome};
 use crate::store::Ino;
 use crate::store::cache::{CHUNK, Cached};
 use crate::store::namespace::Timestamp;
@@ -63,15 +66,21 @@ pub struct Transfer {
 pub(super) struct Unreal {
     waiters: Mutex<HashMap<ChunkKey, Arc<Waiter>>>,
     transfers: Mutex<HashMap<[u8; 32], Transfer>>,
+    /// Blobs this peer is dropping from its Real (see [`Vfs::keeps`]).
+    pub(super) dropping: Mutex<HashSet<[u8; 32]>>,
+    /// Blob → the blob it was edited from, when this peer has the latter
+    /// (delta edits).
+    pub(super) bases: Mutex<HashMap<[u8; 32], [u8; 32]>>,
 }
 
 /// A blob as an unreal file shows it: what a fetch needs.
-struct BlobRef {
-    hash: [u8; 32],
-    size: u64,
-    area: Ino,
-    area_name: Vec<u8>,
-    path: Vec<u8>,
+#[derive(Clone)]
+pub(super) struct BlobRef {
+    pub(super) hash: [u8; 32],
+    pub(super) size: u64,
+    pub(super) area: Ino,
+    pub(super) area_name: Vec<u8>,
+    pub(super) path: Vec<u8>,
 }
 
 /// Unreal files of at most this size after the one opened in its
@@ -100,6 +109,13 @@ pub(super) struct UnrealFile {
     _pin: Pin,
     /// Where the last read ended: a read starting there is sequential.
     next: AtomicU64,
+}
+
+impl UnrealFile {
+    /// The blob this file shows.
+    pub(super) fn blob(&self) -> &BlobRef {
+        &self.blob
+    }
 }
 
 impl Vfs {
@@ -197,47 +213,25 @@ impl Vfs {
     }
 
     /// Makes unreal file `ino` real (copy-up, before a write): fetches
-    /// every chunk, moves the verified cache file into the Real, and notes
-    /// that this peer holds the blob there. The recorded hash stays, so
-    /// the write that follows is recorded as an edit based on it.
+    /// it whole and moves it into the Real ([`Vfs::realize_cached`]). The
+    /// recorded hash stays, so the write that follows is recorded as an
+    /// edit based on it.
     pub(super) fn copy_up(&self, ino: Ino) -> Result<()> {
         let uf = self.open_unreal(ino)?;
-        let blob = &uf.blob;
-        self.fetch_whole(blob)?;
-        let mut wtxn = self.store.write()?;
-        let verified = self
-            .store
-            .cache
-            .get(&wtxn, &blob.hash)?
-            .is_some_and(|c| c.verified);
-        if !verified && blob.size > 0 {
-            return Err(Error::Unreachable("the blob could not be verified".into()));
-        }
-        let mut inode = self.inode(&wtxn, ino)?;
-        if !inode.unreal {
-            return Ok(()); // another writer was first
-        }
-        let real = self.real_path(&wtxn, ino)?;
-        let cached = self.cache_path(&blob.hash);
-        if blob.size == 0 {
-            File::create(&real)?;
-        } else {
-            // Each file has its own copy: another unreal file may show the
-            // same blob, and the cache keeps it for them.
-            std::fs::copy(&cached, &real)?;
-        }
-        super::real::chmod_path(&real, inode.perm)?;
-        super::real::set_times(&real, None, Some(Some(inode.mtime.into())))?;
-        inode.unreal = false;
-        self.store.namespace.put(&mut wtxn, ino, &inode)?;
-        self.hold(&mut wtxn, blob.area, &blob.path, Some(blob.hash))?;
-        wtxn.commit()?;
-        Ok(())
+        let txn = self.store.read()?;
+        let (have, _, _) = self.cached_state(&txn, &uf.blob.hash)?;
+        drop(txn);
+        self.make_room(uf.blob.size.saturating_sub(have))?;
+        self.fetch_whole(&uf.blob)?;
+        self.realize_cached(ino, &uf.blob)
     }
 
     /// Fetches every chunk of `blob` that the cache lacks, reading ahead,
     /// each waited for at most `net.timeout`.
-    fn fetch_whole(&self, blob: &BlobRef) -> Result<()> {
+    pub(super) fn fetch_whole(&self, blob: &BlobRef) -> Result<()> {
+        if let Err(e) = self.build_from_base(blob) {
+            tracing::info!("building a blob from its base: {e}; fetching it whole");
+        }
         let count = blob.size.div_ceil(CHUNK);
         for c in 0..count {
             for ahead in c + 1..(c + 1 + READAHEAD).min(count) {
@@ -276,12 +270,24 @@ impl Vfs {
             }
         }
         let deadline = Instant::now() + self.net_timeout();
-        for c in first..=last {
-            self.wait_chunk(blob, c, deadline)?;
-        }
         let want = (end - offset) as usize;
-        uf.file.read_exact_at(&mut buf[..want], offset)?;
-        Ok(want)
+        // Once more when a piece turns out damaged on disk: its chunk was
+        // marked absent and is fetched again.
+        for _ in 0..2 {
+            for c in first..=last {
+                self.wait_chunk(blob, c, deadline)?;
+            }
+            match self.read_verified(&uf.file, blob.hash, blob.size, offset, want as u64)? {
+                Ok(bytes) => {
+                    buf[..want].copy_from_slice(&bytes);
+                    return Ok(want);
+                }
+                Err(piece) => self.cache_damaged(blob.hash, piece)?,
+            }
+        }
+        Err(Error::Unreachable(
+            "the cache keeps failing verification".into(),
+        ))
     }
 
     /// `config net.timeout` (30 s when it cannot be read): how long a read
@@ -293,7 +299,7 @@ impl Vfs {
             .unwrap_or(Duration::from_secs(30))
     }
 
-    fn has_chunk(&self, hash: &[u8; 32], c: u64) -> Result<bool> {
+    pub(super) fn has_chunk(&self, hash: &[u8; 32], c: u64) -> Result<bool> {
         let txn = self.store.read()?;
         Ok(self.store.cache.get(&txn, hash)?.is_some_and(|r| r.has(c)))
     }
@@ -364,33 +370,35 @@ impl Vfs {
                 started: Instant::now(),
                 peer: None,
             });
-        let holders = self.holders_to_ask(uf)?;
+        let holders = self.holders_to_ask(uf, c)?;
         let me = self.me.clone();
-        let (hash, size) = (uf.hash, uf.size);
+        let blob = uf.clone();
         let fetch = Fetch {
             holders,
             range: BlobRange {
                 area: uf.area_name.clone(),
                 path: uf.path.clone(),
-                hash,
+                hash: uf.hash,
                 offset: c * CHUNK,
-                len: CHUNK.min(size - c * CHUNK),
+                len: CHUNK.min(uf.size - c * CHUNK),
             },
-            done: Box::new(move |result| {
+            outboard: false,
+            done: Box::new(move |outcome| {
                 if let Some(vfs) = me.upgrade() {
-                    tokio::task::spawn_blocking(move || vfs.chunk_arrived(hash, size, c, result));
+                    tokio::task::spawn_blocking(move || vfs.chunk_arrived(&blob, c, outcome));
                 }
             }),
         };
         if !self.household.send(Command::Fetch(fetch)) {
-            self.settle_chunk(hash, c, Err("the network is not running".into()));
+            self.settle_chunk(uf.hash, c, Err("the network is not running".into()));
         }
         Ok(Some(waiter))
     }
 
-    /// The peers to ask for `uf`'s blob: its holders, then every other
-    /// peer the area is shared with.
-    fn holders_to_ask(&self, uf: &BlobRef) -> Result<Vec<PeerId>> {
+    /// The peers to ask for chunk `c` of `uf`'s blob: its holders, taken
+    /// in turn by chunk so that several holders send at once, then every
+    /// other peer the area is shared with; peers in trouble go last.
+    pub(super) fn holders_to_ask(&self, uf: &BlobRef, c: u64) -> Result<Vec<PeerId>> {
         let txn = self.store.read()?;
         let mut peers: Vec<PeerId> = match self.store.versions.get(&txn, uf.area, &uf.path)? {
             Some(record) => record
@@ -399,6 +407,10 @@ impl Vfs {
                 .collect(),
             None => Vec::new(),
         };
+        if !peers.is_empty() {
+            let turn = (c % peers.len() as u64) as usize;
+            peers.rotate_left(turn);
+        }
         if let Some(area) = self.store.areas.get(&txn, uf.area)? {
             for peer in area.shares.into_iter().map(PeerId) {
                 if !peers.contains(&peer) {
@@ -406,25 +418,25 @@ impl Vfs {
                 }
             }
         }
+        // Stable: the order above stays among the good and the troubled.
+        peers.sort_by_key(|p| self.troubled(p));
         Ok(peers)
     }
 
     /// Stores a chunk that arrived (on the blocking pool) and wakes its
-    /// readers.
-    fn chunk_arrived(
-        &self,
-        hash: [u8; 32],
-        size: u64,
-        c: u64,
-        result: std::result::Result<(PeerId, Vec<u8>), RequestError>,
-    ) {
-        let outcome = match result {
+    /// readers; holders that failed or were slow are asked last for a
+    /// while.
+    fn chunk_arrived(&self, blob: &BlobRef, c: u64, outcome: FetchOutcome) {
+        for peer in outcome.passed_over {
+            self.in_trouble(peer);
+        }
+        let outcome = match outcome.result {
             Ok((peer, bytes)) => self
-                .store_chunk(hash, size, c, peer, &bytes)
+                .store_chunk(blob, c, peer, &bytes)
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        self.settle_chunk(hash, c, outcome);
+        self.settle_chunk(blob.hash, c, outcome);
     }
 
     fn settle_chunk(&self, hash: [u8; 32], c: u64, outcome: std::result::Result<(), String>) {
@@ -438,37 +450,58 @@ impl Vfs {
         }
     }
 
-    fn store_chunk(
-        &self,
-        hash: [u8; 32],
-        size: u64,
-        c: u64,
-        peer: PeerId,
-        bytes: &[u8],
-    ) -> Result<()> {
+    /// Verifies chunk `c` of `blob` that `peer` sent, piece by piece,
+    /// and writes it to the cache file; the blob is verified once every
+    /// chunk is in.
+    fn store_chunk(&self, blob: &BlobRef, c: u64, peer: PeerId, bytes: &[u8]) -> Result<()> {
+        let (hash, size) = (blob.hash, blob.size);
         let expected = CHUNK.min(size - c * CHUNK);
         if bytes.len() as u64 != expected {
+            self.in_trouble(peer);
             return Err(Error::Unreachable(format!(
                 "{peer} sent {} bytes of a {expected}-byte chunk",
                 bytes.len()
             )));
         }
-        // A blob of one chunk is checked before it is stored, so it is
-        // written once and marked verified in the same transaction.
-        let whole = c == 0 && expected == size;
-        if whole && *blake3::hash(bytes).as_bytes() != hash {
+        let outboard = self.outboard_for(blob, Some(peer))?;
+        let first = c * CHUNK / crate::blob::PIECE;
+        let pieces = bytes.len().div_ceil(crate::blob::PIECE as usize).max(1);
+        self.stats
+            .verify_pieces
+            .fetch_add(pieces as u64, Ordering::Relaxed);
+        if outboard.verify_span(&hash, size, first, bytes).is_some() {
             return Err(self.failed_verification(hash, peer));
         }
-        let path = self.cache_path(&hash);
         File::options()
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)?
+            .open(self.cache_path(&hash))?
             .write_all_at(bytes, c * CHUNK)?;
         self.stats
             .fetch_bytes
             .fetch_add(expected, Ordering::Relaxed);
+        let cached = self.chunk_stored(hash, size, c)?;
+        // The chunk is stored: a failure to make room is logged, not
+        // passed to the reader.
+        if let Err(e) = self.cache_grew(expected) {
+            tracing::warn!("keeping the cache within its bound: {e}");
+        }
+        let mut transfers = lock(&self.unreal.transfers);
+        if cached.verified {
+            transfers.remove(&hash);
+            self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(t) = transfers.get_mut(&hash) {
+            t.done = cached.bytes();
+            t.fetched += expected;
+            t.peer = Some(peer);
+        }
+        Ok(())
+    }
+
+    /// Marks chunk `c` of blob `hash` present (verified bytes in the cache
+    /// file), and the blob verified when it was the last.
+    pub(super) fn chunk_stored(&self, hash: [u8; 32], size: u64, c: u64) -> Result<Cached> {
         let mut wtxn = self.store.write()?;
         let mut cached = self
             .store
@@ -477,58 +510,10 @@ impl Vfs {
             .unwrap_or_else(|| Cached::new(size));
         cached.set(c);
         cached.last_read = Timestamp::now();
-        cached.verified |= whole;
+        cached.verified = cached.complete();
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;
-        // The chunk is stored: a failure to make room is logged, not
-        // passed to the reader.
-        if let Err(e) = self.cache_grew(expected) {
-            tracing::warn!("keeping the cache within its bound: {e}");
-        }
-        if whole {
-            lock(&self.unreal.transfers).remove(&hash);
-            self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let complete = cached.complete() && !cached.verified;
-        if let Some(t) = lock(&self.unreal.transfers).get_mut(&hash) {
-            t.done = cached.bytes();
-            t.fetched += expected;
-            t.peer = Some(peer);
-        }
-        if complete {
-            lock(&self.unreal.transfers).remove(&hash);
-            self.verify_cached(hash, peer)?;
-        }
-        Ok(())
-    }
-
-    /// Hashes a complete cache file: marks it verified, or drops it.
-    fn verify_cached(&self, hash: [u8; 32], peer: PeerId) -> Result<()> {
-        let path = self.cache_path(&hash);
-        let actual = crate::blob::hash_file(&File::open(&path)?)?;
-        let mut wtxn = self.store.write()?;
-        if actual == hash {
-            if let Some(mut cached) = self.store.cache.get(&wtxn, &hash)? {
-                cached.verified = true;
-                self.store.cache.put(&mut wtxn, &hash, &cached)?;
-            }
-            wtxn.commit()?;
-            self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        self.store.cache.remove(&mut wtxn, &hash)?;
-        wtxn.commit()?;
-        let _ = std::fs::remove_file(&path);
-        Err(self.failed_verification(hash, peer))
-    }
-
-    /// Counts and logs bytes from `peer` that do not match blob `hash`.
-    fn failed_verification(&self, hash: [u8; 32], peer: PeerId) -> Error {
-        self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
-        let hex = crate::format::format_hash(Some(&hash));
-        tracing::warn!("blob {hex} from {peer} does not match its hash: dropped");
-        Error::Unreachable(format!("blob {hex} from {peer} failed verification"))
+        Ok(cached)
     }
 
     /// How much of blob `hash` the cache holds: (bytes, verified).

@@ -1,6 +1,6 @@
 //! `DIR/.ctl/mode`: the effective mode of DIR, `real` or `unreal` (read);
 //! `real`, `unreal` or `inherit` (write). Modes are stored and inherited;
-//! what they do to content comes with the Unreal.
+//! setting one queues its subtree for the life thread ([`crate::vfs::life`]).
 
 use super::super::{Error, Result, Vfs};
 use super::usage;
@@ -33,6 +33,7 @@ impl Vfs {
         inode.mode = mode;
         self.store.namespace.put(&mut wtxn, ino, &inode)?;
         wtxn.commit()?;
+        self.life_job(crate::vfs::life::Job::Scan(ino));
         Ok(())
     }
 }

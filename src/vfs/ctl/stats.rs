@@ -5,10 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::super::{Result, Vfs};
 use crate::store::Ino;
 
-/// The counters kept by the dispatcher. `net.*` and `handshake.refused`
-/// come from the [`crate::net::Household`]; `fetch.*`, `verify.*`,
-/// `consensus.*` and `conflicts` stay 0 until consensus and the Unreal
-/// exist.
+/// The counters kept by the file system core. `net.*` and
+/// `handshake.refused` come from the [`crate::net::Household`].
 #[derive(Default)]
 pub struct Stats {
     /// FUSE requests served (passthrough reads and writes never come here).
@@ -17,8 +15,18 @@ pub struct Stats {
     pub fetch_blobs: AtomicU64,
     /// Bytes fetched from peers.
     pub fetch_bytes: AtomicU64,
-    /// Pieces that failed BLAKE3 verification.
+    /// Bytes of edited blobs copied from the blob they are based on
+    /// instead of fetched (delta edits).
+    pub fetch_reused: AtomicU64,
+    /// Pieces verified against their blob's outboard (or small blobs
+    /// verified whole), fetched or read from the cache.
+    pub verify_pieces: AtomicU64,
+    /// Pieces (or small blobs) that failed BLAKE3 verification.
     pub verify_failures: AtomicU64,
+    /// Blobs realized (moved or copied into the Real by a mode).
+    pub realized: AtomicU64,
+    /// Real files unrealized (moved into the cache by a mode).
+    pub unrealized: AtomicU64,
     /// Consensus rounds run.
     pub consensus_rounds: AtomicU64,
     /// Conflicts resolved.
@@ -39,7 +47,11 @@ impl Stats {
             ("net.tx_bytes", get(&household.tx_bytes)),
             ("fetch.blobs", get(&self.fetch_blobs)),
             ("fetch.bytes", get(&self.fetch_bytes)),
+            ("fetch.reused", get(&self.fetch_reused)),
+            ("verify.pieces", get(&self.verify_pieces)),
             ("verify.failures", get(&self.verify_failures)),
+            ("realized", get(&self.realized)),
+            ("unrealized", get(&self.unrealized)),
             ("handshake.refused", household.trust.refused()),
             ("consensus.rounds", get(&self.consensus_rounds)),
             ("conflicts", get(&self.conflicts)),

@@ -1,0 +1,153 @@
+//! Delta edits (DESIGN.md "Sync"): a blob that a peer's edit made from a
+//! blob this peer has is built from it. The two outboards say which pieces
+//! are equal ([`crate::blob`]: a piece's chaining value depends on its
+//! bytes and its place, so equal values mean equal bytes); those are
+//! taken from the base, only the others are fetched, each verified.
+//!
+//! The base is the blob the edited path showed here before the pull that
+//! brought the edit, kept in the cache by that pull
+//! ([`super::remote::Pull`]). When no open file reads the base, its cache
+//! file becomes the new blob's (renamed, then patched in place), so a
+//! small edit of a large file costs neither a copy nor a hash of it.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+
+use super::unreal::BlobRef;
+use super::{Result, Vfs, lock};
+use crate::blob::{Outboard, PIECE};
+use crate::store::cache::CHUNK;
+
+/// Largest run of differing pieces fetched in one request.
+const RUN: u64 = CHUNK;
+
+impl Vfs {
+    /// Notes that blob `new` was edited from `base`, which this peer has in
+    /// its cache.
+    pub(super) fn note_base(&self, new: [u8; 32], base: [u8; 32]) {
+        if new != base {
+            lock(&self.unreal.bases).insert(new, base);
+        }
+    }
+
+    /// Fills the cache file of `blob` from its base when there is one:
+    /// chunks whose pieces all equal the base's are marked present,
+    /// differing pieces are fetched and verified. Does nothing (and the
+    /// chunks are fetched whole) when the base is gone or not verified.
+    pub(super) fn build_from_base(&self, blob: &BlobRef) -> Result<()> {
+        let Some(base) = lock(&self.unreal.bases).get(&blob.hash).copied() else {
+            return Ok(());
+        };
+        if blob.size <= PIECE {
+            lock(&self.unreal.bases).remove(&blob.hash);
+            return Ok(());
+        }
+        // The base stays while it is read from; its file can become the
+        // new blob's only when no open file reads it.
+        let alone = self.cache.pin_alone(base);
+        let result = self.patch_base(blob, base, alone);
+        self.cache.closed(base);
+        lock(&self.unreal.bases).remove(&blob.hash);
+        result
+    }
+
+    fn patch_base(&self, blob: &BlobRef, base: [u8; 32], alone: bool) -> Result<()> {
+        let txn = self.store.read()?;
+        let Some(based) = self.store.cache.get(&txn, &base)?.filter(|c| c.verified) else {
+            return Ok(());
+        };
+        let started = self.store.cache.get(&txn, &blob.hash)?.is_some();
+        drop(txn);
+        let base_path = self.cache_path(&base);
+        let Some(old) = self.local_outboard(base, based.size, &File::open(&base_path)?)? else {
+            return Ok(());
+        };
+        let new = self.outboard_for(blob, None)?;
+        let target = self.cache_path(&blob.hash);
+        // Adopt the base's file unless someone reads it or the new blob's
+        // file is already being filled.
+        let adopt = alone && !started;
+        let from = if adopt {
+            let mut wtxn = self.store.write()?;
+            self.store.cache.remove(&mut wtxn, &base)?;
+            std::fs::rename(&base_path, &target)?;
+            wtxn.commit()?;
+            self.cache_shrank(based.bytes());
+            None
+        } else {
+            Some(File::open(&base_path)?)
+        };
+        let file = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&target)?;
+        file.set_len(blob.size)?;
+        for c in 0..blob.size.div_ceil(CHUNK) {
+            self.patch_chunk(blob, &old, &new, c, &file, from.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Makes chunk `c` of `blob`'s cache file `file` whole: pieces equal
+    /// in `old` (the base's outboard) stay (or are copied from `from`),
+    /// runs of other pieces are fetched and verified.
+    fn patch_chunk(
+        &self,
+        blob: &BlobRef,
+        old: &Outboard,
+        new: &Outboard,
+        c: u64,
+        file: &File,
+        from: Option<&File>,
+    ) -> Result<()> {
+        if self.has_chunk(&blob.hash, c)? {
+            return Ok(());
+        }
+        let first = c * CHUNK / PIECE;
+        let end = ((c + 1) * CHUNK).min(blob.size).div_ceil(PIECE);
+        let same = |i: u64| old.pieces.get(i as usize) == new.pieces.get(i as usize);
+        let mut i = first;
+        while i < end {
+            let run_end = (i..end).find(|&j| same(j) != same(i)).unwrap_or(end);
+            let (offset, stop) = (i * PIECE, (run_end * PIECE).min(blob.size));
+            if same(i) {
+                if let Some(from) = from {
+                    let mut bytes = vec![0; (stop - offset) as usize];
+                    from.read_exact_at(&mut bytes, offset)?;
+                    file.write_all_at(&bytes, offset)?;
+                }
+                self.stats
+                    .fetch_reused
+                    .fetch_add(stop - offset, Ordering::Relaxed);
+            } else {
+                let mut at = offset;
+                while at < stop {
+                    let len = (stop - at).min(RUN);
+                    let (peer, bytes) = self.fetch_range(blob, at, len, false, None)?;
+                    let pieces = (bytes.len() as u64).div_ceil(PIECE);
+                    self.stats
+                        .verify_pieces
+                        .fetch_add(pieces, Ordering::Relaxed);
+                    if bytes.len() as u64 != len
+                        || new
+                            .verify_span(&blob.hash, blob.size, at / PIECE, &bytes)
+                            .is_some()
+                    {
+                        return Err(self.failed_verification(blob.hash, peer));
+                    }
+                    file.write_all_at(&bytes, at)?;
+                    self.stats.fetch_bytes.fetch_add(len, Ordering::Relaxed);
+                    at += len;
+                }
+            }
+            i = run_end;
+        }
+        let cached = self.chunk_stored(blob.hash, blob.size, c)?;
+        if cached.verified {
+            self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}

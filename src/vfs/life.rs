@@ -1,0 +1,352 @@
+//! Modes at work (DESIGN.md "Modes and the life of a file"): a background
+//! thread realizes the unreal files under a `real` mode and unrealizes
+//! the real files under an `unreal` one.
+//!
+//! Realizing fetches the blob whole into the cache (verified, from its
+//! base when it is an edit) and moves it into the Real through the stash,
+//! so the Real never holds half a file: a crash leaves the file unreal,
+//! or real and whole (reconciliation takes it at the next mount).
+//! Unrealizing needs `copies` other holders, each asked first whether it
+//! still holds the blob and keeps it ([`Vfs::keeps`]); a peer dropping the
+//! blob itself says no, so two peers never drop their last two copies at
+//! once. The file is hard-linked into the cache, made unreal in LMDB,
+//! then unlinked from the Real: a crash between leaves it real. Files that
+//! lack holders wait for the next pull.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use super::unreal::BlobRef;
+use super::{Error, Result, Vfs, lock};
+use crate::net::Command;
+use crate::net::protocol::Message;
+use crate::store::Ino;
+use crate::store::namespace::{Kind, Mode};
+
+/// Work for the life thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Job {
+    /// Look at every file under an entry whose mode changed.
+    Scan(Ino),
+    /// Realize an unreal file if its mode is real.
+    Realize(Ino),
+    /// Unrealize a real file if its mode is unreal and it has holders.
+    Unrealize(Ino),
+}
+
+/// The life thread's queue.
+#[derive(Default)]
+pub(super) struct Life {
+    queue: Mutex<VecDeque<Job>>,
+    wake: Condvar,
+    /// Real files under an unreal mode that wait for `copies` holders.
+    waiting: Mutex<BTreeSet<Ino>>,
+    stop: AtomicBool,
+}
+
+impl Life {
+    /// Stops the thread after its current job.
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.notify_all();
+    }
+}
+
+impl Vfs {
+    /// Queues `job` for the life thread.
+    pub(super) fn life_job(&self, job: Job) {
+        let mut queue = lock(&self.life.queue);
+        if !queue.contains(&job) {
+            queue.push_back(job);
+        }
+        self.life.wake.notify_one();
+    }
+
+    /// After a pull: realize what it brought under a real mode, and try
+    /// again the files that waited for holders.
+    pub(super) fn life_after_pull(&self, unreal: impl IntoIterator<Item = Ino>) {
+        for ino in unreal {
+            self.life_job(Job::Realize(ino));
+        }
+        let waiting = std::mem::take(&mut *lock(&self.life.waiting));
+        for ino in waiting {
+            self.life_job(Job::Unrealize(ino));
+        }
+    }
+
+    /// The life thread: runs jobs until the mount ends. Errors are logged
+    /// and put in `/.ctl/errors`; the file stays as it was.
+    pub(super) fn run_life(vfs: Weak<Vfs>) {
+        loop {
+            let Some(me) = vfs.upgrade() else { return };
+            if me.life.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let job = {
+                let mut queue = lock(&me.life.queue);
+                if queue.is_empty() {
+                    queue = me
+                        .life
+                        .wake
+                        .wait_timeout(queue, Duration::from_millis(500))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                queue.pop_front()
+            };
+            let Some(job) = job else { continue };
+            let outcome = match job {
+                Job::Scan(ino) => me.scan(ino),
+                Job::Realize(ino) => me.realize_file(ino),
+                Job::Unrealize(ino) => me.unrealize_file(ino),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(Error::NotFound(_)) => {} // gone meanwhile
+                Err(e) => {
+                    let what = format!("{job:?}").to_lowercase();
+                    me.refuse("mode", &what, e);
+                }
+            }
+        }
+    }
+
+    /// Queues every file under `ino` whose state differs from its mode.
+    fn scan(&self, ino: Ino) -> Result<()> {
+        let txn = self.store.read()?;
+        let mut stack = vec![(ino, self.effective_mode(&txn, ino)?.0)];
+        let mut jobs = Vec::new();
+        while let Some((at, mode)) = stack.pop() {
+            let inode = self.inode(&txn, at)?;
+            match (inode.kind, mode, inode.unreal) {
+                (Kind::Dir, ..) => {
+                    self.store.namespace.children(&txn, at, 0, |_, entry| {
+                        if let Some(child) = self.store.namespace.get(&txn, entry.ino)? {
+                            stack.push((entry.ino, child.mode.unwrap_or(mode)));
+                        }
+                        Ok(true)
+                    })?;
+                }
+                (Kind::File, Mode::Real, true) => jobs.push(Job::Realize(at)),
+                (Kind::File, Mode::Unreal, false) => jobs.push(Job::Unrealize(at)),
+                _ => {}
+            }
+        }
+        drop(txn);
+        for job in jobs {
+            self.life_job(job);
+        }
+        Ok(())
+    }
+
+    /// Realizes unreal file `ino` when its mode is real.
+    fn realize_file(&self, ino: Ino) -> Result<()> {
+        let txn = self.store.read()?;
+        let inode = self.inode(&txn, ino)?;
+        if inode.kind != Kind::File || !inode.unreal || inode.parent == 0 {
+            return Ok(());
+        }
+        if self.effective_mode(&txn, ino)?.0 != Mode::Real {
+            return Ok(());
+        }
+        let (have, _, _) = self.cached_state(&txn, &inode.hash.unwrap_or_default())?;
+        drop(txn);
+        self.make_room(inode.size.saturating_sub(have))?;
+        let uf = self.open_unreal(ino)?;
+        self.fetch_whole(uf.blob())?;
+        self.realize_cached(ino, uf.blob())?;
+        self.stats.realized.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves the verified cached `blob` of unreal file `ino` into the Real
+    /// (renamed when no other handle reads it, copied otherwise), through
+    /// the stash, and notes that this peer holds it. Nothing happens when
+    /// the file was changed meanwhile.
+    pub(super) fn realize_cached(&self, ino: Ino, blob: &BlobRef) -> Result<()> {
+        let txn = self.store.read()?;
+        let verified = self
+            .store
+            .cache
+            .get(&txn, &blob.hash)?
+            .is_some_and(|c| c.verified);
+        drop(txn);
+        if !verified && blob.size > 0 {
+            return Err(Error::Unreachable("the blob could not be verified".into()));
+        }
+        let hex = crate::format::format_hash(Some(&blob.hash));
+        let tmp = self.stash_dir().join(format!("{hex}-realize-{ino}"));
+        let cached = self.cache_path(&blob.hash);
+        // Only our handle has it open: the cache file itself moves.
+        let moved = blob.size > 0 && self.cache.open_count(&blob.hash) <= 1;
+        if blob.size == 0 {
+            std::fs::File::create(&tmp)?;
+        } else if moved {
+            let mut wtxn = self.store.write()?;
+            self.store.cache.remove(&mut wtxn, &blob.hash)?;
+            std::fs::rename(&cached, &tmp)?;
+            wtxn.commit()?;
+            self.cache_shrank(blob.size);
+        } else {
+            std::fs::copy(&cached, &tmp)?;
+        }
+        let mut wtxn = self.store.write()?;
+        let mut inode = self.inode(&wtxn, ino)?;
+        if !inode.unreal || inode.hash != Some(blob.hash) || inode.parent == 0 {
+            drop(wtxn);
+            // Changed meanwhile: the bytes go back to the cache.
+            return self.stash_to_cache(&tmp, blob.hash);
+        }
+        super::real::chmod_path(&tmp, inode.perm)?;
+        super::real::set_times(&tmp, None, Some(Some(inode.mtime.into())))?;
+        std::fs::rename(&tmp, self.real_path(&wtxn, ino)?)?;
+        inode.unreal = false;
+        self.store.namespace.put(&mut wtxn, ino, &inode)?;
+        self.hold(&mut wtxn, blob.area, &blob.path, Some(blob.hash))?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Unrealizes real file `ino` when its mode is unreal and `copies`
+    /// other holders confirm they keep its blob; otherwise it waits for
+    /// the next pull.
+    fn unrealize_file(&self, ino: Ino) -> Result<()> {
+        let txn = self.store.read()?;
+        let inode = self.inode(&txn, ino)?;
+        let Some(hash) = inode.hash else {
+            return Ok(()); // not recorded yet: the recorder queues it
+        };
+        if inode.kind != Kind::File || inode.unreal || inode.parent == 0 {
+            return Ok(());
+        }
+        if self.effective_mode(&txn, ino)?.0 != Mode::Unreal || self.recorder.is_pending(ino) {
+            return Ok(());
+        }
+        let copies: usize = self.store.config.get(&txn, "copies")?.parse().unwrap_or(1);
+        let path = self.area_path(&txn, ino)?;
+        let area_name = self.inode(&txn, inode.area)?.name;
+        let others: Vec<_> = match self.store.versions.get(&txn, inode.area, &path)? {
+            Some(record) => record
+                .holders_of(hash)
+                .filter(|p| *p != self.peer_id)
+                .collect(),
+            None => Vec::new(),
+        };
+        drop(txn);
+        lock(&self.unreal.dropping).insert(hash);
+        let confirmed = others.len() >= copies && {
+            let mut yes = 0;
+            for peer in others {
+                if yes >= copies {
+                    break;
+                }
+                yes += usize::from(self.peer_keeps(peer, &area_name, &path, hash));
+            }
+            yes >= copies
+        };
+        let outcome = if confirmed {
+            self.drop_real(ino, inode.area, &path, hash)
+        } else {
+            lock(&self.life.waiting).insert(ino);
+            Ok(())
+        };
+        lock(&self.unreal.dropping).remove(&hash);
+        outcome
+    }
+
+    /// Asks `peer` whether it holds `hash` at `path` and keeps it.
+    fn peer_keeps(
+        &self,
+        peer: crate::net::identity::PeerId,
+        area: &[u8],
+        path: &[u8],
+        hash: [u8; 32],
+    ) -> bool {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let request = Message::Holds {
+            area: area.to_vec(),
+            path: path.to_vec(),
+            hash,
+        };
+        if !self.household.send(Command::Ask {
+            peer,
+            request,
+            done: tx,
+        }) {
+            return false;
+        }
+        matches!(
+            rx.recv_timeout(self.net_timeout() + Duration::from_secs(1)),
+            Ok(Ok(Message::Held { held: true }))
+        )
+    }
+
+    /// Moves real file `ino` (blob `hash`) into the cache: hard link, LMDB,
+    /// unlink.
+    fn drop_real(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
+        if self.fetching(&hash) {
+            lock(&self.life.waiting).insert(ino);
+            return Ok(());
+        }
+        let txn = self.store.read()?;
+        let real = self.real_path(&txn, ino)?;
+        let had = self.store.cache.get(&txn, &hash)?.filter(|c| c.verified);
+        drop(txn);
+        let cached = self.cache_path(&hash);
+        if had.is_none() {
+            let _ = std::fs::remove_file(&cached); // a partial fetch
+            std::fs::hard_link(&real, &cached)?;
+        }
+        let mut wtxn = self.store.write()?;
+        let mut inode = self.inode(&wtxn, ino)?;
+        if inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
+            // Changed meanwhile: the link must not share a file being written.
+            if had.is_none() {
+                std::fs::remove_file(&cached)?;
+            }
+            return Ok(());
+        }
+        let size = inode.size;
+        inode.unreal = true;
+        self.store.namespace.put(&mut wtxn, ino, &inode)?;
+        self.hold(&mut wtxn, area, path, None)?;
+        if had.is_none() {
+            let mut record = crate::store::cache::Cached::new(size);
+            for c in 0..record.count() {
+                record.set(c);
+            }
+            record.verified = true;
+            self.store.cache.put(&mut wtxn, &hash, &record)?;
+        }
+        wtxn.commit()?;
+        std::fs::remove_file(&real)?;
+        self.stats.unrealized.fetch_add(1, Ordering::Relaxed);
+        if had.is_none()
+            && let Err(e) = self.cache_grew(size)
+        {
+            tracing::warn!("keeping the cache within its bound: {e}");
+        }
+        Ok(())
+    }
+
+    /// Makes sure `bytes` more fit on the disk of DATA above
+    /// `cache.min_free`, evicting cached blobs first: ENOSPC when even an
+    /// empty cache would not do.
+    pub(super) fn make_room(&self, bytes: u64) -> Result<()> {
+        let (_, min_free, free) = self.cache_limits()?;
+        let need = bytes.saturating_add(min_free);
+        if free >= need {
+            return Ok(());
+        }
+        self.evict_bytes(need - free)?;
+        let (_, _, free) = self.cache_limits()?;
+        if free >= need {
+            return Ok(());
+        }
+        Err(Error::NoSpace(format!(
+            "{bytes} bytes do not fit: {free} free on the disk of DATA, cache.min_free {min_free}"
+        )))
+    }
+}
