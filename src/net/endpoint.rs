@@ -6,7 +6,9 @@
 //! again with a capped backoff. Both sides of a connection say hello, then
 //! serve requests on whichever side dialled, so a deaf peer is reachable
 //! over the connection it opened. When both peers dial each other at once,
-//! both keep the connection dialled by the smaller peer id.
+//! both keep the connection dialled by the smaller peer id; a connection
+//! from a restarted peer (a new incarnation in its hello) replaces the
+//! old one at once.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -105,6 +107,8 @@ impl Subscriber for PeerKey {
 struct Link {
     handle: Handle,
     dialed_by: PeerId,
+    /// The peer's incarnation, from its hello.
+    incarnation: u64,
     /// Unique in this process (s2n-quic numbers connections per endpoint,
     /// and the server and the client each start at 0).
     token: u64,
@@ -185,6 +189,12 @@ impl Network {
             client,
             links: Mutex::new(HashMap::new()),
             held_off: Mutex::new(HashSet::new()),
+            incarnation: {
+                let mut bytes = [0; 8];
+                getrandom::fill(&mut bytes)
+                    .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+                u64::from_le_bytes(bytes)
+            },
             backoff: Mutex::new(HashMap::new()),
             schedule: Default::default(),
         });
@@ -234,6 +244,8 @@ pub(super) struct Manager {
     links: Mutex<HashMap<PeerId, Link>>,
     /// Peers the user disconnected: not dialled until `connect`.
     held_off: Mutex<HashSet<PeerId>>,
+    /// This process's incarnation, sent in every hello.
+    incarnation: u64,
     backoff: Mutex<HashMap<PeerId, Backoff>>,
     pub(super) schedule: super::schedule::Schedule,
 }
@@ -454,8 +466,8 @@ impl Manager {
         }
         // Registered before answering, so a `connect` that succeeded
         // finds the peer connected.
-        result.map(|connection| {
-            if let Some(token) = self.register(&connection, peer, self.me) {
+        result.map(|(connection, incarnation)| {
+            if let Some(token) = self.register(&connection, peer, self.me, incarnation) {
                 tokio::spawn(Arc::clone(self).serve(connection, peer, token));
             }
         })
@@ -475,8 +487,8 @@ impl Manager {
                 };
                 let timeout = me.net_timeout();
                 match tokio::time::timeout(timeout, me.hello(connection, peer, false)).await {
-                    Ok(Ok(connection)) => {
-                        if let Some(token) = me.register(&connection, peer, peer) {
+                    Ok(Ok((connection, incarnation))) => {
+                        if let Some(token) = me.register(&connection, peer, peer, incarnation) {
                             me.serve(connection, peer, token).await;
                         }
                     }
@@ -493,7 +505,7 @@ impl Manager {
         mut connection: Connection,
         peer: PeerId,
         dialed: bool,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<(Connection, u64), ConnectError> {
         let name = {
             let txn = self
                 .vfs
@@ -515,6 +527,7 @@ impl Manager {
             version: protocol::VERSION,
             name,
             areas,
+            incarnation: self.incarnation,
         };
         let fail = |e: &dyn std::fmt::Display| {
             ConnectError::Unreachable(format!("hello with {peer}: {e}"))
@@ -546,13 +559,19 @@ impl Manager {
                 .map_err(|e| fail(&e))?;
             household.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
         }
-        let Message::Hello { name, areas, .. } = theirs else {
+        let Message::Hello {
+            name,
+            areas,
+            incarnation,
+            ..
+        } = theirs
+        else {
             return Err(fail(&"the first message is not a hello"));
         };
         household.set_offers(peer, areas);
         self.seen(peer, Some(name)).await;
         let _ = connection.keep_alive(true);
-        Ok(connection)
+        Ok((connection, incarnation))
     }
 
     /// Notes in the store that `peer` was seen now (and its name, when it
@@ -586,12 +605,13 @@ impl Manager {
         connection: &Connection,
         peer: PeerId,
         dialed_by: PeerId,
+        incarnation: u64,
     ) -> Option<u64> {
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         {
             let mut links = locked(&self.links);
             let keep_new = match links.get(&peer) {
-                Some(old) => dialed_by < old.dialed_by,
+                Some(old) => old.incarnation != incarnation || dialed_by < old.dialed_by,
                 None => true,
             };
             if !keep_new || locked(&self.held_off).contains(&peer) {
@@ -601,6 +621,7 @@ impl Manager {
             let link = Link {
                 handle: connection.handle(),
                 dialed_by,
+                incarnation,
                 token,
             };
             if let Some(old) = links.insert(peer, link) {

@@ -45,6 +45,9 @@ pub enum Message {
         /// The areas the sender shares with the receiver, each with the
         /// sender's latest sequence number in it.
         areas: Vec<(Vec<u8>, u64)>,
+        /// Random, drawn once per process: a hello with a new one comes
+        /// from a restarted peer, whose old connection is dead.
+        incarnation: u64,
     },
     /// Request: the records of `area` changed after `since` in the
     /// answerer's feed (`since` 0: the full index). Asking also tells the
@@ -257,6 +260,7 @@ mod tests {
             version: VERSION,
             name: name.into(),
             areas: vec![(b"photos".to_vec(), 7)],
+            incarnation: 1,
         }
     }
 
@@ -296,6 +300,7 @@ mod tests {
                 version: 0,
                 name: "x".into(),
                 areas: Vec::new(),
+                incarnation: 1,
             },
         )
         .await

@@ -25,8 +25,11 @@ use crate::net::protocol::Message;
 use crate::store::Ino;
 use crate::store::namespace::{Kind, Mode};
 
+/// How often jobs that found no peer are tried again without a pull.
+const RETRY: Duration = Duration::from_secs(30);
+
 /// Work for the life thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Job {
     /// Look at every file under an entry whose mode changed.
     Scan(Ino),
@@ -43,6 +46,9 @@ pub(super) struct Life {
     wake: Condvar,
     /// Real files under an unreal mode that wait for `copies` holders.
     waiting: Mutex<BTreeSet<Ino>>,
+    /// Jobs that found no peer: tried again after a pull, or after
+    /// [`RETRY`].
+    unreachable: Mutex<BTreeSet<Job>>,
     stop: AtomicBool,
 }
 
@@ -70,19 +76,33 @@ impl Vfs {
         for ino in unreal {
             self.life_job(Job::Realize(ino));
         }
+        self.life_retry();
+    }
+
+    /// Queues again the files waiting for holders or for a peer.
+    fn life_retry(&self) {
         let waiting = std::mem::take(&mut *lock(&self.life.waiting));
         for ino in waiting {
             self.life_job(Job::Unrealize(ino));
+        }
+        let unreachable = std::mem::take(&mut *lock(&self.life.unreachable));
+        for job in unreachable {
+            self.life_job(job);
         }
     }
 
     /// The life thread: runs jobs until the mount ends. Errors are logged
     /// and put in `/.ctl/errors`; the file stays as it was.
     pub(super) fn run_life(vfs: Weak<Vfs>) {
+        let mut retried = std::time::Instant::now();
         loop {
             let Some(me) = vfs.upgrade() else { return };
             if me.life.stop.load(Ordering::Relaxed) {
                 return;
+            }
+            if retried.elapsed() >= RETRY {
+                retried = std::time::Instant::now();
+                me.life_retry();
             }
             let job = {
                 let mut queue = lock(&me.life.queue);
@@ -106,11 +126,33 @@ impl Vfs {
                 Ok(()) => {}
                 Err(Error::NotFound(_)) => {} // gone meanwhile
                 Err(e) => {
-                    let what = format!("{job:?}").to_lowercase();
-                    me.refuse("mode", &what, e);
+                    if matches!(e, Error::Unreachable(_) | Error::TimedOut(_)) {
+                        lock(&me.life.unreachable).insert(job);
+                    }
+                    me.refuse("mode", &me.job_label(job), e);
                 }
             }
         }
+    }
+
+    /// `realize AREA/PATH` (or `unrealize`, `scan`), for `/.ctl/errors`.
+    fn job_label(&self, job: Job) -> String {
+        let (verb, ino) = match job {
+            Job::Scan(ino) => ("scan", ino),
+            Job::Realize(ino) => ("realize", ino),
+            Job::Unrealize(ino) => ("unrealize", ino),
+        };
+        let path = self.store.read().ok().and_then(|txn| {
+            let inode = self.inode(&txn, ino).ok()?;
+            let area = self.inode(&txn, inode.area).ok()?.name;
+            let path = self.area_path(&txn, ino).ok()?;
+            Some(format!(
+                "{}/{}",
+                String::from_utf8_lossy(&area),
+                String::from_utf8_lossy(&path)
+            ))
+        });
+        format!("{verb} {}", path.unwrap_or_else(|| format!("inode {ino}")))
     }
 
     /// Queues every file under `ino` whose state differs from its mode.

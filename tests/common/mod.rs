@@ -176,6 +176,11 @@ impl Peer {
         self.stop_with(Signal::SIGTERM)
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Kills the daemon with SIGKILL and clears the dead mount.
     pub fn kill9(&mut self) {
         self.stop_with(Signal::SIGKILL);
