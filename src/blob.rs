@@ -163,10 +163,33 @@ impl Outboard {
     /// pieces (the last piece of the blob may be short): the index of the
     /// first piece that does not match, if any.
     pub fn verify_span(&self, hash: &[u8; 32], size: u64, first: u64, bytes: &[u8]) -> Option<u64> {
+        self.verify_part(hash, size, 0, first, bytes)
+    }
+
+    /// Like [`Outboard::verify_span`] for an outboard that holds only the
+    /// chaining values from piece `from` on (see
+    /// [`crate::store::cache::Cache::pieces`]).
+    pub fn verify_part(
+        &self,
+        hash: &[u8; 32],
+        size: u64,
+        from: u64,
+        first: u64,
+        bytes: &[u8],
+    ) -> Option<u64> {
+        if size <= PIECE {
+            return (!self.verify(hash, size, first, bytes)).then_some(first);
+        }
         bytes
             .chunks(PIECE as usize)
             .zip(first..)
-            .find(|(piece, i)| !self.verify(hash, size, *i, piece))
+            .find(|(piece, i)| {
+                let expected = PIECE.min(size.saturating_sub(i * PIECE));
+                piece.len() as u64 != expected
+                    || i.checked_sub(from)
+                        .and_then(|k| self.pieces.get(k as usize))
+                        .is_none_or(|v| *v != piece_value(*i, piece))
+            })
             .map(|(_, i)| i)
     }
 }

@@ -106,6 +106,23 @@ impl Cache {
         }
     }
 
+    /// Chaining values `first..first + count` of blob `hash`'s outboard,
+    /// read from the database without decoding the rest; `None` when the
+    /// outboard is unknown or shorter.
+    pub fn pieces(
+        &self,
+        txn: &RoTxn,
+        hash: &[u8; 32],
+        first: u64,
+        count: u64,
+    ) -> Result<Option<Outboard>> {
+        let Some(bytes) = self.outboards.get(txn, hash.as_slice())? else {
+            return Ok(None);
+        };
+        let (start, end) = (first as usize * 32, (first + count) as usize * 32);
+        Ok(bytes.get(start..end).and_then(Outboard::from_bytes))
+    }
+
     /// Stores the outboard of blob `hash` (nothing for an empty one).
     pub fn put_outboard(
         &self,

@@ -13,7 +13,7 @@
 //! then unlinked from the Real: a crash between leaves it real. Files that
 //! lack holders wait for the next pull.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Weak};
 use std::time::Duration;
@@ -29,7 +29,7 @@ use crate::store::namespace::{Kind, Mode};
 const RETRY: Duration = Duration::from_secs(30);
 
 /// Work for the life thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Job {
     /// Look at every file under an entry whose mode changed.
     Scan(Ino),
@@ -39,10 +39,17 @@ pub(super) enum Job {
     Unrealize(Ino),
 }
 
+/// Jobs in order, each once.
+#[derive(Default)]
+struct Queue {
+    order: VecDeque<Job>,
+    queued: HashSet<Job>,
+}
+
 /// The life thread's queue.
 #[derive(Default)]
 pub(super) struct Life {
-    queue: Mutex<VecDeque<Job>>,
+    queue: Mutex<Queue>,
     wake: Condvar,
     /// Real files under an unreal mode that wait for `copies` holders.
     waiting: Mutex<BTreeSet<Ino>>,
@@ -64,8 +71,8 @@ impl Vfs {
     /// Queues `job` for the life thread.
     pub(super) fn life_job(&self, job: Job) {
         let mut queue = lock(&self.life.queue);
-        if !queue.contains(&job) {
-            queue.push_back(job);
+        if queue.queued.insert(job) {
+            queue.order.push_back(job);
         }
         self.life.wake.notify_one();
     }
@@ -106,7 +113,7 @@ impl Vfs {
             }
             let job = {
                 let mut queue = lock(&me.life.queue);
-                if queue.is_empty() {
+                if queue.order.is_empty() {
                     queue = me
                         .life
                         .wake
@@ -114,7 +121,11 @@ impl Vfs {
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
-                queue.pop_front()
+                let job = queue.order.pop_front();
+                if let Some(job) = &job {
+                    queue.queued.remove(job);
+                }
+                job
             };
             let Some(job) = job else { continue };
             let outcome = match job {

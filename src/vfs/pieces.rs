@@ -90,8 +90,9 @@ impl Vfs {
             file.read_exact_at(&mut bytes, offset)?;
             return Ok(Some(bytes));
         }
-        match self.read_verified(&file, hash, size, offset, len)? {
-            Ok(bytes) => Ok(Some(bytes)),
+        let mut bytes = vec![0; len as usize];
+        match self.read_verified(&file, hash, size, offset, &mut bytes)? {
+            Ok(()) => Ok(Some(bytes)),
             Err(piece) => {
                 self.cache_damaged(hash, piece)?;
                 Ok(None)
@@ -161,45 +162,60 @@ impl Vfs {
         Ok(Some(outboard))
     }
 
-    /// Reads `len` bytes at `offset` of the cache file `file` of blob
-    /// `hash` (`size` bytes), verifying every piece they touch (unless
-    /// `cache.verify` is off); `Err(piece)` names the first piece that
-    /// does not match.
+    /// Reads `buf.len()` bytes at `offset` of the cache file `file` of
+    /// blob `hash` (`size` bytes), verifying every piece they touch
+    /// (unless `cache.verify` is off); `Err(piece)` names the first piece
+    /// that does not match. A read of whole pieces is verified where it
+    /// lands; another is read with the rest of its pieces first.
     pub(super) fn read_verified(
         &self,
         file: &File,
         hash: [u8; 32],
         size: u64,
         offset: u64,
-        len: u64,
-    ) -> Result<std::result::Result<Vec<u8>, u64>> {
+        buf: &mut [u8],
+    ) -> Result<std::result::Result<(), u64>> {
         if !self.verify_cache_reads() {
-            let mut bytes = vec![0; len as usize];
-            file.read_exact_at(&mut bytes, offset)?;
-            return Ok(Ok(bytes));
+            file.read_exact_at(buf, offset)?;
+            return Ok(Ok(()));
         }
         let first = offset / PIECE;
         let start = first * PIECE;
-        let end = (offset + len)
+        let end = (offset + buf.len() as u64)
             .div_ceil(PIECE)
             .saturating_mul(PIECE)
             .min(size);
-        let mut span = vec![0; (end - start) as usize];
-        file.read_exact_at(&mut span, start)?;
-        let Some(outboard) = self.local_outboard(hash, size, file)? else {
+        let count = (end - start).div_ceil(PIECE);
+        let values = if size <= PIECE {
+            Some(Outboard::default())
+        } else {
+            let txn = self.store.read()?;
+            let part = self.store.cache.pieces(&txn, &hash, first, count)?;
+            drop(txn);
+            match part {
+                Some(part) => Some(part),
+                // Not known yet: computed from the (complete) file once.
+                None => self.local_outboard(hash, size, file)?.map(|o| Outboard {
+                    pieces: o.pieces[first as usize..(first + count) as usize].to_vec(),
+                }),
+            }
+        };
+        let Some(values) = values else {
             return Ok(Err(first));
         };
-        let pieces = span.len().div_ceil(PIECE as usize) as u64;
-        self.stats
-            .verify_pieces
-            .fetch_add(pieces, Ordering::Relaxed);
-        if let Some(bad) = outboard.verify_span(&hash, size, first, &span) {
-            return Ok(Err(bad));
-        }
-        let skip = (offset - start) as usize;
-        span.drain(..skip);
-        span.truncate(len as usize);
-        Ok(Ok(span))
+        self.stats.verify_pieces.fetch_add(count, Ordering::Relaxed);
+        let verdict = if start == offset && end == offset + buf.len() as u64 {
+            file.read_exact_at(buf, offset)?;
+            values.verify_part(&hash, size, first, first, buf)
+        } else {
+            let mut span = vec![0; (end - start) as usize];
+            file.read_exact_at(&mut span, start)?;
+            let verdict = values.verify_part(&hash, size, first, first, &span);
+            let skip = (offset - start) as usize;
+            buf.copy_from_slice(&span[skip..skip + buf.len()]);
+            verdict
+        };
+        Ok(verdict.map_or(Ok(()), Err))
     }
 
     fn verify_cache_reads(&self) -> bool {

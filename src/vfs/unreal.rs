@@ -277,11 +277,8 @@ impl Vfs {
             for c in first..=last {
                 self.wait_chunk(blob, c, deadline)?;
             }
-            match self.read_verified(&uf.file, blob.hash, blob.size, offset, want as u64)? {
-                Ok(bytes) => {
-                    buf[..want].copy_from_slice(&bytes);
-                    return Ok(want);
-                }
+            match self.read_verified(&uf.file, blob.hash, blob.size, offset, &mut buf[..want])? {
+                Ok(()) => return Ok(want),
                 Err(piece) => self.cache_damaged(blob.hash, piece)?,
             }
         }
