@@ -85,6 +85,9 @@ impl Vfs {
     pub(super) fn life_after_pull(&self, unreal: impl IntoIterator<Item = Ino>) {
         lock(&self.life.brought).extend(unreal);
         self.life_retry();
+        // Under the queue's lock: the thread checks `brought` under it
+        // before it waits, so this wake-up cannot fall in between.
+        let _queue = lock(&self.life.queue);
         self.life.wake.notify_one();
     }
 
@@ -141,6 +144,9 @@ impl Vfs {
     /// The life thread: runs jobs until the mount ends. Errors are logged
     /// and put in `/.ctl/errors`; the file stays as it was.
     pub(super) fn run_life(vfs: Weak<Vfs>) {
+        // Background work: yield the CPU to requests and rounds.
+        // SAFETY: setpriority on this thread's own id has no memory effects.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
         let mut retried = std::time::Instant::now();
         loop {
             let Some(me) = vfs.upgrade() else { return };
