@@ -66,9 +66,15 @@ impl Vfs {
         let new = self.outboard_for(blob, None)?;
         let target = self.cache_path(&blob.hash);
         // Adopt the base's file unless someone reads it or the new blob's
-        // file is already being filled.
-        let adopt = alone && !started;
+        // file is already being filled (only the caller has it open).
+        let adopt = alone && !started && self.cache.open_count(&blob.hash) <= 1;
         let from = if adopt {
+            // Not renamed over the empty placeholder: ext4 would flush the
+            // whole base first (its replace-by-rename heuristic).
+            std::fs::remove_file(&target).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })?;
             let mut wtxn = self.store.write()?;
             self.store.cache.remove(&mut wtxn, &base)?;
             std::fs::rename(&base_path, &target)?;

@@ -255,11 +255,19 @@ impl Vfs {
         }
         let (have, _, _) = self.cached_state(&txn, &inode.hash.unwrap_or_default())?;
         drop(txn);
+        let started = std::time::Instant::now();
         self.make_room(inode.size.saturating_sub(have))?;
         let uf = self.open_unreal(ino)?;
         self.fetch_whole(uf.blob())?;
+        let fetched = started.elapsed();
         self.realize_cached(ino, uf.blob())?;
         self.stats.realized.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            "realized {} ({} bytes): fetched in {fetched:?}, in place after {:?}",
+            String::from_utf8_lossy(&uf.blob().path),
+            inode.size,
+            started.elapsed()
+        );
         Ok(())
     }
 
