@@ -56,9 +56,6 @@ pub(super) struct Life {
     /// Jobs that found no peer: tried again after a pull, or after
     /// [`RETRY`].
     unreachable: Mutex<BTreeSet<Job>>,
-    /// Unreal files pulls brought, to realize if their mode is real:
-    /// sorted in bulk, one mode lookup per directory.
-    brought: Mutex<Vec<Ino>>,
     stop: AtomicBool,
 }
 
@@ -80,53 +77,13 @@ impl Vfs {
         self.life.wake.notify_one();
     }
 
-    /// After a pull: realize what it brought under a real mode, and try
-    /// again the files that waited for holders.
-    pub(super) fn life_after_pull(&self, unreal: impl IntoIterator<Item = Ino>) {
-        lock(&self.life.brought).extend(unreal);
+    /// After a pull: realize the files it brought under a real mode, and
+    /// try again the files that waited for holders or a peer.
+    pub(super) fn life_after_pull(&self, real: Vec<Ino>) {
+        for ino in real {
+            self.life_job(Job::Realize(ino));
+        }
         self.life_retry();
-        // Under the queue's lock: the thread checks `brought` under it
-        // before it waits, so this wake-up cannot fall in between.
-        let _queue = lock(&self.life.queue);
-        self.life.wake.notify_one();
-    }
-
-    /// Queues the brought files whose mode is real.
-    fn sort_brought(&self) -> Result<()> {
-        let brought = std::mem::take(&mut *lock(&self.life.brought));
-        if brought.is_empty() {
-            return Ok(());
-        }
-        let txn = self.store.read()?;
-        let mut modes = std::collections::HashMap::new();
-        let mut jobs = Vec::new();
-        for ino in brought {
-            let Some(inode) = self.store.namespace.get(&txn, ino)? else {
-                continue;
-            };
-            if !inode.unreal || inode.parent == 0 {
-                continue;
-            }
-            let mode = match inode.mode {
-                Some(mode) => mode,
-                None => match modes.get(&inode.parent) {
-                    Some(mode) => *mode,
-                    None => {
-                        let mode = self.effective_mode(&txn, inode.parent)?.0;
-                        modes.insert(inode.parent, mode);
-                        mode
-                    }
-                },
-            };
-            if mode == Mode::Real {
-                jobs.push(Job::Realize(ino));
-            }
-        }
-        drop(txn);
-        for job in jobs {
-            self.life_job(job);
-        }
-        Ok(())
     }
 
     /// Queues again the files waiting for holders or for a peer.
@@ -157,12 +114,9 @@ impl Vfs {
                 retried = std::time::Instant::now();
                 me.life_retry();
             }
-            if let Err(e) = me.sort_brought() {
-                tracing::warn!("files a pull brought: {e}");
-            }
             let job = {
                 let mut queue = lock(&me.life.queue);
-                if queue.order.is_empty() && lock(&me.life.brought).is_empty() {
+                if queue.order.is_empty() {
                     queue = me
                         .life
                         .wake

@@ -262,9 +262,12 @@ impl Vfs {
             };
             self.record(&mut wtxn, inode.area, op)?;
         }
+        let unreal = self.effective_mode(&wtxn, ino)?.0 == crate::store::namespace::Mode::Unreal;
         wtxn.commit()?;
         // Under an unreal mode it leaves the Real once it has holders.
-        self.life_job(super::life::Job::Unrealize(ino));
+        if unreal {
+            self.life_job(super::life::Job::Unrealize(ino));
+        }
         Ok(())
     }
 }

@@ -31,6 +31,9 @@ pub struct Pull {
     stash: HashMap<[u8; 32], Vec<PathBuf>>,
     /// Where those files were: (area, path, blob), for delta edits.
     replaced: Vec<(Ino, Vec<u8>, [u8; 32])>,
+    /// Unreal files this pull created: (parent, inode), to realize those
+    /// under a real mode.
+    brought: Vec<(Ino, Ino)>,
     /// Unreal files this pull created, by blob: (area, inode).
     unreal: HashMap<[u8; 32], Vec<(Ino, Ino)>>,
     /// Directories removed by the peer that still had entries.
@@ -254,6 +257,7 @@ impl Vfs {
         if let Content::File(hash) = &version.content {
             if inode.unreal {
                 pull.unreal.entry(*hash).or_default().push((area, ino));
+                pull.brought.push((parent, ino));
             } else {
                 self.hold(wtxn, area, path, Some(*hash))?;
             }
@@ -392,12 +396,6 @@ impl Vfs {
     /// in that order); the rest of the stash goes to the cache; directories
     /// the peer removed go once empty.
     pub fn finish_pull(&self, mut pull: Pull) -> Result<()> {
-        let brought: Vec<Ino> = pull
-            .unreal
-            .values()
-            .flatten()
-            .map(|(_, ino)| *ino)
-            .collect();
         let mut unclaimed = Vec::new();
         let mut wtxn = self.store.write()?;
         for (hash, files) in std::mem::take(&mut pull.stash) {
@@ -462,8 +460,24 @@ impl Vfs {
                 self.note_base(new, old);
             }
         }
+        // One mode lookup per directory, not per file.
+        let mut modes = HashMap::new();
+        let mut real = Vec::new();
+        for (parent, ino) in std::mem::take(&mut pull.brought) {
+            let mode = match modes.get(&parent) {
+                Some(mode) => *mode,
+                None => {
+                    let mode = self.effective_mode(&txn, parent).map(|m| m.0).ok();
+                    modes.insert(parent, mode);
+                    mode
+                }
+            };
+            if mode == Some(crate::store::namespace::Mode::Real) {
+                real.push(ino);
+            }
+        }
         drop(txn);
-        self.life_after_pull(brought);
+        self.life_after_pull(real);
         Ok(())
     }
 
