@@ -172,15 +172,16 @@ impl Vfs {
     /// Queues every file under `ino` whose state differs from its mode.
     fn scan(&self, ino: Ino) -> Result<()> {
         let txn = self.store.read()?;
-        let mut stack = vec![(ino, self.effective_mode(&txn, ino)?.0)];
+        let mode = self.effective_mode(&txn, ino)?.0;
+        let mut stack = vec![(ino, self.inode(&txn, ino)?, mode)];
         let mut jobs = Vec::new();
-        while let Some((at, mode)) = stack.pop() {
-            let inode = self.inode(&txn, at)?;
+        while let Some((at, inode, mode)) = stack.pop() {
             match (inode.kind, mode, inode.unreal) {
                 (Kind::Dir, ..) => {
                     self.store.namespace.children(&txn, at, 0, |_, entry| {
                         if let Some(child) = self.store.namespace.get(&txn, entry.ino)? {
-                            stack.push((entry.ino, child.mode.unwrap_or(mode)));
+                            let mode = child.mode.unwrap_or(mode);
+                            stack.push((entry.ino, child, mode));
                         }
                         Ok(true)
                     })?;
@@ -207,18 +208,12 @@ impl Vfs {
         if self.effective_mode(&txn, ino)?.0 != Mode::Real {
             return Ok(());
         }
-        let (have, _, _) = self.cached_state(&txn, &inode.hash.unwrap_or_default())?;
         drop(txn);
         let started = std::time::Instant::now();
-        self.make_room(inode.size.saturating_sub(have))?;
-        let uf = self.open_unreal(ino)?;
-        self.fetch_whole(uf.blob())?;
-        let fetched = started.elapsed();
-        self.realize_cached(ino, uf.blob())?;
+        self.copy_up(ino)?;
         self.stats.realized.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
-            "realized {} ({} bytes): fetched in {fetched:?}, in place after {:?}",
-            String::from_utf8_lossy(&uf.blob().path),
+            "realized inode {ino} ({} bytes) in {:?}",
             inode.size,
             started.elapsed()
         );

@@ -196,7 +196,11 @@ impl Vfs {
                 Some(part) => Some(part),
                 // Not known yet: computed from the (complete) file once.
                 None => self.local_outboard(hash, size, file)?.map(|o| Outboard {
-                    pieces: o.pieces[first as usize..(first + count) as usize].to_vec(),
+                    pieces: o
+                        .pieces
+                        .get(first as usize..(first + count) as usize)
+                        .unwrap_or_default()
+                        .to_vec(),
                 }),
             }
         };
@@ -265,6 +269,36 @@ impl Vfs {
         let result = self.fetch_outboard(blob, first);
         lock(&self.pieces.fetching).remove(&blob.hash);
         result
+    }
+
+    /// Chaining values `first..first + count` of `blob`'s outboard (the
+    /// outboard fetched first from `peer` and the holders when unknown);
+    /// empty for a blob of one piece.
+    pub(super) fn piece_values(
+        &self,
+        blob: &BlobRef,
+        first: u64,
+        count: u64,
+        peer: PeerId,
+    ) -> Result<Outboard> {
+        if blob.size <= PIECE {
+            return Ok(Outboard::default());
+        }
+        let txn = self.store.read()?;
+        let known = self.store.cache.pieces(&txn, &blob.hash, first, count)?;
+        drop(txn);
+        if let Some(values) = known {
+            return Ok(values);
+        }
+        let outboard = self.outboard_for(blob, Some(peer))?;
+        let end = ((first + count) as usize).min(outboard.pieces.len());
+        Ok(Outboard {
+            pieces: outboard
+                .pieces
+                .get(first as usize..end)
+                .unwrap_or_default()
+                .to_vec(),
+        })
     }
 
     fn fetch_outboard(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<Outboard> {

@@ -111,13 +111,6 @@ pub(super) struct UnrealFile {
     next: AtomicU64,
 }
 
-impl UnrealFile {
-    /// The blob this file shows.
-    pub(super) fn blob(&self) -> &BlobRef {
-        &self.blob
-    }
-}
-
 impl Vfs {
     /// `DATA/cache`, the blob cache.
     pub(super) fn cache_dir(&self) -> PathBuf {
@@ -212,10 +205,10 @@ impl Vfs {
         Ok(())
     }
 
-    /// Makes unreal file `ino` real (copy-up, before a write): fetches
-    /// it whole and moves it into the Real ([`Vfs::realize_cached`]). The
-    /// recorded hash stays, so the write that follows is recorded as an
-    /// edit based on it.
+    /// Makes unreal file `ino` real (copy-up before a write, and a realize
+    /// by mode): makes room, fetches it whole and moves it into the Real
+    /// ([`Vfs::realize_cached`]). The recorded hash stays, so a write that
+    /// follows is recorded as an edit based on it.
     pub(super) fn copy_up(&self, ino: Ino) -> Result<()> {
         let uf = self.open_unreal(ino)?;
         let txn = self.store.read()?;
@@ -460,13 +453,16 @@ impl Vfs {
                 bytes.len()
             )));
         }
-        let outboard = self.outboard_for(blob, Some(peer))?;
         let first = c * CHUNK / crate::blob::PIECE;
-        let pieces = bytes.len().div_ceil(crate::blob::PIECE as usize).max(1);
+        let pieces = bytes.len().div_ceil(crate::blob::PIECE as usize).max(1) as u64;
+        let values = self.piece_values(blob, first, pieces, peer)?;
         self.stats
             .verify_pieces
-            .fetch_add(pieces as u64, Ordering::Relaxed);
-        if outboard.verify_span(&hash, size, first, bytes).is_some() {
+            .fetch_add(pieces, Ordering::Relaxed);
+        if values
+            .verify_part(&hash, size, first, first, bytes)
+            .is_some()
+        {
             return Err(self.failed_verification(hash, peer));
         }
         File::options()
