@@ -41,6 +41,17 @@ impl Cached {
         }
     }
 
+    /// The record of a blob of `size` bytes whose cache file is whole and
+    /// verified (a file moved in from the Real).
+    pub fn whole(size: u64) -> Cached {
+        let mut cached = Cached::new(size);
+        for c in 0..cached.count() {
+            cached.set(c);
+        }
+        cached.verified = true;
+        cached
+    }
+
     /// Number of chunks of the blob.
     pub fn count(&self) -> u64 {
         self.size.div_ceil(CHUNK)

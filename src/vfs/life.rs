@@ -372,11 +372,7 @@ impl Vfs {
         self.store.namespace.put(&mut wtxn, ino, &inode)?;
         self.hold(&mut wtxn, area, path, None)?;
         if had.is_none() {
-            let mut record = crate::store::cache::Cached::new(size);
-            for c in 0..record.count() {
-                record.set(c);
-            }
-            record.verified = true;
+            let record = crate::store::cache::Cached::whole(size);
             self.store.cache.put(&mut wtxn, &hash, &record)?;
         }
         wtxn.commit()?;

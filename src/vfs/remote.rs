@@ -516,11 +516,7 @@ impl Vfs {
             self.cache_dir()
                 .join(crate::format::format_hash(Some(&hash))),
         )?;
-        let mut cached = crate::store::cache::Cached::new(size);
-        for c in 0..cached.count() {
-            cached.set(c);
-        }
-        cached.verified = true;
+        let cached = crate::store::cache::Cached::whole(size);
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;
         if let Err(e) = self.cache_grew(size) {
