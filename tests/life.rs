@@ -241,6 +241,31 @@ fn an_edit_moves_only_the_pieces_it_changed() {
 }
 
 #[test]
+fn an_edit_of_a_cached_file_fetches_only_its_changed_pieces() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "c");
+    let mut bytes = pattern(16 << 20, 10);
+    write_file(&a, "c/notes.db", &bytes);
+    consensus(&a);
+    assert_eq!(std::fs::read(b.path("c/notes.db")).unwrap(), bytes);
+    assert_eq!(state(&b, "c", "notes.db"), "cached");
+    let fetched = b.stat("fetch.bytes");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(a.path("c/notes.db"))
+        .unwrap();
+    file.write_all_at(b"changed", 5 << 20).unwrap();
+    drop(file);
+    bytes[5 << 20..(5 << 20) + 7].copy_from_slice(b"changed");
+    a.wait_recorded("c");
+    consensus(&a);
+    assert_eq!(state(&b, "c", "notes.db"), "unreal");
+    b.write_ctl("c/.ctl/ctl", "fetch notes.db").unwrap();
+    assert_eq!(std::fs::read(b.path("c/notes.db")).unwrap(), bytes);
+    assert_eq!(b.stat("fetch.bytes") - fetched, 64 << 10, "one piece");
+}
+
+#[test]
 fn several_holders_share_a_read_and_a_stopped_one_is_passed_over() {
     let (a, b, c) = (Peer::start(), Peer::start(), Peer::start());
     household(&[&a, &b, &c], "m");

@@ -29,7 +29,8 @@ use crate::sync::merge::{Content, Version, add_sibling, conflict_path, losers};
 pub struct Pull {
     /// Real files removed by the peer, by blob, waiting in `DATA/stash`.
     stash: HashMap<[u8; 32], Vec<PathBuf>>,
-    /// Where those files were: (area, path, blob), for delta edits.
+    /// Where those files, and the unreal files the peer replaced, were:
+    /// (area, path, blob), for delta edits.
     replaced: Vec<(Ino, Vec<u8>, [u8; 32])>,
     /// Unreal files this pull created: (parent, inode), to realize those
     /// under a real mode.
@@ -308,7 +309,12 @@ impl Vfs {
                 std::fs::remove_dir(&real).or_else(missing_ok)?;
             }
             Kind::Symlink => std::fs::remove_file(&real).or_else(missing_ok)?,
-            Kind::File if inode.unreal => {}
+            Kind::File if inode.unreal => {
+                // Its blob may be in the cache: a base for an edit.
+                if let Some(hash) = inode.hash {
+                    pull.replaced.push((area, path.to_vec(), hash));
+                }
+            }
             Kind::File => {
                 let dirty = inode.hash.is_none() || self.recorder.is_pending(ino);
                 if dirty {
@@ -449,11 +455,17 @@ impl Vfs {
         for (file, hash) in unclaimed {
             self.stash_to_cache(&file, hash)?;
         }
-        // An unreal file where a blob of the stash was is likely an edit
-        // of it: its fetch starts from that blob.
+        // An unreal file where another blob was (stashed, or cached here)
+        // is likely an edit of it: its fetch starts from that blob.
         let txn = self.store.read()?;
         for (area, path, old) in std::mem::take(&mut pull.replaced) {
-            if let Some(ino) = self.ino_at(&txn, area, &path)?
+            let cached = self
+                .store
+                .cache
+                .get(&txn, &old)?
+                .is_some_and(|c| c.verified);
+            if cached
+                && let Some(ino) = self.ino_at(&txn, area, &path)?
                 && let Some(inode) = self.store.namespace.get(&txn, ino)?
                 && let (true, Some(new)) = (inode.unreal, inode.hash)
             {
