@@ -354,3 +354,35 @@ fn a_daemon_killed_while_realizing_restarts_with_the_file_whole() {
         b.history()
     );
 }
+
+#[test]
+fn a_daemon_killed_while_unrealizing_loses_nothing() {
+    let (mut a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "u");
+    b.write_ctl("u/.ctl/mode", "real").unwrap();
+    let files: Vec<Vec<u8>> = (0..120).map(|i| pattern(200 << 10, i as u8)).collect();
+    for (i, bytes) in files.iter().enumerate() {
+        std::fs::write(a.path(&format!("u/f{i}")), bytes).unwrap();
+    }
+    a.wait_recorded("u");
+    consensus(&a);
+    wait_until("b to realize every file", || {
+        (0..120).all(|i| b.real(&format!("u/f{i}")).is_file())
+    });
+    consensus(&b);
+    // a lets its copies go; kill it as soon as the first has gone.
+    a.write_ctl("u/.ctl/mode", "unreal").unwrap();
+    wait_until("a to start unrealizing", || a.stat("unrealized") > 0);
+    a.kill9();
+    a.mount();
+    for (i, bytes) in files.iter().enumerate() {
+        let name = format!("f{i}");
+        let st = state(&a, "u", &name);
+        assert!(st == "real" || st == "cached", "{name} is {st}");
+        assert_eq!(&std::fs::read(a.path(&format!("u/{name}"))).unwrap(), bytes);
+    }
+    // The mode still acts: every file leaves a's Real in the end.
+    wait_until("a to finish unrealizing", || {
+        (0..120).all(|i| !a.real(&format!("u/f{i}")).exists())
+    });
+}

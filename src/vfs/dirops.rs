@@ -197,6 +197,9 @@ impl Vfs {
         wtxn.commit()?;
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         self.recorder.touched(ino, false);
+        if writable {
+            self.recorder.opened_for_write(ino);
+        }
         let file = if passthrough || writable {
             file
         } else {

@@ -103,6 +103,9 @@ impl Vfs {
         }
         let path = self.real_path(&txn, ino)?;
         drop(txn);
+        if writable && !self.writer_arrives(ino)? {
+            return self.open(ino, flags, passthrough); // unrealized meanwhile
+        }
         let mut options = File::options();
         if passthrough {
             options.read(true).write(true);
@@ -112,7 +115,19 @@ impl Vfs {
                 .write(writable)
                 .custom_flags(flags & libc::O_APPEND);
         }
-        let file = options.open(&path)?;
+        let file = match options.open(&path) {
+            Ok(file) => file,
+            // Unrealized since the inode was read: open what it is now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !writable => {
+                return self.open(ino, flags, passthrough);
+            }
+            Err(e) => {
+                if writable {
+                    self.recorder.released(ino);
+                }
+                return Err(e.into());
+            }
+        };
         let truncate = writable && flags & libc::O_TRUNC != 0;
         if truncate {
             file.set_len(0)?;
@@ -124,7 +139,8 @@ impl Vfs {
         Ok(opened)
     }
 
-    /// Registers an open backing file as a new handle.
+    /// Registers an open backing file as a new handle (a writer is
+    /// already counted by the recorder).
     pub(super) fn open_real(
         &self,
         ino: Ino,
@@ -133,9 +149,6 @@ impl Vfs {
         passthrough: bool,
     ) -> Opened {
         let file = Arc::new(file);
-        if writable {
-            self.recorder.opened_for_write(ino);
-        }
         lock(&self.open)
             .entry(ino)
             .and_modify(|o| o.count += 1)

@@ -53,6 +53,9 @@ pub(super) struct Life {
     wake: Condvar,
     /// Real files under an unreal mode that wait for `copies` holders.
     waiting: Mutex<BTreeSet<Ino>>,
+    /// Real files being moved into the cache: writers wait for them.
+    moving: Mutex<HashSet<Ino>>,
+    moved: Condvar,
     /// Jobs that found no peer: tried again after a pull, or after
     /// [`RETRY`].
     unreachable: Mutex<BTreeSet<Job>>,
@@ -315,6 +318,29 @@ impl Vfs {
         outcome
     }
 
+    /// Counts a writer of real file `ino` with the recorder, after any
+    /// unrealize of it has finished; `false` when the file was unrealized
+    /// meanwhile (the open starts again). Under the lock that
+    /// [`Vfs::drop_real`] takes, so a writer is either counted before the
+    /// unrealize looks, or comes after it.
+    pub(super) fn writer_arrives(&self, ino: Ino) -> Result<bool> {
+        let mut moving = lock(&self.life.moving);
+        while moving.contains(&ino) {
+            moving = self
+                .life
+                .moved
+                .wait_timeout(moving, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let txn = self.store.read()?;
+        if self.inode(&txn, ino)?.unreal {
+            return Ok(false);
+        }
+        self.recorder.opened_for_write(ino);
+        Ok(true)
+    }
+
     /// Asks `peer` whether it holds `hash` at `path` and keeps it.
     fn peer_keeps(
         &self,
@@ -345,10 +371,22 @@ impl Vfs {
     /// Moves real file `ino` (blob `hash`) into the cache: hard link, LMDB,
     /// unlink.
     fn drop_real(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
-        if self.fetching(&hash) {
-            lock(&self.life.waiting).insert(ino);
-            return Ok(());
+        {
+            let mut moving = lock(&self.life.moving);
+            if self.fetching(&hash) || self.recorder.is_pending(ino) {
+                lock(&self.life.waiting).insert(ino);
+                return Ok(());
+            }
+            moving.insert(ino);
         }
+        let outcome = self.move_to_cache(ino, area, path, hash);
+        lock(&self.life.moving).remove(&ino);
+        self.life.moved.notify_all();
+        outcome
+    }
+
+    /// The moves of [`Vfs::drop_real`], writers held off.
+    fn move_to_cache(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
         let txn = self.store.read()?;
         let real = self.real_path(&txn, ino)?;
         let had = self.store.cache.get(&txn, &hash)?.filter(|c| c.verified);

@@ -385,7 +385,16 @@ impl Vfs {
         } else if inode.kind == Kind::File {
             let meta = match self.open_file(ino) {
                 Some(file) if inode.parent == 0 => file.metadata()?,
-                _ => std::fs::symlink_metadata(self.real_path(txn, ino)?)?,
+                _ => match std::fs::symlink_metadata(self.real_path(txn, ino)?) {
+                    Ok(meta) => meta,
+                    // Unrealized since `txn` began: the record says the
+                    // same of its content, and its bytes are in the cache.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        attr.blocks = 0;
+                        return Ok(attr);
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             };
             attr.size = meta.size();
             attr.blocks = meta.blocks();
