@@ -19,7 +19,7 @@ use std::sync::{Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use super::unreal::BlobRef;
-use super::{Error, Result, Vfs, lock};
+use super::{Error, Result, Vfs, lock, wait};
 use crate::net::Command;
 use crate::net::protocol::Message;
 use crate::store::Ino;
@@ -120,12 +120,7 @@ impl Vfs {
             let job = {
                 let mut queue = lock(&me.life.queue);
                 if queue.order.is_empty() {
-                    queue = me
-                        .life
-                        .wake
-                        .wait_timeout(queue, Duration::from_millis(500))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    queue = wait(&me.life.wake, queue, Duration::from_millis(500));
                 }
                 let job = queue.order.pop_front();
                 if let Some(job) = &job {
@@ -326,12 +321,7 @@ impl Vfs {
     pub(super) fn writer_arrives(&self, ino: Ino) -> Result<bool> {
         let mut moving = lock(&self.life.moving);
         while moving.contains(&ino) {
-            moving = self
-                .life
-                .moved
-                .wait_timeout(moving, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            moving = wait(&self.life.moved, moving, Duration::from_millis(100));
         }
         let txn = self.store.read()?;
         if self.inode(&txn, ino)?.unreal {

@@ -181,6 +181,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Waits on `cv` with `guard` for at most `timeout`, past a poisoned lock
+/// like [`lock`].
+fn wait<'a, T>(
+    cv: &std::sync::Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: Duration,
+) -> MutexGuard<'a, T> {
+    cv.wait_timeout(guard, timeout)
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+}
+
 /// Checks a name given by the kernel for a new entry.
 fn check_new_name(name: &[u8]) -> Result<()> {
     if name.len() > NAME_MAX {

@@ -161,10 +161,7 @@ impl Recorder {
             .clamp(Duration::from_millis(5), SYNC_EVERY);
         state.rest = rest;
         state.wake_at = Some(now + timeout);
-        let (mut state, _) = self
-            .wake
-            .wait_timeout(state, timeout)
-            .unwrap_or_else(|e| e.into_inner());
+        let mut state = super::wait(&self.wake, state, timeout);
         state.wake_at = None;
         state.stopped
     }

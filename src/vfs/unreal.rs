@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Error, Result, Vfs, lock};
+use super::{Error, Result, Vfs, lock, wait};
 use crate::net::identity::PeerId;
 use crate::net::protocol::BlobRange;
 use crate::net::{Command, Fetch, FetchOutcome};
@@ -309,11 +309,7 @@ impl Vfs {
                         "no holder sent the bytes within net.timeout".into(),
                     ));
                 }
-                outcome = waiter
-                    .cv
-                    .wait_timeout(outcome, deadline - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                outcome = wait(&waiter.cv, outcome, deadline - now);
             }
             // Every reader of this waiter sees the outcome: clone it.
             match outcome.clone() {
