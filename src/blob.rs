@@ -34,12 +34,6 @@ pub struct Outboard {
     pub pieces: Vec<ChainingValue>,
 }
 
-/// BLAKE3 hash (32 bytes) of the whole content of `file`, read from its
-/// current offset in 1 MiB chunks.
-pub fn hash_file(file: &File) -> io::Result<[u8; 32]> {
-    Ok(outboard_file(file)?.0)
-}
-
 /// BLAKE3 hash of `bytes`.
 pub fn hash_bytes(bytes: &[u8]) -> [u8; 32] {
     *blake3::hash(bytes).as_bytes()
