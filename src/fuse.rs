@@ -21,11 +21,6 @@ use fuser::{
 use crate::store::namespace::Kind;
 use crate::vfs::{self, Caller, OpenedKind, SetAttr, Vfs};
 
-thread_local! {
-    /// Each FUSE thread's read buffer, reused across requests.
-    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 impl vfs::KernelCache for fuser::Notifier {
     fn forget_entry(&self, parent: u64, name: &[u8]) {
         if let Err(e) = self.inval_entry(INodeNo(parent), OsStr::from_bytes(name)) {
@@ -51,10 +46,86 @@ pub struct Fuse {
     vfs: Arc<Vfs>,
     want_passthrough: bool,
     passthrough: AtomicBool,
+    backings: Arc<Backings>,
+}
+
+/// The passthrough backing ids, shared with answers given later (an open
+/// that copies a file up first).
+#[derive(Default)]
+struct Backings {
     /// Backing id of each inode with open passthrough handles.
-    backings: Mutex<HashMap<u64, Weak<BackingId>>>,
+    by_ino: Mutex<HashMap<u64, Weak<BackingId>>>,
     /// Backing id held by each open passthrough handle.
     held: Mutex<HashMap<u64, Arc<BackingId>>>,
+}
+
+impl Backings {
+    /// The backing id of `ino`: the one its open handles share, or a new
+    /// one made by `open_backing`.
+    fn backing(
+        &self,
+        ino: u64,
+        file: &std::fs::File,
+        open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
+    ) -> std::io::Result<Arc<BackingId>> {
+        let mut backings = self.by_ino.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = backings.get(&ino).and_then(Weak::upgrade) {
+            return Ok(id);
+        }
+        let id = Arc::new(open_backing(file)?);
+        backings.insert(ino, Arc::downgrade(&id));
+        Ok(id)
+    }
+
+    fn hold(&self, fh: u64, id: Arc<BackingId>) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, id);
+    }
+
+    /// Drops the backing id handle `fh` held; the last handle of inode
+    /// `ino` closes it.
+    fn release(&self, ino: u64, fh: u64) {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh);
+        if let Some(id) = held {
+            drop(id);
+            let mut backings = self.by_ino.lock().unwrap_or_else(|e| e.into_inner());
+            if backings.get(&ino).is_some_and(|w| w.strong_count() == 0) {
+                backings.remove(&ino);
+            }
+        }
+    }
+
+    /// Answers an open with `opened`: passed through when it was opened
+    /// for it and the kernel takes its backing file.
+    fn answer_open(&self, reply: ReplyOpen, opened: vfs::Opened) {
+        match opened.kind {
+            OpenedKind::Ctl => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_DIRECT_IO),
+            OpenedKind::Unreal => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE),
+            OpenedKind::Real {
+                ino,
+                file,
+                passthrough: true,
+            } => match self.backing(ino, &file, |f| reply.open_backing(f)) {
+                Ok(id) => {
+                    reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
+                    self.hold(opened.fh, id);
+                }
+                Err(e) => {
+                    tracing::warn!("passthrough refused for inode {ino}: {e}");
+                    reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE);
+                }
+            },
+            OpenedKind::Real { .. } => {
+                reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE)
+            }
+        }
+    }
 }
 
 fn kind(kind: Kind) -> FileType {
@@ -111,37 +182,12 @@ impl Fuse {
             vfs,
             want_passthrough: passthrough,
             passthrough: AtomicBool::new(false),
-            backings: Mutex::new(HashMap::new()),
-            held: Mutex::new(HashMap::new()),
+            backings: Arc::default(),
         }
     }
 
     fn passthrough(&self) -> bool {
         self.passthrough.load(Ordering::Relaxed)
-    }
-
-    /// The backing id of `ino`: the one its open handles share, or a new
-    /// one made by `open_backing`.
-    fn backing(
-        &self,
-        ino: u64,
-        file: &std::fs::File,
-        open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
-    ) -> std::io::Result<Arc<BackingId>> {
-        let mut backings = self.backings.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(id) = backings.get(&ino).and_then(Weak::upgrade) {
-            return Ok(id);
-        }
-        let id = Arc::new(open_backing(file)?);
-        backings.insert(ino, Arc::downgrade(&id));
-        Ok(id)
-    }
-
-    fn hold(&self, fh: u64, id: Arc<BackingId>) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(fh, id);
     }
 }
 
@@ -155,8 +201,13 @@ impl Filesystem for Fuse {
             let _ = config.add_capabilities(flag);
         }
         let _ = config.set_max_readahead(1 << 20);
-        // More readahead requests in flight keep the userspace read path busy.
-        let _ = config.set_max_background(64);
+        // More readahead requests in flight keep the userspace read path
+        // busy, and reads of unreal files waiting on peers (each one a
+        // background request) must not hold back the reads of real files
+        // behind them: the kernel blocks every new background request
+        // once this many are out.
+        let _ = config.set_max_background(1024);
+        let _ = config.set_congestion_threshold(768);
         if self.want_passthrough {
             let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(2).is_ok();
@@ -210,7 +261,12 @@ impl Filesystem for Fuse {
             atime: atime.map(time),
             mtime: mtime.map(time),
         };
-        attr(reply, self.vfs.setattr(ino.0, fh.map(|f| f.0), set))
+        self.vfs.setattr(
+            ino.0,
+            fh.map(|f| f.0),
+            set,
+            Box::new(move |result| attr(reply, result)),
+        )
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -319,31 +375,13 @@ impl Filesystem for Fuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.vfs.stats.fuse_op();
-        let opened = match self.vfs.open(ino.0, flags.0, self.passthrough()) {
-            Ok(o) => o,
-            Err(e) => return reply.error(errno(&e)),
+        let backings = Arc::clone(&self.backings);
+        let done = move |opened: vfs::Result<vfs::Opened>| match opened {
+            Ok(opened) => backings.answer_open(reply, opened),
+            Err(e) => reply.error(errno(&e)),
         };
-        match opened.kind {
-            OpenedKind::Ctl => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_DIRECT_IO),
-            OpenedKind::Unreal => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE),
-            OpenedKind::Real {
-                ino,
-                file,
-                passthrough: true,
-            } => match self.backing(ino, &file, |f| reply.open_backing(f)) {
-                Ok(id) => {
-                    reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
-                    self.hold(opened.fh, id);
-                }
-                Err(e) => {
-                    tracing::warn!("passthrough refused for inode {ino}: {e}");
-                    reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE);
-                }
-            },
-            OpenedKind::Real { .. } => {
-                reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE)
-            }
-        }
+        self.vfs
+            .open(ino.0, flags.0, self.passthrough(), Box::new(done));
     }
 
     fn read(
@@ -358,10 +396,11 @@ impl Filesystem for Fuse {
         reply: ReplyData,
     ) {
         self.vfs.stats.fuse_op();
-        READ_BUFFER.with_borrow_mut(|buf| match self.vfs.read(fh.0, offset, size, buf) {
-            Ok(n) => reply.data(&buf[..n]),
+        let done = move |bytes: vfs::Result<&[u8]>| match bytes {
+            Ok(bytes) => reply.data(bytes),
             Err(e) => reply.error(errno(&e)),
-        });
+        };
+        self.vfs.read(fh.0, offset, size, Box::new(done));
     }
 
     fn write(
@@ -377,10 +416,11 @@ impl Filesystem for Fuse {
         reply: ReplyWrite,
     ) {
         self.vfs.stats.fuse_op();
-        match self.vfs.write(fh.0, offset, data) {
+        let done = move |written: vfs::Result<u32>| match written {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
-        }
+        };
+        self.vfs.write(fh.0, offset, data, Box::new(done));
     }
 
     fn flush(
@@ -406,19 +446,7 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         self.vfs.stats.fuse_op();
-        let held = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&fh.0);
-        if let Some(id) = held {
-            // The last handle of the inode closes its backing id.
-            drop(id);
-            let mut backings = self.backings.lock().unwrap_or_else(|e| e.into_inner());
-            if backings.get(&ino.0).is_some_and(|w| w.strong_count() == 0) {
-                backings.remove(&ino.0);
-            }
-        }
+        self.backings.release(ino.0, fh.0);
         empty(reply, self.vfs.release(fh.0))
     }
 
@@ -564,7 +592,7 @@ impl Filesystem for Fuse {
             passthrough: true,
         } = opened.kind
         {
-            match self.backing(ino, &file, |f| reply.open_backing(f)) {
+            match self.backings.backing(ino, &file, |f| reply.open_backing(f)) {
                 Ok(id) => {
                     reply.created_passthrough(
                         &TTL,
@@ -574,7 +602,7 @@ impl Filesystem for Fuse {
                         FopenFlags::empty(),
                         &id,
                     );
-                    self.hold(opened.fh, id);
+                    self.backings.hold(opened.fh, id);
                     return;
                 }
                 Err(e) => tracing::warn!("passthrough refused for inode {ino}: {e}"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use realize::data::DataDir;
 use realize::store::history::OpKind;
+use realize::vfs::waits::wait_for;
 use realize::vfs::{Caller, Vfs};
 
 const ME: Caller = Caller { uid: 0, gid: 0 };
@@ -30,13 +31,13 @@ fn write_file(vfs: &Vfs, parent: u64, name: &str, content: &[u8], flags: i32) ->
             attr.ino
         }
     };
-    let opened = vfs.open(ino, libc::O_RDWR | flags, false).unwrap();
+    let opened = wait_for(|done| vfs.open(ino, libc::O_RDWR | flags, false, done)).unwrap();
     let offset = if flags & libc::O_APPEND != 0 {
         vfs.getattr(ino).unwrap().size
     } else {
         0
     };
-    vfs.write(opened.fh, offset, content).unwrap();
+    wait_for(|done| vfs.write(opened.fh, offset, content, done)).unwrap();
     vfs.release(opened.fh).unwrap();
     ino
 }

@@ -55,6 +55,10 @@ pub enum Error {
     /// EHOSTUNREACH: no peer could be reached.
     #[error("{0}")]
     Unreachable(String),
+    /// EIO: bytes that do not match their blob's hash (a piece failed
+    /// verification and no holder sent good bytes in time).
+    #[error("{0}")]
+    Corrupt(String),
     /// ENOSPC: neither the cache nor the Real can make room.
     #[error("{0}")]
     NoSpace(String),
@@ -102,6 +106,7 @@ impl Error {
             Error::TooBig => libc::E2BIG,
             Error::Unsupported(_) => libc::EOPNOTSUPP,
             Error::Unreachable(_) => libc::EHOSTUNREACH,
+            Error::Corrupt(_) => libc::EIO,
             Error::NoSpace(_) => libc::ENOSPC,
             Error::TimedOut(_) => libc::ETIMEDOUT,
             Error::Unreal => libc::EROFS,

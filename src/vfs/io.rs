@@ -12,7 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::ctl::{CtlHandle, CtlNode};
+use super::waits::{Done, ReadDone};
 use super::{Error, OpenInode, Result, Vfs, lock};
+
+thread_local! {
+    /// Each thread's buffer for reads of real files, reused across
+    /// requests (a fresh one per request costs an mmap and page faults).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 use crate::store::Ino;
 use crate::store::namespace::Kind;
 
@@ -57,12 +64,35 @@ pub struct Opened {
 }
 
 impl Vfs {
-    /// Opens `ino` with open(2) `flags`. With `passthrough`, a real file's
-    /// backing file is opened read-write so that every handle of the inode
-    /// can share it with the kernel.
-    pub fn open(&self, ino: u64, flags: i32, passthrough: bool) -> Result<Opened> {
+    /// Opens `ino` with open(2) `flags` and gives the handle to `done`.
+    /// With `passthrough`, a real file's backing file is opened read-write
+    /// so that every handle of the inode can share it with the kernel.
+    /// Opening an unreal file for writing (without O_TRUNC) copies it up
+    /// first: fetched whole on a thread of its own, `done` called after.
+    pub fn open(&self, ino: u64, flags: i32, passthrough: bool, done: Done<Opened>) {
+        match self.open_now(ino, flags, passthrough) {
+            Ok(Some(opened)) => done(Ok(opened)),
+            Err(e) => done(Err(e)),
+            Ok(None) => self.later("copy-up", done, move |vfs| {
+                // Unrealized again between the copy-up and the open: rare,
+                // so a few tries.
+                for _ in 0..3 {
+                    vfs.copy_up(ino)?;
+                    if let Some(opened) = vfs.open_now(ino, flags, passthrough)? {
+                        return Ok(opened);
+                    }
+                }
+                Err(Error::Busy("the file keeps leaving the Real".into()))
+            }),
+        }
+    }
+
+    /// Opens `ino` without waiting on peers; `None` when it is unreal and
+    /// opened for writing without O_TRUNC, so that a copy-up must come
+    /// first.
+    fn open_now(&self, ino: u64, flags: i32, passthrough: bool) -> Result<Option<Opened>> {
         if let Some(node) = CtlNode::parse(ino) {
-            return self.ctl_open(node, flags);
+            return self.ctl_open(node, flags).map(Some);
         }
         let txn = self.store.read()?;
         let inode = self.inode(&txn, ino)?;
@@ -79,19 +109,18 @@ impl Vfs {
                     self.prefetch_after(inode.parent, &inode.name)?;
                 }
                 let fh = self.new_handle(Handle::Unreal(Arc::new(uf)));
-                return Ok(Opened {
+                return Ok(Some(Opened {
                     fh,
                     kind: OpenedKind::Unreal,
-                });
+                }));
             }
             drop(txn);
             if flags & libc::O_TRUNC == 0 {
                 // Copy-up, as overlayfs does: the whole blob first.
-                self.copy_up(ino)?;
-                return self.open(ino, flags, passthrough);
+                return Ok(None);
             }
             // Cut to nothing: the old bytes are not needed.
-            self.setattr(
+            self.setattr_now(
                 ino,
                 None,
                 super::SetAttr {
@@ -99,12 +128,12 @@ impl Vfs {
                     ..Default::default()
                 },
             )?;
-            return self.open(ino, flags, passthrough);
+            return self.open_now(ino, flags, passthrough);
         }
         let path = self.real_path(&txn, ino)?;
         drop(txn);
         if writable && !self.writer_arrives(ino)? {
-            return self.open(ino, flags, passthrough); // unrealized meanwhile
+            return self.open_now(ino, flags, passthrough); // unrealized meanwhile
         }
         let mut options = File::options();
         if passthrough {
@@ -119,7 +148,7 @@ impl Vfs {
             Ok(file) => file,
             // Unrealized since the inode was read: open what it is now.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !writable => {
-                return self.open(ino, flags, passthrough);
+                return self.open_now(ino, flags, passthrough);
             }
             Err(e) => {
                 if writable {
@@ -136,7 +165,7 @@ impl Vfs {
         if truncate {
             self.recorder.touched(ino, true);
         }
-        Ok(opened)
+        Ok(Some(opened))
     }
 
     /// Registers an open backing file as a new handle (a writer is
@@ -190,65 +219,74 @@ impl Vfs {
         }
     }
 
-    /// Reads up to `size` bytes at `offset` through handle `fh` into the
-    /// start of `buf`, which the caller reuses between requests (a fresh
-    /// buffer per request costs an mmap and its page faults); returns the
-    /// number of bytes read, fewer only at the end of the file.
-    pub fn read(&self, fh: u64, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<usize> {
+    /// Reads up to `size` bytes at `offset` through handle `fh` and gives
+    /// them to `done` (fewer only at the end of the file). Real and control
+    /// files answer at once; an unreal file answers when its bytes are in
+    /// the cache, which may be later, from another thread.
+    pub fn read(&self, fh: u64, offset: u64, size: u32, done: ReadDone) {
         let size = size as usize;
-        if buf.len() < size {
-            buf.resize(size, 0);
-        }
         let file = {
             let handles = lock(&self.handles);
-            match handles.get(&fh).ok_or(Error::BadHandle)? {
-                Handle::Real { file, .. } => Arc::clone(file),
-                Handle::Unreal(uf) => {
+            match handles.get(&fh) {
+                None => return done(Err(Error::BadHandle)),
+                Some(Handle::Real { file, .. }) => Arc::clone(file),
+                Some(Handle::Unreal(uf)) => {
                     let uf = Arc::clone(uf);
                     drop(handles);
-                    return self.read_unreal(&uf, offset, &mut buf[..size]);
+                    return self.read_unreal(uf, offset, size, done);
                 }
-                Handle::Ctl(ctl) => {
-                    let data = ctl.read(offset, size as u32);
-                    buf[..data.len()].copy_from_slice(data);
-                    return Ok(data.len());
-                }
+                Some(Handle::Ctl(ctl)) => return done(Ok(ctl.read(offset, size as u32))),
             }
         };
-        let mut done = 0;
-        while done < size {
-            match file.read_at(&mut buf[done..size], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+        READ_BUFFER.with_borrow_mut(|buf| {
+            if buf.len() < size {
+                buf.resize(size, 0);
             }
-        }
-        Ok(done)
+            let mut n = 0;
+            while n < size {
+                match file.read_at(&mut buf[n..size], offset + n as u64) {
+                    Ok(0) => break,
+                    Ok(read) => n += read,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return done(Err(e.into())),
+                }
+            }
+            done(Ok(&buf[..n]))
+        })
     }
 
-    /// Writes `data` at `offset` through handle `fh`; on a control file,
-    /// runs the command it holds. Returns the bytes taken.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+    /// Writes `data` at `offset` through handle `fh` and gives the bytes
+    /// taken to `done`. A control file runs the command `data` holds on a
+    /// thread of its own (`now`, `connect`, `fetch NAME` wait on peers) and
+    /// answers once it took effect.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], done: Done<u32>) {
         let file = {
             let handles = lock(&self.handles);
-            match handles.get(&fh).ok_or(Error::BadHandle)? {
-                Handle::Real {
+            match handles.get(&fh) {
+                Some(Handle::Real {
                     file,
                     writable: true,
                     ..
-                } => Arc::clone(file),
-                Handle::Real { .. } | Handle::Unreal(_) => return Err(Error::BadHandle),
-                Handle::Ctl(ctl) => {
+                }) => Arc::clone(file),
+                None | Some(Handle::Real { .. } | Handle::Unreal(_)) => {
+                    return done(Err(Error::BadHandle));
+                }
+                Some(Handle::Ctl(ctl)) => {
                     let node = ctl.node();
                     drop(handles);
-                    self.ctl_write(node, data)?;
-                    return Ok(data.len() as u32);
+                    let command = data.to_vec();
+                    return self.later("ctl", done, move |vfs| {
+                        vfs.ctl_write(node, &command)?;
+                        Ok(command.len() as u32)
+                    });
                 }
             }
         };
-        file.write_all_at(data, offset)?;
-        Ok(data.len() as u32)
+        done(
+            file.write_all_at(data, offset)
+                .map(|()| data.len() as u32)
+                .map_err(Error::from),
+        )
     }
 
     /// Flushes handle `fh` (close of one descriptor): nothing to do, data

@@ -28,6 +28,7 @@ mod recorder;
 pub mod remote;
 mod sharing;
 pub mod unreal;
+pub mod waits;
 mod xattr;
 
 use std::collections::HashMap;
@@ -36,12 +37,13 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 pub use error::{Error, Result};
 pub use io::{Opened, OpenedKind};
+pub use waits::{Done, ReadDone};
 
 use crate::net::identity::PeerId;
 use crate::store::history::{Op, OpKind};
@@ -171,6 +173,7 @@ pub struct Vfs {
     pieces: pieces::Pieces,
     life: life::Life,
     cache: cache::CacheState,
+    timers: waits::Timers,
     /// This dispatcher, for work that outlives a call (fetches).
     me: std::sync::Weak<Vfs>,
 }
@@ -214,6 +217,7 @@ impl Vfs {
     /// starts the background recorder.
     pub fn new(store: Store, real: PathBuf, peer_id: PeerId) -> Result<Arc<Vfs>> {
         std::fs::create_dir_all(real.with_file_name("cache"))?;
+        let timers = waits::Timers::start()?;
         let vfs = Arc::new_cyclic(|me| Vfs {
             store,
             real,
@@ -230,6 +234,7 @@ impl Vfs {
             pieces: pieces::Pieces::default(),
             life: life::Life::default(),
             cache: cache::CacheState::default(),
+            timers,
             me: me.clone(),
         });
         vfs.reconcile()?;
@@ -289,6 +294,38 @@ impl Vfs {
     /// This peer's id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Runs `work` on a thread of its own (named `what`) and gives its
+    /// result to `done`: for requests that may wait on peers, so that no
+    /// FUSE worker waits with them (DESIGN.md "Waiting on peers").
+    pub(crate) fn later<T: Send + 'static>(
+        &self,
+        what: &str,
+        done: Done<T>,
+        work: impl FnOnce(&Vfs) -> Result<T> + Send + 'static,
+    ) {
+        let Some(vfs) = self.me.upgrade() else {
+            return done(Err(Error::Unreachable("the mount is ending".into())));
+        };
+        let slot = Arc::new(Mutex::new(Some(done)));
+        let answer = Arc::clone(&slot);
+        self.stats.fuse_waiting.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name(what.into())
+            .spawn(move || {
+                let result = work(&vfs);
+                vfs.stats.fuse_waiting.fetch_sub(1, Ordering::Relaxed);
+                if let Some(done) = lock(&answer).take() {
+                    done(result);
+                }
+            });
+        if let Err(e) = spawned
+            && let Some(done) = lock(&slot).take()
+        {
+            self.stats.fuse_waiting.fetch_sub(1, Ordering::Relaxed);
+            done(Err(e.into()));
+        }
     }
 
     /// Appends a failed command to `/.ctl/errors` and returns the error.
@@ -455,20 +492,33 @@ impl Vfs {
         self.attr_of(&txn, ino, &inode)
     }
 
-    /// Changes attributes of `ino`; `fh` is the handle the change came
-    /// through, if any (ftruncate, fchmod).
-    pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
+    /// Changes attributes of `ino` and gives the new ones to `done`; `fh`
+    /// is the handle the change came through, if any (ftruncate, fchmod).
+    /// Cutting or growing an unreal file copies it up first, on a thread
+    /// of its own.
+    pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr, done: Done<Attr>) {
+        let unreal = || -> Result<bool> {
+            let txn = self.store.read()?;
+            Ok(self.inode(&txn, ino)?.unreal)
+        };
+        let copy_up = CtlNode::parse(ino).is_none() && set.size.is_some_and(|s| s > 0);
+        match copy_up.then(unreal).transpose() {
+            Err(e) => done(Err(e)),
+            // Cut or grown, not emptied: the old bytes are needed first.
+            Ok(Some(true)) => self.later("copy-up", done, move |vfs| {
+                vfs.copy_up(ino)?;
+                vfs.setattr_now(ino, fh, set)
+            }),
+            Ok(_) => done(self.setattr_now(ino, fh, set)),
+        }
+    }
+
+    /// Changes attributes of `ino` without waiting on peers: an unreal
+    /// file is only emptied here (EROFS for any other size).
+    fn setattr_now(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
         if let Some(node) = CtlNode::parse(ino) {
             // `echo x > file` truncates first: nothing to do on a control file.
             return Ok(self.ctl_attr(node));
-        }
-        let unreal = {
-            let txn = self.store.read()?;
-            self.inode(&txn, ino)?.unreal
-        };
-        if unreal && set.size.is_some_and(|s| s > 0) {
-            // Cut or grown, not emptied: the old bytes are needed first.
-            self.copy_up(ino)?;
         }
         let mut wtxn = self.store.write()?;
         let mut inode = self.inode(&wtxn, ino)?;

@@ -380,7 +380,7 @@ impl Vfs {
         self.in_trouble(peer);
         let hex = crate::format::format_hash(Some(&hash));
         tracing::warn!("blob {hex}: bytes from {peer} do not match its hash: dropped");
-        Error::Unreachable(format!("blob {hex} from {peer} failed verification"))
+        Error::Corrupt(format!("blob {hex} from {peer} failed verification"))
     }
 
     /// Asks `peer` after the others for [`TROUBLE`].

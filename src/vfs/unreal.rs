@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::waits::ReadDone;
 use super::{Error, Result, Vfs, lock, wait};
 use crate::net::identity::PeerId;
 use crate::net::protocol::BlobRange;
@@ -32,14 +33,171 @@ use crate::store::namespace::Timestamp;
 /// Chunks fetched ahead of a sequential reader.
 pub const READAHEAD: u64 = 8;
 
+/// How long a read waits before it asks again for a chunk whose fetch
+/// failed (no holder connected, or all refused).
+const RETRY: Duration = Duration::from_millis(200);
+
+/// After a read gave up on a chunk at its deadline, reads of that chunk
+/// fail at once for this long: the kernel follows a failed readahead with
+/// a read of its own, which would otherwise wait `net.timeout` again.
+const GAVE_UP: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Each thread's buffer for reads of unreal files, reused across
+    /// requests (a fresh one per request costs an mmap and page faults).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A chunk of a blob: (hash, index).
 type ChunkKey = ([u8; 32], u64);
 
-/// A fetch of one chunk that readers wait for.
+/// Why a fetch of a chunk failed, as every reader waiting for it sees it.
+#[derive(Clone, Debug)]
+pub(super) struct Failure {
+    /// The bytes that came did not match the blob's hash (EIO to a reader
+    /// whose deadline passes with this as the last failure).
+    corrupt: bool,
+    /// What happened, for the reader's error and the log.
+    why: String,
+}
+
+impl Failure {
+    fn of(e: &Error) -> Failure {
+        Failure {
+            corrupt: matches!(e, Error::Corrupt(_)),
+            why: e.to_string(),
+        }
+    }
+
+    fn unreachable(why: impl Into<String>) -> Failure {
+        Failure {
+            corrupt: false,
+            why: why.into(),
+        }
+    }
+
+    /// The error a reader gets when its deadline passes after this.
+    pub(super) fn error(&self) -> Error {
+        match self.corrupt {
+            true => Error::Corrupt(self.why.clone()),
+            false => Error::Unreachable(self.why.clone()),
+        }
+    }
+}
+
+/// How a fetch of a chunk ended.
+type Outcome = std::result::Result<(), Failure>;
+
+/// Called once a chunk's fetch ended, on the thread that settled it.
+type Subscriber = Box<dyn FnOnce(&Outcome) + Send>;
+
+/// A fetch of one chunk that readers wait for: blocking ones on the
+/// condition variable (the life thread, copy-up), FUSE reads by
+/// subscribing ([`Waiter::subscribe`]).
 #[derive(Default)]
 struct Waiter {
-    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    state: Mutex<WaiterState>,
     cv: Condvar,
+}
+
+#[derive(Default)]
+struct WaiterState {
+    outcome: Option<Outcome>,
+    subscribers: Vec<Subscriber>,
+}
+
+impl Waiter {
+    /// Ends the fetch: wakes the blocked readers and calls the
+    /// subscribers, outside the lock.
+    fn settle(&self, outcome: Outcome) {
+        let subscribers = {
+            let mut state = lock(&self.state);
+            state.outcome = Some(outcome.clone());
+            std::mem::take(&mut state.subscribers)
+        };
+        self.cv.notify_all();
+        for subscriber in subscribers {
+            subscriber(&outcome);
+        }
+    }
+
+    /// Calls `f` when the fetch ends (at once when it has).
+    fn subscribe(&self, f: Subscriber) {
+        let mut state = lock(&self.state);
+        match state.outcome.clone() {
+            Some(outcome) => {
+                drop(state);
+                f(&outcome);
+            }
+            None => state.subscribers.push(f),
+        }
+    }
+}
+
+/// A FUSE read of an unreal file that waits for chunks: answered by the
+/// thread that stores its last chunk, or at its deadline.
+struct PendingRead {
+    /// `fuse.waiting` of `/.ctl/stats`, counting this read while it waits.
+    waiting: Arc<AtomicU64>,
+    uf: Arc<UnrealFile>,
+    offset: u64,
+    len: usize,
+    deadline: Instant,
+    state: Mutex<PendingState>,
+}
+
+struct PendingState {
+    /// Taken by whoever answers first.
+    done: Option<ReadDone>,
+    /// The deadline's timer, once the read had to wait.
+    timer: Option<tokio::task::AbortHandle>,
+    /// The chunk it waits for now.
+    chunk: u64,
+    /// The last failure of a chunk it waited for.
+    failure: Option<Failure>,
+    /// A piece read back from the cache did not match once already.
+    damaged: bool,
+}
+
+impl PendingRead {
+    fn answered(&self) -> bool {
+        lock(&self.state).done.is_none()
+    }
+
+    /// Answers the read, unless it was answered already.
+    fn finish(&self, result: Result<&[u8]>) {
+        let (done, timer) = {
+            let mut state = lock(&self.state);
+            (state.done.take(), state.timer.take())
+        };
+        if let Some(timer) = timer {
+            // It waited: no longer.
+            timer.abort();
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(done) = done {
+            done(result);
+        }
+    }
+
+    /// The deadline passed: EHOSTUNREACH (EIO when the last failure was
+    /// bytes that did not verify); reads of the chunk it waited for fail
+    /// at once for [`GAVE_UP`].
+    fn expire(&self, gave_up: &Mutex<HashMap<ChunkKey, (Instant, Failure)>>) {
+        let (chunk, failure) = {
+            let state = lock(&self.state);
+            let failure = state.failure.clone().unwrap_or_else(|| {
+                Failure::unreachable("no holder sent the bytes within net.timeout")
+            });
+            (state.chunk, failure)
+        };
+        let now = Instant::now();
+        let mut chunks = lock(gave_up);
+        chunks.retain(|_, (at, _)| now.duration_since(*at) < GAVE_UP);
+        chunks.insert((self.uf.blob.hash, chunk), (now, failure.clone()));
+        drop(chunks);
+        self.finish(Err(failure.error()));
+    }
 }
 
 /// A blob being fetched, as `/.ctl/transfers` shows it.
@@ -66,6 +224,8 @@ pub struct Transfer {
 pub(super) struct Unreal {
     waiters: Mutex<HashMap<ChunkKey, Arc<Waiter>>>,
     transfers: Mutex<HashMap<[u8; 32], Transfer>>,
+    /// Chunks a read gave up on lately, with why (see [`GAVE_UP`]).
+    gave_up: Mutex<HashMap<ChunkKey, (Instant, Failure)>>,
     /// Blobs this peer is dropping from its Real (see [`Vfs::keeps`]).
     pub(super) dropping: Mutex<HashSet<[u8; 32]>>,
     /// Blob → the blob it was edited from, when this peer has the latter
@@ -241,43 +401,119 @@ impl Vfs {
         self.fetch_whole(&uf.blob)
     }
 
-    /// Reads up to `buf.len()` bytes at `offset` of an unreal file,
-    /// fetching what the cache lacks.
-    pub(super) fn read_unreal(
-        &self,
-        uf: &UnrealFile,
-        offset: u64,
-        buf: &mut [u8],
-    ) -> Result<usize> {
+    /// Reads up to `len` bytes at `offset` of an unreal file and gives
+    /// them to `done`: at once when the cache has them, otherwise once the
+    /// chunks it lacks are fetched, or with EHOSTUNREACH when they are not
+    /// in by `net.timeout`. The calling thread never waits on the network.
+    pub(super) fn read_unreal(&self, uf: Arc<UnrealFile>, offset: u64, len: usize, done: ReadDone) {
         let blob = &uf.blob;
-        let end = (offset + buf.len() as u64).min(blob.size);
+        let end = (offset + len as u64).min(blob.size);
         if offset >= end {
-            return Ok(0);
+            return done(Ok(&[]));
         }
-        let (first, last) = (offset / CHUNK, (end - 1) / CHUNK);
+        let last = (end - 1) / CHUNK;
         let sequential = uf.next.swap(end, Ordering::Relaxed) == offset;
         let count = blob.size.div_ceil(CHUNK);
         if sequential {
             for c in last + 1..(last + 1 + READAHEAD).min(count) {
-                self.start_chunk(blob, c)?;
+                if let Err(e) = self.start_chunk(blob, c) {
+                    return done(Err(e));
+                }
             }
         }
-        let deadline = Instant::now() + self.net_timeout();
-        let want = (end - offset) as usize;
-        // Once more when a piece turns out damaged on disk: its chunk was
-        // marked absent and is fetched again.
-        for _ in 0..2 {
-            for c in first..=last {
-                self.wait_chunk(blob, c, deadline)?;
-            }
-            match self.read_verified(&uf.file, blob.hash, blob.size, offset, &mut buf[..want])? {
-                Ok(()) => return Ok(want),
-                Err(piece) => self.cache_damaged(blob.hash, piece)?,
-            }
+        let pending = Arc::new(PendingRead {
+            waiting: Arc::clone(&self.stats.fuse_waiting),
+            uf: Arc::clone(&uf),
+            offset,
+            len: (end - offset) as usize,
+            deadline: Instant::now() + self.net_timeout(),
+            state: Mutex::new(PendingState {
+                done: Some(done),
+                timer: None,
+                chunk: 0,
+                failure: None,
+                damaged: false,
+            }),
+        });
+        self.advance(&pending);
+    }
+
+    /// Moves a pending read on: subscribes to the first chunk it still
+    /// lacks, or reads and answers once it lacks none.
+    fn advance(&self, p: &Arc<PendingRead>) {
+        if p.answered() {
+            return;
         }
-        Err(Error::Unreachable(
-            "the cache keeps failing verification".into(),
-        ))
+        let blob = &p.uf.blob;
+        let end = p.offset + p.len as u64;
+        for c in p.offset / CHUNK..=(end - 1) / CHUNK {
+            let waiter = match self.start_chunk(blob, c) {
+                Ok(None) => continue,
+                Ok(Some(waiter)) => waiter,
+                Err(e) => return p.finish(Err(e)),
+            };
+            if let Some((at, failure)) = lock(&self.unreal.gave_up).get(&(blob.hash, c))
+                && at.elapsed() < GAVE_UP
+            {
+                return p.finish(Err(failure.error()));
+            }
+            lock(&p.state).chunk = c;
+            self.arm_deadline(p);
+            let (me, p) = (self.me.clone(), Arc::clone(p));
+            waiter.subscribe(Box::new(move |outcome| {
+                let Some(vfs) = me.upgrade() else { return };
+                match outcome {
+                    Ok(()) => vfs.advance(&p),
+                    Err(failure) => {
+                        lock(&p.state).failure = Some(failure.clone());
+                        // Asked again a little later: a holder may come
+                        // back, or another may be connected by then.
+                        vfs.timers.after(RETRY, move || {
+                            if let Some(vfs) = me.upgrade() {
+                                vfs.advance(&p);
+                            }
+                        });
+                    }
+                }
+            }));
+            return;
+        }
+        READ_BUFFER.with_borrow_mut(|buf| {
+            if buf.len() < p.len {
+                buf.resize(p.len, 0);
+            }
+            let buf = &mut buf[..p.len];
+            match self.read_verified(&p.uf.file, blob.hash, blob.size, p.offset, buf) {
+                Ok(Ok(())) => p.finish(Ok(buf)),
+                Ok(Err(piece)) => {
+                    // Damaged on disk: its chunk was marked absent and is
+                    // fetched again, once.
+                    let again = !std::mem::replace(&mut lock(&p.state).damaged, true);
+                    match self.cache_damaged(blob.hash, piece) {
+                        Err(e) => p.finish(Err(e)),
+                        Ok(()) if again => self.advance(p),
+                        Ok(()) => p.finish(Err(Error::Corrupt(
+                            "the cache keeps failing verification".into(),
+                        ))),
+                    }
+                }
+                Err(e) => p.finish(Err(e)),
+            }
+        });
+    }
+
+    /// Starts the deadline of a read that has to wait, once.
+    fn arm_deadline(&self, p: &Arc<PendingRead>) {
+        let mut state = lock(&p.state);
+        if state.timer.is_none() && state.done.is_some() {
+            p.waiting.fetch_add(1, Ordering::Relaxed);
+            let (me, p2) = (self.me.clone(), Arc::clone(p));
+            state.timer = Some(self.timers.at(p.deadline, move || {
+                if let Some(vfs) = me.upgrade() {
+                    p2.expire(&vfs.unreal.gave_up);
+                }
+            }));
+        }
     }
 
     /// `config net.timeout` (30 s when it cannot be read): how long a read
@@ -295,32 +531,33 @@ impl Vfs {
     }
 
     /// Waits until chunk `c` is in the cache, fetching it again after a
-    /// failure until `deadline`.
+    /// failure until `deadline`. Blocks: for the life thread and work
+    /// already off the FUSE workers (copy-up, `fetch NAME`).
     fn wait_chunk(&self, blob: &BlobRef, c: u64, deadline: Instant) -> Result<()> {
         loop {
             let Some(waiter) = self.start_chunk(blob, c)? else {
                 return Ok(());
             };
-            let mut outcome = lock(&waiter.outcome);
-            while outcome.is_none() {
+            let mut state = lock(&waiter.state);
+            while state.outcome.is_none() {
                 let now = Instant::now();
                 if now >= deadline {
                     return Err(Error::Unreachable(
                         "no holder sent the bytes within net.timeout".into(),
                     ));
                 }
-                outcome = wait(&waiter.cv, outcome, deadline - now);
+                state = wait(&waiter.cv, state, deadline - now);
             }
             // Every reader of this waiter sees the outcome: clone it.
-            match outcome.clone() {
+            match state.outcome.clone() {
                 Some(Ok(())) => return Ok(()),
-                Some(Err(why)) => {
-                    drop(outcome);
+                Some(Err(failure)) => {
+                    drop(state);
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(Error::Unreachable(why));
+                        return Err(failure.error());
                     }
-                    std::thread::sleep((deadline - now).min(Duration::from_millis(200)));
+                    std::thread::sleep((deadline - now).min(RETRY));
                 }
                 None => {}
             }
@@ -376,7 +613,8 @@ impl Vfs {
             }),
         };
         if !self.household.send(Command::Fetch(fetch)) {
-            self.settle_chunk(uf.hash, c, Err("the network is not running".into()));
+            let failure = Failure::unreachable("the network is not running");
+            self.settle_chunk(uf.hash, c, Err(failure));
         }
         Ok(Some(waiter))
     }
@@ -419,20 +657,20 @@ impl Vfs {
         let outcome = match outcome.result {
             Ok((peer, bytes)) => self
                 .store_chunk(blob, c, peer, &bytes)
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| Failure::of(&e)),
+            Err(e) => Err(Failure::unreachable(e.to_string())),
         };
         self.settle_chunk(blob.hash, c, outcome);
     }
 
-    fn settle_chunk(&self, hash: [u8; 32], c: u64, outcome: std::result::Result<(), String>) {
+    fn settle_chunk(&self, hash: [u8; 32], c: u64, outcome: Outcome) {
         if outcome.is_err() {
             // A read that still needs the blob starts a new transfer.
             lock(&self.unreal.transfers).remove(&hash);
         }
-        if let Some(waiter) = lock(&self.unreal.waiters).remove(&(hash, c)) {
-            *lock(&waiter.outcome) = Some(outcome);
-            waiter.cv.notify_all();
+        let waiter = lock(&self.unreal.waiters).remove(&(hash, c));
+        if let Some(waiter) = waiter {
+            waiter.settle(outcome);
         }
     }
 

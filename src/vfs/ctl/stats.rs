@@ -11,6 +11,9 @@ use crate::store::Ino;
 pub struct Stats {
     /// FUSE requests served (passthrough reads and writes never come here).
     pub fuse_ops: AtomicU64,
+    /// FUSE requests waiting on peers now (a gauge: reads of missing
+    /// bytes, copy-ups and control commands handed off the workers).
+    pub fuse_waiting: std::sync::Arc<AtomicU64>,
     /// Blobs fetched from peers.
     pub fetch_blobs: AtomicU64,
     /// Bytes fetched from peers.
@@ -43,6 +46,7 @@ impl Stats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let counters = [
             ("fuse.ops", get(&self.fuse_ops)),
+            ("fuse.waiting", get(&self.fuse_waiting)),
             ("net.rx_bytes", get(&household.rx_bytes)),
             ("net.tx_bytes", get(&household.tx_bytes)),
             ("fetch.blobs", get(&self.fetch_blobs)),
