@@ -2,9 +2,14 @@
 """Timing loops for scripts/bench: the same code measures the native file
 system and a realize mount, so the ratios compare like with like.
 
-usage: bench_fs.py write FILE MIB          -> prints MB/s (10^6 bytes/s)
-       bench_fs.py read FILE MIB [drop]   -> prints read and re-read MB/s
-       bench_fs.py meta DIR COUNT          -> prints create stat readdir unlink ops/s
+usage: bench_fs.py table RUNS MIB FILES NATIVE PASS USER
+                                           -> the native/passthrough/userspace table:
+                                              runs alternate (native, passthrough,
+                                              userspace, native, …); medians with
+                                              min-max and ratios of the medians
+       bench_fs.py latency MOUNT COUNT     -> prints median and 99th percentile (us)
+                                              of a lookup of a new name and of a read
+                                              of MOUNT/.ctl/peers: 4 numbers
        bench_fs.py mkfiles DIR COUNT KIB   -> makes COUNT files of KIB KiB
        bench_fs.py arrive DIR COUNT KIB    -> waits until DIR lists COUNT files,
                                               then reads each (KIB KiB); prints
@@ -25,10 +30,11 @@ def dd(*args):
 
 
 def write(path, mib):
-    """Sequential write with dd bs=1M into a new file (page cache, no fsync)."""
+    """Sequential write with dd bs=1M into a new file, ending with fsync
+    (conv=fsync): the figure is the disk's, not the page cache's."""
     if os.path.exists(path):
         os.unlink(path)
-    return mib * CHUNK / dd("if=/dev/zero", f"of={path}", f"count={mib}") / 1e6
+    return mib * CHUNK / dd("if=/dev/zero", f"of={path}", f"count={mib}", "conv=fsync") / 1e6
 
 
 def read(path, mib, drop):
@@ -69,6 +75,70 @@ def meta(directory, count):
     return rates
 
 
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def cell(values, native=None):
+    """`median (min-max)`, with the ratio of the median to native's."""
+    m = median(values)
+    text = f"{m:.0f} ({min(values):.0f}-{max(values):.0f})"
+    if native is not None:
+        text += f" x{m / median(native):.2f}"
+    return text
+
+
+def table(runs, mib, files, places):
+    """Runs every measurement `runs` times, alternating the places, and
+    prints one row per measurement."""
+    names = ["native", "passthrough", "userspace"]
+    got = {n: {} for n in names}
+    for _ in range(runs):
+        for name, where in zip(names, places):
+            big = os.path.join(where, "big")
+            got[name].setdefault("sequential write MB/s", []).append(write(big, mib))
+            first, again = read(big, mib, name == "userspace")
+            got[name].setdefault("sequential read MB/s", []).append(first)
+            got[name].setdefault("re-read MB/s", []).append(again)
+            os.unlink(big)
+        for name, where in zip(names[:2], places[:2]):
+            rates = meta(os.path.join(where, "meta"), files)
+            for op, rate in zip(["create", "stat", "readdir", "unlink"], rates):
+                got[name].setdefault(f"{op} ops/s", []).append(rate)
+    print(f"{'':24}{'native':>22}{'passthrough':>30}{'userspace':>30}")
+    for row in got["native"]:
+        cells = [cell(got["native"][row])]
+        for name in names[1:]:
+            if row in got[name]:
+                cells.append(cell(got[name][row], got["native"][row]))
+        print(f"{row:24}" + "".join(f"{c:>{22 if i == 0 else 30}}" for i, c in enumerate(cells)))
+
+
+def latency(mount, count):
+    """Median and 99th percentile, in microseconds, of a lookup that
+    reaches the daemon (a name never asked for) and of a read of the
+    control file `.ctl/peers`."""
+    lookups, reads = [], []
+    tag = os.getpid()
+    for i in range(count):
+        start = time.perf_counter()
+        try:
+            os.stat(os.path.join(mount, f"missing-{tag}-{i}"))
+        except FileNotFoundError:
+            pass
+        lookups.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with open(os.path.join(mount, ".ctl/peers"), "rb") as f:
+            f.read()
+        reads.append(time.perf_counter() - start)
+    out = []
+    for values in (lookups, reads):
+        values.sort()
+        out += [values[len(values) // 2] * 1e6, values[min(len(values) - 1, len(values) * 99 // 100)] * 1e6]
+    return out
+
+
 def mkfiles(directory, count, kib):
     os.makedirs(directory, exist_ok=True)
     body = os.urandom(kib * 1024)
@@ -98,14 +168,14 @@ def arrive(directory, count, kib):
 
 
 if __name__ == "__main__":
-    what, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if what == "write":
-        print(f"{write(path, n):.0f}")
-    elif what == "read":
-        drop = sys.argv[4:] == ["drop"]
-        print(" ".join(f"{r:.0f}" for r in read(path, n, drop)))
-    elif what == "meta":
-        print(" ".join(f"{r:.0f}" for r in meta(path, n)))
+    what = sys.argv[1]
+    if what == "table":
+        runs, mib, files = (int(a) for a in sys.argv[2:5])
+        table(runs, mib, files, sys.argv[5:8])
+        sys.exit()
+    path, n = sys.argv[2], int(sys.argv[3])
+    if what == "latency":
+        print(" ".join(f"{v:.0f}" for v in latency(path, n)))
     elif what == "mkfiles":
         mkfiles(path, n, int(sys.argv[4]))
     elif what == "arrive":

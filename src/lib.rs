@@ -7,6 +7,7 @@
 //! - [`store`]: LMDB databases (namespace, history, areas, config, xattrs,
 //!   peers, versions and the feed, the blob cache);
 //! - [`blob`]: BLAKE3 hashing of content;
+//! - [`real`]: the Real, every call beneath `DATA/real` rooted there;
 //! - [`vfs`]: the FUSE-free dispatcher every file operation goes through,
 //!   with the Real, the Unreal (blob cache and fetches), remote changes
 //!   shown in the namespace, and the control tree;
@@ -22,6 +23,7 @@ pub mod data;
 pub mod format;
 pub mod fuse;
 pub mod net;
+pub mod real;
 pub mod store;
 pub mod sync;
 pub mod vfs;

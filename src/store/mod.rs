@@ -121,8 +121,11 @@ impl Store {
                     dbo.create_database(wtxn, Some("xattrs"))?,
                     dbo.create_database(wtxn, Some("meta"))?,
                     dbo.create_database(wtxn, Some("peers"))?,
-                    dbo.create_database(wtxn, Some("paths"))?,
-                    dbo.create_database(wtxn, Some("feed"))?,
+                    (
+                        dbo.create_database(wtxn, Some("paths"))?,
+                        dbo.create_database(wtxn, Some("long_paths"))?,
+                        dbo.create_database(wtxn, Some("feed"))?,
+                    ),
                     (
                         dbo.create_database(wtxn, Some("cache"))?,
                         dbo.create_database(wtxn, Some("outboards"))?,
@@ -140,8 +143,7 @@ impl Store {
             xattrs,
             meta,
             peers,
-            paths,
-            feed,
+            (paths, long_paths, feed),
             (cache, outboards),
         ) = dbs;
         let store = Store {
@@ -153,7 +155,7 @@ impl Store {
             xattrs: xattrs::Xattrs::new(xattrs),
             meta: meta::Meta::new(meta),
             peers: peers::Peers::new(peers),
-            versions: versions::Versions::new(paths, feed),
+            versions: versions::Versions::new(paths, long_paths, feed),
             cache: cache::Cache::new(cache, outboards),
         };
         let mut wtxn = store.write()?;

@@ -2,8 +2,15 @@
 //! siblings of [`crate::sync::merge`]) and who holds its bytes, plus the
 //! *feed* that tells peers what changed since a sequence number.
 //!
-//! Two databases:
-//! - `paths`: area inode (u64 BE) ‖ path bytes → [`PathRecord`];
+//! Three databases:
+//! - `paths`: area inode (u64 BE) ‖ path key → [`PathRecord`], where the
+//!   path key is the path itself up to [`SHORT`] bytes; a longer path
+//!   (LMDB takes keys of at most 511 bytes) is keyed by its first
+//!   [`SHORT`] bytes, a NUL (never in a path) and the BLAKE3 hash of the
+//!   whole path, which `long_paths` keeps under the same key. Keys still
+//!   begin with the path's first bytes, so a directory's descendants stay
+//!   together;
+//! - `long_paths`: the key of a long path → the path;
 //! - `feed`: area inode (u64 BE) ‖ sequence number (u64 BE) → path bytes.
 //!   Each change of a record takes the area's next sequence number and
 //!   moves the record's single feed entry there, so the feed holds each
@@ -70,25 +77,59 @@ impl PathRecord {
     }
 }
 
-/// The `paths` and `feed` databases.
+/// Paths of up to this many bytes are their own keys in `paths`.
+pub const SHORT: usize = 400;
+
+/// The key of `path` in `area` (see the module doc).
+fn path_key(area: Ino, path: &[u8]) -> Vec<u8> {
+    if path.len() <= SHORT {
+        return key_u64(area, path);
+    }
+    let mut key = key_u64(area, &path[..SHORT]);
+    key.push(0);
+    key.extend_from_slice(blake3::hash(path).as_bytes());
+    key
+}
+
+/// Whether `key` is the key of a long path.
+fn is_long(key: &[u8]) -> bool {
+    key.len() > 8 + SHORT && key[8 + SHORT] == 0
+}
+
+/// The `paths`, `long_paths` and `feed` databases.
 pub struct Versions {
     paths: Database<'static, Bytes, Postcard<PathRecord>>,
+    long_paths: Database<'static, Bytes, Bytes>,
     feed: Database<'static, Bytes, Bytes>,
 }
 
 impl Versions {
     pub(super) fn new(
         paths: Database<'static, Bytes, Postcard<PathRecord>>,
+        long_paths: Database<'static, Bytes, Bytes>,
         feed: Database<'static, Bytes, Bytes>,
     ) -> Versions {
-        Versions { paths, feed }
+        Versions {
+            paths,
+            long_paths,
+            feed,
+        }
     }
 
     /// The record of `path` in `area`.
     pub fn get(&self, txn: &RoTxn, area: Ino, path: &[u8]) -> Result<Option<PathRecord>> {
         self.paths
-            .get(txn, &key_u64(area, path))
+            .get(txn, &path_key(area, path))
             .map_err(|_| Error::Corrupt("paths"))
+    }
+
+    /// The path whose key in `paths` is `key`.
+    fn path_of(&self, txn: &RoTxn, key: &[u8]) -> Result<Vec<u8>> {
+        if !is_long(key) {
+            return Ok(key[8..].to_vec());
+        }
+        let path = self.long_paths.get(txn, key)?;
+        path.map(<[u8]>::to_vec).ok_or(Error::Corrupt("long_paths"))
     }
 
     /// Stores `record` for `path`, moving its feed entry to `seq`.
@@ -107,7 +148,11 @@ impl Versions {
         record.seq = seq;
         self.feed
             .put(wtxn, &key_u64(area, &seq.to_be_bytes()), path)?;
-        Ok(self.paths.put(wtxn, &key_u64(area, path), &record)?)
+        let key = path_key(area, path);
+        if is_long(&key) {
+            self.long_paths.put(wtxn, &key, path)?;
+        }
+        Ok(self.paths.put(wtxn, &key, &record)?)
     }
 
     /// The records of `area` whose path starts with `prefix` followed by
@@ -118,12 +163,17 @@ impl Versions {
         area: Ino,
         prefix: &[u8],
     ) -> Result<Vec<(Vec<u8>, PathRecord)>> {
-        let mut start = key_u64(area, prefix);
-        start.push(b'/');
+        let mut below = prefix.to_vec();
+        below.push(b'/');
+        // Every descendant's key begins with this (see the module doc).
+        let start = key_u64(area, &below[..below.len().min(SHORT)]);
         let mut out = Vec::new();
         for item in self.paths.prefix_iter(txn, &start)? {
             let (key, record) = item.map_err(|_| Error::Corrupt("paths"))?;
-            out.push((key[8..].to_vec(), record));
+            let path = self.path_of(txn, key)?;
+            if path.starts_with(&below) {
+                out.push((path, record));
+            }
         }
         Ok(out)
     }
@@ -137,7 +187,7 @@ impl Versions {
     ) -> Result<()> {
         for item in self.paths.prefix_iter(txn, &area.to_be_bytes())? {
             let (key, record) = item.map_err(|_| Error::Corrupt("paths"))?;
-            visit(&key[8..], record)?;
+            visit(&self.path_of(txn, key)?, record)?;
         }
         Ok(())
     }
@@ -179,11 +229,76 @@ impl Versions {
             unsafe { paths.del_current()? };
         }
         drop(paths);
+        let mut long = self.long_paths.prefix_iter_mut(wtxn, &prefix)?;
+        while long.next().transpose()?.is_some() {
+            // SAFETY: as above.
+            unsafe { long.del_current()? };
+        }
+        drop(long);
         let mut feed = self.feed.prefix_iter_mut(wtxn, &prefix)?;
         while feed.next().transpose()?.is_some() {
             // SAFETY: as above.
             unsafe { feed.del_current()? };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+
+    #[test]
+    fn paths_longer_than_an_lmdb_key_are_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let v = &store.versions;
+        let deep = |n: usize| format!("dir/{}", "x/".repeat(n)).into_bytes();
+        let short = b"dir/short".to_vec();
+        let (long, longer) = (
+            [deep(300), b"f".to_vec()].concat(),
+            [deep(900), b"g".to_vec()].concat(),
+        );
+        let other = [b"dis/".to_vec(), deep(300)].concat(); // not below dir
+        let mut wtxn = store.write().unwrap();
+        for (seq, path) in [&short, &long, &longer, &other].into_iter().enumerate() {
+            let record = super::PathRecord::default();
+            v.put(&mut wtxn, 7, path, record, seq as u64 + 1).unwrap();
+        }
+        wtxn.commit().unwrap();
+        let txn = store.read().unwrap();
+        let mut all = Vec::new();
+        v.for_each(&txn, 7, |path, _| {
+            all.push(path.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        all.sort();
+        let mut want = vec![short.clone(), long.clone(), longer.clone(), other.clone()];
+        want.sort();
+        assert_eq!(all, want);
+        let below: Vec<_> = v
+            .below(&txn, 7, b"dir")
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(below.len(), 3, "short, long and longer are below dir");
+        // A prefix longer than a key's path part still finds its own.
+        let below: Vec<_> = v
+            .below(&txn, 7, &deep(850)[..deep(850).len() - 1])
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(below, std::slice::from_ref(&longer));
+        assert!(v.get(&txn, 7, &longer).unwrap().is_some());
+        let fed: Vec<_> = v
+            .changed_since(&txn, 7, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p, _)| p)
+            .collect();
+        assert_eq!(fed, [short, long, longer, other]);
     }
 }

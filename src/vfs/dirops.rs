@@ -7,9 +7,7 @@
 //! difference that [`super::reconcile`] settles at the next mount.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 
 use super::ctl::CtlNode;
 use super::io::Opened;
@@ -149,8 +147,8 @@ impl Vfs {
             .new_entry_parent(&wtxn, parent, name)
             .map_err(|e| self.refuse_entry(parent, name, "mkdir", e))?;
         let path = self.real_child(&wtxn, parent, name)?;
-        std::fs::create_dir(&path)?;
-        super::real::chmod_path(&path, perm)?;
+        self.real.mkdir(&path, perm)?;
+        self.real.chmod(&path, perm)?;
         let mut inode = Inode::new(parent, name, Kind::Dir, perm, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
         let ino = self.insert(&mut wtxn, parent, name, &inode)?;
@@ -184,12 +182,9 @@ impl Vfs {
             .new_entry_parent(&wtxn, parent, name)
             .map_err(|e| self.refuse_entry(parent, name, "create", e))?;
         let path = self.real_child(&wtxn, parent, name)?;
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(u32::from(perm))
-            .open(&path)?;
+        let file = self
+            .real
+            .open_file(&path, crate::real::Open::create_new(u32::from(perm)))?;
         let mut inode = Inode::new(parent, name, Kind::File, perm, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
         let ino = self.insert(&mut wtxn, parent, name, &inode)?;
@@ -203,7 +198,7 @@ impl Vfs {
         let file = if passthrough || writable {
             file
         } else {
-            File::open(&path)?
+            self.real.open_file(&path, crate::real::Open::read())?
         };
         Ok((attr, self.open_real(ino, file, writable, passthrough)))
     }
@@ -223,7 +218,7 @@ impl Vfs {
             .new_entry_parent(&wtxn, parent, name)
             .map_err(|e| self.refuse_entry(parent, name, "symlink", e))?;
         let path = self.real_child(&wtxn, parent, name)?;
-        std::os::unix::fs::symlink(OsStr::from_bytes(target), &path)?;
+        self.real.symlink(target, &path)?;
         let mut inode = Inode::new(parent, name, Kind::Symlink, 0o777, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
         inode.target = target.to_vec();
@@ -286,7 +281,7 @@ impl Vfs {
         }
         let area_path = self.area_path(&wtxn, ino)?;
         let path = self.real_path(&wtxn, ino)?;
-        gone_already_ok(std::fs::remove_file(&path))?;
+        gone_already_ok(self.real.remove_file(&path))?;
         self.store.namespace.unlink(&mut wtxn, parent, name)?;
         self.touch_dir(&mut wtxn, parent)?;
         let (area, hash) = (inode.area, inode.hash);
@@ -314,7 +309,7 @@ impl Vfs {
             return Err(Error::NotEmpty);
         }
         let area_path = self.area_path(&wtxn, ino)?;
-        std::fs::remove_dir(self.real_path(&wtxn, ino)?)?;
+        self.real.remove_dir(&self.real_path(&wtxn, ino)?)?;
         self.store.namespace.unlink(&mut wtxn, parent, name)?;
         self.touch_dir(&mut wtxn, parent)?;
         let area = inode.area;
@@ -400,9 +395,9 @@ impl Vfs {
         let to = self.real_child(&wtxn, newparent, newname)?;
         if inode.unreal {
             // No bytes in the Real; a stale file in the way must go.
-            gone_already_ok(std::fs::remove_file(&to))?;
+            gone_already_ok(self.real.remove_file(&to))?;
         } else {
-            std::fs::rename(&from, &to)?;
+            self.real.rename(&from, &to, false)?;
         }
         if let Some((t, t_inode)) = target {
             ns.unlink(&mut wtxn, newparent, newname)?;
@@ -440,13 +435,16 @@ impl Vfs {
             )));
         }
         let path = self.real_child(&wtxn, ROOT, name)?;
-        match std::fs::create_dir(&path) {
-            Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir()) => {
+        match self.real.mkdir(&path, perm) {
+            Err(e)
+                if !(e.kind() == std::io::ErrorKind::AlreadyExists
+                    && self.real.metadata(&path).is_ok_and(|m| m.is_dir())) =>
+            {
                 return Err(e.into());
             }
             _ => {}
         }
-        super::real::chmod_path(&path, perm)?;
+        self.real.chmod(&path, perm)?;
         let mode = self.store.config.get(&wtxn, "mode.local")?;
         let mut inode = Inode::new(ROOT, name, Kind::Dir, perm, 0);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
@@ -472,7 +470,7 @@ impl Vfs {
         if !self.store.namespace.is_empty(&wtxn, ino)? {
             return Err(Error::NotEmpty);
         }
-        gone_already_ok(std::fs::remove_dir(self.real_path(&wtxn, ino)?))?;
+        gone_already_ok(self.real.remove_dir(&self.real_path(&wtxn, ino)?))?;
         self.store.namespace.unlink(&mut wtxn, ROOT, name)?;
         self.store.namespace.remove(&mut wtxn, ino)?;
         self.store.xattrs.remove_all(&mut wtxn, ino)?;

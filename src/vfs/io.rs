@@ -7,7 +7,7 @@
 //! snapshot taken at open and take one command per write.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -135,16 +135,14 @@ impl Vfs {
         if writable && !self.writer_arrives(ino)? {
             return self.open_now(ino, flags, passthrough); // unrealized meanwhile
         }
-        let mut options = File::options();
-        if passthrough {
-            options.read(true).write(true);
+        let how = if passthrough {
+            libc::O_RDWR
+        } else if writable {
+            (flags & libc::O_ACCMODE) | (flags & libc::O_APPEND)
         } else {
-            options
-                .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
-                .write(writable)
-                .custom_flags(flags & libc::O_APPEND);
-        }
-        let file = match options.open(&path) {
+            libc::O_RDONLY
+        };
+        let file = match self.real.open_file(&path, crate::real::Open::flags(how)) {
             Ok(file) => file,
             // Unrealized since the inode was read: open what it is now.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !writable => {

@@ -256,9 +256,13 @@ impl Vfs {
             // Changed meanwhile: the bytes go back to the cache.
             return self.stash_to_cache(&tmp, blob.hash);
         }
-        super::real::chmod_path(&tmp, inode.perm)?;
-        super::real::set_times(&tmp, None, Some(Some(inode.mtime.into())))?;
-        std::fs::rename(&tmp, self.real_path(&wtxn, ino)?)?;
+        let file = std::fs::File::options().write(true).open(&tmp)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+            inode.perm.into(),
+        ))?;
+        file.set_modified(inode.mtime.into())?;
+        drop(file);
+        self.real.rename_in(&tmp, &self.real_path(&wtxn, ino)?)?;
         inode.unreal = false;
         self.store.namespace.put(&mut wtxn, ino, &inode)?;
         self.hold(&mut wtxn, blob.area, &blob.path, Some(blob.hash))?;
@@ -384,7 +388,7 @@ impl Vfs {
         let cached = self.cache_path(&hash);
         if had.is_none() {
             let _ = std::fs::remove_file(&cached); // a partial fetch
-            std::fs::hard_link(&real, &cached)?;
+            self.real.link_out(&real, &cached)?;
         }
         let mut wtxn = self.store.write()?;
         let mut inode = self.inode(&wtxn, ino)?;
@@ -404,7 +408,7 @@ impl Vfs {
             self.store.cache.put(&mut wtxn, &hash, &record)?;
         }
         wtxn.commit()?;
-        std::fs::remove_file(&real)?;
+        self.real.remove_file(&real)?;
         self.stats.unrealized.fetch_add(1, Ordering::Relaxed);
         if had.is_none()
             && let Err(e) = self.cache_grew(size)

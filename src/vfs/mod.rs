@@ -5,7 +5,7 @@
 //! - [`dirops`]: mkdir, create, symlink, unlink, rmdir, rename (and areas);
 //! - [`io`]: open, read, write, flush, fsync, release;
 //! - [`xattr`]: extended attributes;
-//! - [`real`]: the Real, the backing files under `DATA/real`;
+//! - [`real`]: where an inode lives in the Real ([`crate::real`]);
 //! - [`recorder`]: turning rested writes into history;
 //! - [`reconcile`]: noticing at mount what changed in the Real meanwhile;
 //! - [`remote`]: peers' versions merged and shown in the namespace;
@@ -33,9 +33,9 @@ mod xattr;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -158,7 +158,7 @@ struct OpenInode {
 /// The dispatcher.
 pub struct Vfs {
     store: Store,
-    real: PathBuf,
+    real: crate::real::Real,
     peer_id: PeerId,
     handles: Mutex<HashMap<u64, io::Handle>>,
     next_fh: AtomicU64,
@@ -217,6 +217,7 @@ impl Vfs {
     /// starts the background recorder.
     pub fn new(store: Store, real: PathBuf, peer_id: PeerId) -> Result<Arc<Vfs>> {
         std::fs::create_dir_all(real.with_file_name("cache"))?;
+        let real = crate::real::Real::open(&real)?;
         let timers = waits::Timers::start()?;
         let vfs = Arc::new_cyclic(|me| Vfs {
             store,
@@ -434,7 +435,7 @@ impl Vfs {
         } else if inode.kind == Kind::File {
             let meta = match self.open_file(ino) {
                 Some(file) if inode.parent == 0 => file.metadata()?,
-                _ => match std::fs::symlink_metadata(self.real_path(txn, ino)?) {
+                _ => match self.real.metadata(&self.real_path(txn, ino)?) {
                     Ok(meta) => meta,
                     // Unrealized since `txn` began: the record says the
                     // same of its content, and its bytes are in the cache.
@@ -524,7 +525,11 @@ impl Vfs {
         let mut inode = self.inode(&wtxn, ino)?;
         if inode.unreal && set.size == Some(0) {
             // Cut to nothing: no need for the old bytes (no copy-up).
-            File::create(self.real_path(&wtxn, ino)?)?;
+            let how = crate::real::Open::flags(libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC);
+            let path = self.real_path(&wtxn, ino)?;
+            let mode = inode.perm.into();
+            self.real
+                .open_file(&path, crate::real::Open { mode, ..how })?;
             inode.unreal = false;
         }
         let path = (inode.parent != 0 && !inode.unreal)
@@ -536,9 +541,11 @@ impl Vfs {
         if let Some(mode) = set.mode {
             inode.perm = (mode & 0o7777) as u16;
             match (&file, &path) {
-                (Some(file), _) => real::chmod_file(file, inode.perm)?,
+                (Some(file), _) => {
+                    file.set_permissions(Permissions::from_mode(inode.perm.into()))?
+                }
                 (None, Some(path)) if inode.kind != Kind::Symlink => {
-                    real::chmod_path(path, inode.perm)?
+                    self.real.chmod(path, inode.perm)?
                 }
                 _ => {}
             }
@@ -551,7 +558,10 @@ impl Vfs {
             }
             match (&file, &path) {
                 (Some(file), _) => file.set_len(size)?,
-                (None, Some(path)) => File::options().write(true).open(path)?.set_len(size)?,
+                (None, Some(path)) => self
+                    .real
+                    .open_file(path, crate::real::Open::flags(libc::O_WRONLY))?
+                    .set_len(size)?,
                 _ if inode.unreal => return Err(Error::Unreal),
                 _ => return Err(Error::not_found()),
             }
@@ -559,14 +569,14 @@ impl Vfs {
         }
         if set.atime.is_some() || set.mtime.is_some() {
             if let Some(path) = &path {
-                real::set_times(path, set.atime, set.mtime)?;
+                self.real.set_times(path, set.atime, set.mtime)?;
             }
             if let Some(mtime) = set.mtime {
                 // The time the Real now has (UTIME_NOW is the kernel's
                 // clock): a clean file keeps its recorded mtime in step, so
                 // the next mount does not take the touch for an offline edit.
                 let mtime = match &path {
-                    Some(path) => std::fs::symlink_metadata(path)?.modified()?,
+                    Some(path) => self.real.metadata(path)?.modified()?,
                     None => mtime.unwrap_or_else(SystemTime::now),
                 };
                 if inode.kind != Kind::File || !self.recorder.is_pending(ino) {
@@ -662,7 +672,7 @@ impl Vfs {
 
     /// Statistics of the disk holding the Real.
     pub fn statfs(&self) -> Result<Statfs> {
-        let st = nix::sys::statvfs::statvfs(&self.real).map_err(std::io::Error::from)?;
+        let st = self.real.statvfs()?;
         Ok(Statfs {
             blocks: st.blocks(),
             bfree: st.blocks_free(),

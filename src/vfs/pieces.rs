@@ -55,7 +55,9 @@ impl Vfs {
             if self.recorder.is_pending(ino) {
                 return Ok(None);
             }
-            return Ok(Some((File::open(self.real_path(&txn, ino)?)?, false)));
+            let path = self.real_path(&txn, ino)?;
+            let file = self.real.open_file(&path, crate::real::Open::read())?;
+            return Ok(Some((file, false)));
         }
         let verified = self
             .store

@@ -8,13 +8,11 @@
 //! unlinked but open are dropped.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::Metadata;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
 
 use super::{Caller, Result, Vfs};
+use crate::real::RealPath;
 use crate::store::history::OpKind;
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::{Ino, ROOT, RwTxn};
@@ -35,7 +33,6 @@ fn kind_of(meta: &Metadata) -> Option<Kind> {
 impl Vfs {
     /// Brings the namespace in line with the Real (see the module doc).
     pub(super) fn reconcile(&self) -> Result<()> {
-        let real = self.real.clone();
         // Files a peer removed during a pull the process did not finish go
         // to the cache (`HASH-N`; anything else stays).
         let stash = self.stash_dir();
@@ -52,21 +49,18 @@ impl Vfs {
             }
         }
         // Areas first, each in its own transaction (create_area takes one).
-        for entry in std::fs::read_dir(&real)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let meta = entry.path().symlink_metadata()?;
+        for (name, meta) in self.real.read_dir(&RealPath::root())? {
             let known = {
                 let txn = self.store.read()?;
-                self.store.namespace.lookup(&txn, ROOT, name.as_bytes())?
+                self.store.namespace.lookup(&txn, ROOT, &name)?
             };
-            if known.is_none() && meta.is_dir() && name != super::ctl::CTL_NAME {
+            if known.is_none() && meta.is_dir() && name != super::ctl::CTL_NAME.as_bytes() {
                 let caller = Caller {
                     uid: meta.uid(),
                     gid: meta.gid(),
                 };
                 let perm = (meta.permissions().mode() & 0o7777) as u16;
-                self.create_area(name.as_bytes(), perm, caller)?;
+                self.create_area(&name, perm, caller)?;
             }
         }
         let mut wtxn = self.store.write()?;
@@ -87,11 +81,11 @@ impl Vfs {
             Ok(true)
         })?;
         for (area, name) in areas {
-            let path = real.join(OsStr::from_bytes(&name));
-            if path.is_dir() {
+            let path = RealPath::root().join(&name);
+            if self.real.metadata(&path).is_ok_and(|m| m.is_dir()) {
                 self.reconcile_dir(&mut wtxn, area, &path)?;
             } else {
-                tracing::warn!("area {} vanished from the Real", path.display());
+                tracing::warn!("area {path} vanished from the Real");
                 // forget_tree drops the area's inode record too.
                 self.forget_tree(&mut wtxn, area)?;
                 self.store.namespace.unlink(&mut wtxn, ROOT, &name)?;
@@ -104,21 +98,18 @@ impl Vfs {
         Ok(())
     }
 
-    fn reconcile_dir(&self, wtxn: &mut RwTxn, dir: Ino, path: &Path) -> Result<()> {
+    fn reconcile_dir(&self, wtxn: &mut RwTxn, dir: Ino, path: &RealPath) -> Result<()> {
         let mut known: HashMap<Vec<u8>, Ino> = HashMap::new();
         self.store.namespace.children(wtxn, dir, 0, |_, e| {
             known.insert(e.name, e.ino);
             Ok(true)
         })?;
-        for entry in std::fs::read_dir(path)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.as_bytes();
-            let child_path = entry.path();
-            let meta = child_path.symlink_metadata()?;
+        for (name, meta) in self.real.read_dir(path)? {
+            let name = name.as_slice();
+            let child_path = path.join(name);
             let Some(kind) = kind_of(&meta).filter(|_| name != super::ctl::CTL_NAME.as_bytes())
             else {
-                tracing::warn!("ignoring {} in the Real", child_path.display());
+                tracing::warn!("ignoring {child_path} in the Real");
                 continue;
             };
             match known.remove(name) {
@@ -151,7 +142,7 @@ impl Vfs {
         wtxn: &mut RwTxn,
         ino: Ino,
         mut inode: Inode,
-        path: &Path,
+        path: &RealPath,
         meta: &Metadata,
     ) -> Result<()> {
         match inode.kind {
@@ -169,7 +160,7 @@ impl Vfs {
                 Ok(())
             }
             Kind::Symlink => {
-                let target = std::fs::read_link(path)?.into_os_string().into_vec();
+                let target = self.real.read_link(path)?;
                 if target != inode.target {
                     inode.hash = Some(crate::blob::hash_bytes(&target));
                     inode.size = target.len() as u64;
@@ -190,7 +181,7 @@ impl Vfs {
         dir: Ino,
         name: &[u8],
         kind: Kind,
-        path: &Path,
+        path: &RealPath,
         meta: &Metadata,
     ) -> Result<()> {
         let area = self.inode(wtxn, dir)?.area;
@@ -198,7 +189,7 @@ impl Vfs {
         let mut inode = Inode::new(dir, name, kind, perm, area);
         (inode.uid, inode.gid) = (meta.uid(), meta.gid());
         if kind == Kind::Symlink {
-            inode.target = std::fs::read_link(path)?.into_os_string().into_vec();
+            inode.target = self.real.read_link(path)?;
             inode.size = inode.target.len() as u64;
             inode.hash = Some(crate::blob::hash_bytes(&inode.target));
         }

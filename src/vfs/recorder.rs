@@ -9,7 +9,6 @@
 //! since the recorded size and mtime no longer match the Real.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -216,7 +215,7 @@ impl Vfs {
                 }
             }
         };
-        let file = match File::open(&path) {
+        let file = match self.real.open_file(&path, crate::real::Open::read()) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.recorder.forget(ino);

@@ -13,8 +13,6 @@
 //! copy of its own, and a rename's other half may come in a later round.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use super::{Result, Vfs};
@@ -228,8 +226,8 @@ impl Vfs {
                     p => p,
                 };
                 let path = real()?;
-                std::fs::create_dir(&path).or_else(exists_ok)?;
-                super::real::chmod_path(&path, inode.perm)?;
+                self.real.mkdir(&path, inode.perm).or_else(exists_ok)?;
+                self.real.chmod(&path, inode.perm)?;
             }
             Content::Symlink(target) => {
                 inode.kind = Kind::Symlink;
@@ -237,7 +235,7 @@ impl Vfs {
                 inode.size = target.len() as u64;
                 inode.target = target.clone();
                 inode.hash = Some(crate::blob::hash_bytes(target));
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), real()?)?;
+                self.real.symlink(target, &real()?)?;
             }
             Content::File(hash) => {
                 inode.size = version.size;
@@ -246,8 +244,8 @@ impl Vfs {
                 match stashed {
                     Some(from) => {
                         let path = real()?;
-                        std::fs::rename(from, &path)?;
-                        super::real::chmod_path(&path, inode.perm)?;
+                        self.real.rename_in(&from, &path)?;
+                        self.real.chmod(&path, inode.perm)?;
                     }
                     None => inode.unreal = true,
                 }
@@ -306,9 +304,9 @@ impl Vfs {
                     pull.rmdirs.push((area, path.to_vec()));
                     return Ok(false);
                 }
-                std::fs::remove_dir(&real).or_else(missing_ok)?;
+                self.real.remove_dir(&real).or_else(missing_ok)?;
             }
-            Kind::Symlink => std::fs::remove_file(&real).or_else(missing_ok)?,
+            Kind::Symlink => self.real.remove_file(&real).or_else(missing_ok)?,
             Kind::File if inode.unreal => {
                 // Its blob may be in the cache: a base for an edit.
                 if let Some(hash) = inode.hash {
@@ -324,7 +322,7 @@ impl Vfs {
                 let hex = crate::format::format_hash(Some(&hash));
                 let to = self.stash_dir().join(format!("{hex}-{}", pull.next_stash));
                 pull.next_stash += 1;
-                std::fs::rename(&real, &to).or_else(missing_ok)?;
+                self.real.rename_out(&real, &to).or_else(missing_ok)?;
                 pull.stash.entry(hash).or_default().push(to);
                 pull.replaced.push((area, path.to_vec(), hash));
             }
@@ -352,7 +350,7 @@ impl Vfs {
         let parent = inode.parent;
         let from = self.real_path(wtxn, ino)?;
         let to = self.real_child(wtxn, parent, name)?;
-        std::fs::rename(&from, &to)?;
+        self.real.rename(&from, &to, false)?;
         self.store.namespace.unlink(wtxn, parent, &inode.name)?;
         self.store.namespace.link(wtxn, parent, name, ino)?;
         inode.name = name.to_vec();
@@ -387,7 +385,8 @@ impl Vfs {
                     let dir = self.inode(wtxn, at)?;
                     let mut inode = Inode::new(at, name, Kind::Dir, 0o755, area);
                     (inode.uid, inode.gid) = (dir.uid, dir.gid);
-                    std::fs::create_dir(self.real_child(wtxn, at, name)?).or_else(exists_ok)?;
+                    let path = self.real_child(wtxn, at, name)?;
+                    self.real.mkdir(&path, inode.perm).or_else(exists_ok)?;
                     let ino = self.insert(wtxn, at, name, &inode)?;
                     pull.forget.push((at, name.to_vec()));
                     at = ino;
@@ -421,8 +420,8 @@ impl Vfs {
                 match target {
                     Some((area, ino, mut inode)) => {
                         let path = self.real_path(&wtxn, ino)?;
-                        std::fs::rename(&file, &path)?;
-                        super::real::chmod_path(&path, inode.perm)?;
+                        self.real.rename_in(&file, &path)?;
+                        self.real.chmod(&path, inode.perm)?;
                         inode.unreal = false;
                         self.store.namespace.put(&mut wtxn, ino, &inode)?;
                         let path = self.area_path(&wtxn, ino)?;
@@ -539,7 +538,7 @@ impl Vfs {
 
     /// `DATA/stash`, where files removed by a peer wait for the pull to end.
     pub(super) fn stash_dir(&self) -> PathBuf {
-        self.real.with_file_name("stash")
+        self.real.location().with_file_name("stash")
     }
 }
 

@@ -274,7 +274,7 @@ pub(super) struct UnrealFile {
 impl Vfs {
     /// `DATA/cache`, the blob cache.
     pub(super) fn cache_dir(&self) -> PathBuf {
-        self.real.with_file_name("cache")
+        self.real.location().with_file_name("cache")
     }
 
     pub(super) fn cache_path(&self, hash: &[u8; 32]) -> PathBuf {
