@@ -101,7 +101,7 @@ impl DataDir {
             let mut wtxn = store.write()?;
             store
                 .config
-                .set(&mut wtxn, "name", name)
+                .set(&mut wtxn, crate::store::config::Key::Name, name)
                 .map_err(|e| Error::Name(e.to_string()))?;
             wtxn.commit().map_err(store::Error::from)?;
         }

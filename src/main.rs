@@ -121,8 +121,12 @@ fn mount(
 
     let vfs =
         Vfs::new(store, real, peer_id).map_err(|e| format!("reading {}: {e}", root.display()))?;
-    let network = Network::start(vfs.clone(), &identity, listen)
-        .map_err(|e| format!("starting the network: {e}"))?;
+    let network = Network::start(
+        vfs.clone() as std::sync::Arc<dyn realize::net::core::Core>,
+        &identity,
+        listen,
+    )
+    .map_err(|e| format!("starting the network: {e}"))?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName("realize".into()),

@@ -2,8 +2,8 @@
 //! ([`Message::ReadBlob`], [`Message::ReadOutboard`]), asked of several
 //! holders, and the check a peer makes before it drops a copy
 //! ([`Message::Holds`]). What is sent is read and checked by the file
-//! system core ([`Vfs::read_held`], [`Vfs::outboard_held`]); what arrives
-//! is verified there too, piece by piece.
+//! system core through [`super::core::Core::read_blob`]; what arrives is
+//! verified there too, piece by piece.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 use super::endpoint::Manager;
 use super::identity::PeerId;
 use super::protocol::{BlobRange, Message};
-use super::requests::{RequestError, blocking, local};
+use super::requests::{RequestError, blocking};
 use super::{Fetch, FetchOutcome};
 
 /// How long a fetch waits for a holder before it asks the next one as
@@ -82,39 +82,19 @@ impl Manager {
     }
 
     /// Answers [`Message::ReadBlob`] (or [`Message::ReadOutboard`] when
-    /// `outboard`) with bytes of a blob `peer` may read: see
-    /// [`Vfs::read_held`].
+    /// `outboard`) with bytes of a blob `peer` may read (see
+    /// [`super::core::Core::read_blob`]).
     pub(super) async fn read_blob(
         &self,
         peer: PeerId,
         range: BlobRange,
         outboard: bool,
     ) -> Result<Vec<u8>, RequestError> {
-        let vfs = Arc::clone(&self.vfs);
-        blocking(move || {
-            let ino = Self::shared_area(&vfs, peer, &range.area)?;
-            let not_held = || RequestError::Refused("blob not held here".into());
-            if outboard {
-                let bytes = vfs
-                    .outboard_held(ino, &range.path, range.hash)
-                    .map_err(local)?
-                    .ok_or_else(not_held)?
-                    .to_bytes();
-                let start = range.offset.min(bytes.len() as u64) as usize;
-                let end = range
-                    .offset
-                    .saturating_add(range.len)
-                    .min(bytes.len() as u64) as usize;
-                return Ok(bytes[start..end].to_vec());
-            }
-            vfs.read_held(ino, &range.path, range.hash, range.offset, range.len)
-                .map_err(local)?
-                .ok_or_else(not_held)
-        })
-        .await
+        let core = Arc::clone(&self.core);
+        blocking(move || core.read_blob(peer, &range, outboard)).await
     }
 
-    /// Answers [`Message::Holds`]: see [`Vfs::keeps`].
+    /// Answers [`Message::Holds`] (see [`super::core::Core::holds`]).
     pub(super) async fn holds(
         &self,
         peer: PeerId,
@@ -122,13 +102,9 @@ impl Manager {
         path: Vec<u8>,
         hash: [u8; 32],
     ) -> Result<Message, RequestError> {
-        let vfs = Arc::clone(&self.vfs);
-        blocking(move || {
-            let ino = Self::shared_area(&vfs, peer, &area)?;
-            let held = vfs.keeps(ino, &path, hash).map_err(local)?;
-            Ok(Message::Held { held })
-        })
-        .await
+        let core = Arc::clone(&self.core);
+        let held = blocking(move || core.holds(peer, &area, &path, hash)).await?;
+        Ok(Message::Held { held })
     }
 
     /// Reads `range` of a blob (or of its outboard) from `peer`.

@@ -21,11 +21,10 @@ use s2n_quic::provider::event::{ConnectionInfo, ConnectionMeta, Subscriber, even
 use s2n_quic::{Client, Connection, Server, client::Connect};
 use tokio::sync::mpsc;
 
+use super::core::Core;
 use super::identity::{Identity, PeerId};
 use super::protocol::{self, Message};
 use super::{Command, ConnectError, Household, PeerState, tls};
-use crate::store::namespace::Timestamp;
-use crate::vfs::Vfs;
 
 /// First wait before dialling a peer again; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -125,10 +124,10 @@ pub struct Network {
 }
 
 impl Network {
-    /// Starts the endpoint for `vfs`'s household: listens on `listen`
+    /// Starts the endpoint for `core`'s household: listens on `listen`
     /// (`None`: a deaf peer) and dials the known peers.
     pub fn start(
-        vfs: Arc<Vfs>,
+        core: Arc<dyn Core>,
         identity: &Identity,
         listen: Option<SocketAddr>,
     ) -> Result<Network, Error> {
@@ -137,12 +136,12 @@ impl Network {
             .thread_name("net")
             .enable_all()
             .build()?;
-        let household = vfs.household();
-        {
-            let txn = vfs.store().read()?;
-            for (id, _) in vfs.store().peers.all(&txn)? {
-                household.trust.allow(PeerId(id));
-            }
+        let household = core.household();
+        let peers = core
+            .peers()
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        for peer in peers {
+            household.trust.allow(peer.id);
         }
         let server_tls: s2n_quic::provider::tls::rustls::Server =
             tls::server_config(identity, household.trust.clone())?.into();
@@ -185,7 +184,7 @@ impl Network {
         household.attach(commands);
         let manager = Arc::new(Manager {
             me: identity.peer_id(),
-            vfs,
+            core,
             client,
             links: Mutex::new(HashMap::new()),
             held_off: Mutex::new(HashSet::new()),
@@ -239,7 +238,7 @@ struct Backoff {
 /// and rounds of [`super::requests`].
 pub(super) struct Manager {
     me: PeerId,
-    pub(super) vfs: Arc<Vfs>,
+    pub(super) core: Arc<dyn Core>,
     client: Client,
     links: Mutex<HashMap<PeerId, Link>>,
     /// Peers the user disconnected: not dialled until `connect`.
@@ -257,7 +256,7 @@ pub(super) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Manager {
     pub(super) fn household(&self) -> &Household {
-        self.vfs.household()
+        self.core.household()
     }
 
     /// Sets `peer`'s state from its link: connected when one is up,
@@ -274,24 +273,19 @@ impl Manager {
     }
 
     pub(super) fn net_timeout(&self) -> Duration {
-        self.vfs.net_timeout()
+        self.core.net_timeout()
     }
 
     /// Known peers with an address: (id, address text).
     pub(super) async fn dialable(self: &Arc<Self>) -> Vec<(PeerId, String)> {
-        let vfs = Arc::clone(&self.vfs);
-        let peers = tokio::task::spawn_blocking(move || -> crate::store::Result<_> {
-            let txn = vfs.store().read()?;
-            vfs.store().peers.all(&txn)
-        })
-        .await;
-        match peers {
-            Ok(Ok(peers)) => peers
+        let core = Arc::clone(&self.core);
+        match super::requests::blocking(move || core.peers()).await {
+            Ok(peers) => peers
                 .into_iter()
-                .filter_map(|(id, p)| p.addr.map(|a| (PeerId(id), a)))
+                .filter_map(|p| p.addr.map(|a| (p.id, a)))
                 .collect(),
-            other => {
-                tracing::error!("reading peers: {other:?}");
+            Err(e) => {
+                tracing::error!("reading peers: {e}");
                 Vec::new()
             }
         }
@@ -506,21 +500,9 @@ impl Manager {
         peer: PeerId,
         dialed: bool,
     ) -> Result<(Connection, u64), ConnectError> {
-        let name = {
-            let txn = self
-                .vfs
-                .store()
-                .read()
-                .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-            self.vfs
-                .store()
-                .config
-                .get(&txn, "name")
-                .map_err(|e| ConnectError::Unreachable(e.to_string()))?
-        };
-        let vfs = Arc::clone(&self.vfs);
-        let areas =
-            super::requests::blocking(move || vfs.offers(peer).map_err(super::requests::local))
+        let core = Arc::clone(&self.core);
+        let (name, areas) =
+            super::requests::blocking(move || Ok((core.name()?, core.offers(peer)?)))
                 .await
                 .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let ours = Message::Hello {
@@ -577,23 +559,9 @@ impl Manager {
     /// Notes in the store that `peer` was seen now (and its name, when it
     /// had none).
     async fn seen(&self, peer: PeerId, name: Option<String>) {
-        let vfs = Arc::clone(&self.vfs);
-        let result = tokio::task::spawn_blocking(move || -> crate::store::Result<()> {
-            let store = vfs.store();
-            let mut wtxn = store.write()?;
-            if let Some(mut record) = store.peers.get(&wtxn, &peer.0)? {
-                record.last_seen = Some(Timestamp::now());
-                if let Some(name) = name.filter(|_| record.name == "-") {
-                    record.name = name;
-                }
-                store.peers.put(&mut wtxn, &peer.0, &record)?;
-                wtxn.commit()?;
-            }
-            Ok(())
-        })
-        .await;
-        if !matches!(result, Ok(Ok(()))) {
-            tracing::error!("noting that {peer} was seen: {result:?}");
+        let core = Arc::clone(&self.core);
+        if let Err(e) = super::requests::blocking(move || core.seen(peer, name)).await {
+            tracing::error!("noting that {peer} was seen: {e}");
         }
     }
 

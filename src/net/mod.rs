@@ -1,10 +1,12 @@
 //! Networking: identity ([`identity`]), TLS with raw public keys ([`tls`]),
+//! what it needs of the file-system core, its only way in ([`core::Core`]),
 //! the wire format ([`protocol`]), the QUIC endpoint with its connection
 //! manager ([`endpoint`]), requests between peers ([`requests`]), rounds
 //! of consensus ([`rounds`]) and when they run (`schedule`). [`Household`]
 //! is the state they share with the control tree.
 
 mod blobs;
+pub mod core;
 pub mod endpoint;
 pub mod identity;
 pub mod protocol;

@@ -11,9 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::endpoint::Manager;
 use super::identity::PeerId;
-use super::protocol::{self, MAX_MESSAGE, MAX_RECORDS, Message};
-use crate::store::Ino;
-use crate::vfs::Vfs;
+use super::protocol::{self, Message};
 
 /// Why a request or a round failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -158,79 +156,21 @@ impl Manager {
         }
     }
 
-    /// The area `name` when it is shared with `peer`.
-    pub(super) fn shared_area(vfs: &Vfs, peer: PeerId, name: &[u8]) -> Result<Ino, RequestError> {
-        let not_shared = || RequestError::Refused("area not shared".into());
-        let ino = vfs
-            .area_named(name, false)
-            .map_err(local)?
-            .ok_or_else(not_shared)?;
-        let txn = vfs.store().read().map_err(local)?;
-        let area = vfs.store().areas.get(&txn, ino).map_err(local)?;
-        match area {
-            Some(area) if area.shares.contains(&peer.0) => Ok(ino),
-            _ => Err(not_shared()),
-        }
-    }
-
-    /// Answers [`Message::Changes`]: a page of the feed after `since`,
-    /// cut to fit a frame; notes that `peer` applied up to `since` and
-    /// trims the history every sharing peer has applied.
+    /// Answers [`Message::Changes`]: a page of the feed after `since`
+    /// (see [`super::core::Core::changes`]).
     async fn changes(
         &self,
         peer: PeerId,
         area: Vec<u8>,
         since: u64,
     ) -> Result<Message, RequestError> {
-        let vfs = Arc::clone(&self.vfs);
-        blocking(move || {
-            let ino = Self::shared_area(&vfs, peer, &area)?;
-            let store = vfs.store();
-            let mut wtxn = store.write().map_err(local)?;
-            let found = store
-                .versions
-                .changed_since(&wtxn, ino, since, MAX_RECORDS)
-                .map_err(local)?;
-            if let Some(mut record) = store.areas.get(&wtxn, ino).map_err(local)? {
-                // Caught up with the whole feed: every op so far is applied
-                // there (ops are numbered after the versions they made).
-                let ack = if found.is_empty() {
-                    record.last_seq
-                } else {
-                    since
-                };
-                record.acked.insert(peer.0, ack);
-                let horizon = record
-                    .shares
-                    .iter()
-                    .map(|p| record.acked.get(p).copied().unwrap_or(0))
-                    .min()
-                    .unwrap_or(0);
-                store.history.trim(&mut wtxn, ino, horizon).map_err(local)?;
-                store.areas.put(&mut wtxn, ino, &record).map_err(local)?;
-            }
-            wtxn.commit().map_err(local)?;
-            let full = found.len() == MAX_RECORDS;
-            let mut records = Vec::with_capacity(found.len());
-            let mut size = 0;
-            let mut last = since;
-            let mut more = full;
-            for (seq, path, record) in found {
-                size += postcard::to_stdvec(&record).map_err(local)?.len() + path.len() + 8;
-                if size > MAX_MESSAGE / 2 && !records.is_empty() {
-                    more = true;
-                    break;
-                }
-                records.push((path, record));
-                last = seq;
-            }
-            Ok(Message::Page {
-                records,
-                last,
-                more,
-            })
+        let core = Arc::clone(&self.core);
+        let page = blocking(move || core.changes(peer, &area, since)).await?;
+        Ok(Message::Page {
+            records: page.records,
+            last: page.last,
+            more: page.more,
         })
-        .await
     }
 }
 

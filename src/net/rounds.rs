@@ -9,13 +9,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::endpoint::Manager;
 use super::identity::PeerId;
 use super::protocol::Message;
 use super::requests::{RequestError, blocking, local};
-use crate::vfs::remote::Pull;
 
 /// The outcome of a round with one peer for one area.
 #[derive(Debug, Clone)]
@@ -40,19 +38,10 @@ impl Manager {
         peer: PeerId,
         area: Vec<u8>,
     ) -> Result<(u64, u64), RequestError> {
-        let vfs = Arc::clone(&self.vfs);
+        let core = Arc::clone(&self.core);
         let name = area.clone();
-        let (ino, since) = blocking(move || {
-            let ino = Self::shared_area(&vfs, peer, &name)?;
-            let txn = vfs.store().read().map_err(local)?;
-            let record = vfs.store().areas.get(&txn, ino).map_err(local)?;
-            let since = record
-                .and_then(|r| r.received.get(&peer.0).copied())
-                .unwrap_or(0);
-            Ok((ino, since))
-        })
-        .await?;
-        let mut pull = Pull::default();
+        let mut pull = blocking(move || core.begin_pull(peer, &name)).await?;
+        let since = pull.since();
         // The next page is asked for while this one is applied (the peer
         // then takes it as applied a little early, which only trims its
         // history sooner: what a peer sends comes from its feed).
@@ -66,9 +55,8 @@ impl Manager {
                 break Ok(());
             }
             next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), last));
-            let vfs = Arc::clone(&self.vfs);
             let applied = blocking(move || {
-                let result = vfs.apply_remote(ino, peer, last, records, &mut pull);
+                let result = pull.apply(last, records);
                 Ok((pull, result))
             })
             .await;
@@ -76,7 +64,7 @@ impl Manager {
                 Ok((p, result)) => {
                     pull = p;
                     if let Err(e) = result {
-                        break Err(local(e));
+                        break Err(e);
                     }
                 }
                 // The pull went with the task: nothing was stashed by it.
@@ -84,9 +72,7 @@ impl Manager {
             }
         };
         // Also after a failure: what was stashed must find its place.
-        let counts = (pull.applied, pull.conflicts);
-        let vfs = Arc::clone(&self.vfs);
-        blocking(move || vfs.finish_pull(pull).map_err(local)).await?;
+        let counts = blocking(move || pull.finish()).await?;
         outcome.map(|()| counts)
     }
 
@@ -133,14 +119,7 @@ impl Manager {
         .await;
         result.time = std::time::SystemTime::now();
         result.outcome = outcome;
-        self.vfs
-            .stats
-            .consensus_rounds
-            .fetch_add(1, Ordering::Relaxed);
-        self.vfs
-            .stats
-            .conflicts
-            .fetch_add(result.conflicts, Ordering::Relaxed);
+        self.core.round_ended(result.conflicts);
         self.household().note_round(peer, area, result.clone());
         result
     }
@@ -153,13 +132,10 @@ impl Manager {
         only: Option<PeerId>,
         only_area: Option<Vec<u8>>,
     ) -> Vec<(PeerId, Vec<u8>, RoundResult)> {
-        let vfs = Arc::clone(&self.vfs);
-        let targets = blocking(move || {
-            vfs.shared_areas()
-                .map_err(|e| RequestError::Local(e.to_string()))
-        })
-        .await
-        .unwrap_or_default();
+        let core = Arc::clone(&self.core);
+        let targets = blocking(move || core.shared_areas())
+            .await
+            .unwrap_or_default();
         let mut by_peer: HashMap<PeerId, Vec<Vec<u8>>> = HashMap::new();
         for (peer, area) in targets {
             if only.is_none_or(|p| p == peer) && only_area.as_ref().is_none_or(|a| *a == area) {

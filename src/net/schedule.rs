@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::endpoint::{Manager, locked};
 use super::identity::PeerId;
-use super::requests::{blocking, local};
+use super::requests::blocking;
 
 use crate::store::history::OpKind;
 
@@ -32,22 +32,8 @@ pub(super) struct Schedule {
 impl Manager {
     /// A local op of `kind` changed `area`: schedules its rounds.
     pub(super) fn changed(&self, area: Vec<u8>, kind: OpKind) {
-        let (immediate, rest) = {
-            let store = self.vfs.store();
-            match store.read() {
-                Ok(txn) => (
-                    store
-                        .config
-                        .get(&txn, "consensus.immediate")
-                        .unwrap_or_default(),
-                    store
-                        .config
-                        .duration(&txn, "consensus.rest")
-                        .unwrap_or(Duration::from_secs(10)),
-                ),
-                Err(_) => return,
-            }
-        };
+        let policy = self.core.policy();
+        let (immediate, rest) = (policy.immediate, policy.rest);
         let at_once = matches!(kind, OpKind::Create | OpKind::Edit | OpKind::Overwrite)
             || immediate.split(',').any(|k| k == kind.as_str());
         let delay = if at_once { SOON } else { rest };
@@ -73,14 +59,7 @@ impl Manager {
             }
             ready
         };
-        let interval = {
-            let store = self.vfs.store();
-            store
-                .read()
-                .ok()
-                .and_then(|txn| store.config.duration(&txn, "consensus.interval").ok())
-                .unwrap_or_default()
-        };
+        let interval = self.core.policy().interval;
         let every = !interval.is_zero() && {
             let mut last = locked(&self.schedule.last_interval);
             let passed = last.is_none_or(|l| now.duration_since(l) >= interval);
@@ -92,8 +71,8 @@ impl Manager {
         if areas.is_empty() && !every {
             return;
         }
-        let vfs = Arc::clone(&self.vfs);
-        let pairs = blocking(move || vfs.shared_areas().map_err(local))
+        let core = Arc::clone(&self.core);
+        let pairs = blocking(move || core.shared_areas())
             .await
             .unwrap_or_default();
         for (peer, area) in pairs {
@@ -108,26 +87,23 @@ impl Manager {
     /// peer's hello tells); logs the areas it offers that are not shared
     /// here.
     pub(super) async fn connected(self: &Arc<Self>, peer: PeerId) {
-        let vfs = Arc::clone(&self.vfs);
+        let core = Arc::clone(&self.core);
         let offers = self.household().offers(&peer);
         let due = blocking(move || {
             let mut due = Vec::new();
-            for (p, area) in vfs.shared_areas().map_err(local)? {
+            for (p, area) in core.shared_areas()? {
                 if p != peer {
                     continue;
                 }
                 let theirs = offers.iter().find(|(a, _)| *a == area).map(|(_, s)| *s);
                 // Not offered: the peer does not share it (yet); the round
                 // says so in /.ctl/consensus.
-                if vfs
-                    .round_needed(peer, &area, theirs.unwrap_or(u64::MAX))
-                    .map_err(local)?
-                {
+                if core.round_needed(peer, &area, theirs.unwrap_or(u64::MAX))? {
                     due.push(area);
                 }
             }
             for (area, _) in &offers {
-                if vfs.area_named(area, false).map_err(local)?.is_none() {
+                if !core.has_area(area)? {
                     tracing::info!(
                         "{peer} shares area {} with this peer: `share {} {peer}` in /.ctl/areas accepts it",
                         crate::format::escape(area),

@@ -1,6 +1,8 @@
 //! Settings of `/.ctl/config` (DESIGN.md "Settings"). Database `config`:
 //! key → value text, only for keys that were set; a key never set reads as
-//! its default. [`SETTINGS`] is the one table of keys, defaults and checks.
+//! its default. [`SETTINGS`] is the one table of keys, defaults and checks;
+//! code names a setting by its [`Key`], so a misspelled key does not
+//! compile, and user text becomes a [`Key`] in one place ([`Key::parse`]).
 
 use std::time::Duration;
 
@@ -10,10 +12,62 @@ use heed::{Database, RoTxn, RwTxn};
 use super::Result;
 use crate::format;
 
+/// A setting's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// `name`: this peer's name as others see it.
+    Name,
+    /// `mode.local`: mode of an area created here.
+    ModeLocal,
+    /// `mode.remote`: mode of an area accepted from a peer.
+    ModeRemote,
+    /// `copies`: other holders a blob needs before it may leave the Real.
+    Copies,
+    /// `cache.max`: the cache bound, a size or a percentage of the disk.
+    CacheMax,
+    /// `cache.min_free`: free space the cache leaves on its disk.
+    CacheMinFree,
+    /// `cache.verify`: whether reads from the cache are verified.
+    CacheVerify,
+    /// `consensus.rest`: quiet time before a write is recorded.
+    ConsensusRest,
+    /// `consensus.immediate`: ops that start a round at once.
+    ConsensusImmediate,
+    /// `consensus.interval`: period of automatic rounds (0: never).
+    ConsensusInterval,
+    /// `consensus.timeout`: how long a write to `/.ctl/consensus` blocks.
+    ConsensusTimeout,
+    /// `net.timeout`: how long a read waits for a holder.
+    NetTimeout,
+}
+
+impl Key {
+    /// The setting of this key in [`SETTINGS`].
+    fn setting(self) -> &'static Setting {
+        // Every key has its line: checked by a test below.
+        SETTINGS
+            .iter()
+            .find(|s| s.key == self)
+            .unwrap_or(&SETTINGS[0])
+    }
+
+    /// The key as written in `/.ctl/config`.
+    pub fn text(self) -> &'static str {
+        self.setting().text
+    }
+
+    /// The key written `text`, if there is one.
+    pub fn parse(text: &str) -> Option<Key> {
+        SETTINGS.iter().find(|s| s.text == text).map(|s| s.key)
+    }
+}
+
 /// One setting: its key, its default and how a value is checked.
 pub struct Setting {
+    /// The key.
+    pub key: Key,
     /// The key, as written in `/.ctl/config`.
-    pub key: &'static str,
+    pub text: &'static str,
     /// The default value text (`name` defaults to the host name instead).
     pub default: &'static str,
     /// Checks a value; the error text goes to `/.ctl/errors`.
@@ -94,62 +148,74 @@ fn check_ops(v: &str) -> std::result::Result<(), String> {
 /// Every setting, in the order `/.ctl/config` lists them.
 pub const SETTINGS: &[Setting] = &[
     Setting {
-        key: "name",
+        key: Key::Name,
+        text: "name",
         default: "",
         check: check_name,
     },
     Setting {
-        key: "mode.local",
+        key: Key::ModeLocal,
+        text: "mode.local",
         default: "real",
         check: check_mode,
     },
     Setting {
-        key: "mode.remote",
+        key: Key::ModeRemote,
+        text: "mode.remote",
         default: "unreal",
         check: check_mode,
     },
     Setting {
-        key: "copies",
+        key: Key::Copies,
+        text: "copies",
         default: "1",
         check: check_count,
     },
     Setting {
-        key: "cache.max",
+        key: Key::CacheMax,
+        text: "cache.max",
         default: "10%",
         check: check_size_or_percent,
     },
     Setting {
-        key: "cache.min_free",
+        key: Key::CacheMinFree,
+        text: "cache.min_free",
         default: "1G",
         check: check_size,
     },
     Setting {
-        key: "cache.verify",
+        key: Key::CacheVerify,
+        text: "cache.verify",
         default: "on",
         check: check_switch,
     },
     Setting {
-        key: "consensus.rest",
+        key: Key::ConsensusRest,
+        text: "consensus.rest",
         default: "10s",
         check: check_duration,
     },
     Setting {
-        key: "consensus.immediate",
+        key: Key::ConsensusImmediate,
+        text: "consensus.immediate",
         default: "delete,rename",
         check: check_ops,
     },
     Setting {
-        key: "consensus.interval",
+        key: Key::ConsensusInterval,
+        text: "consensus.interval",
         default: "0",
         check: check_duration,
     },
     Setting {
-        key: "consensus.timeout",
+        key: Key::ConsensusTimeout,
+        text: "consensus.timeout",
         default: "60s",
         check: check_duration,
     },
     Setting {
-        key: "net.timeout",
+        key: Key::NetTimeout,
+        text: "net.timeout",
         default: "30s",
         check: check_duration,
     },
@@ -180,48 +246,38 @@ impl ConfigDb {
     }
 
     /// The value of `key`: the stored one, else its default. `name`
-    /// defaults to the host name. Unknown keys read as empty.
-    pub fn get(&self, txn: &RoTxn, key: &str) -> Result<String> {
-        if let Some(value) = self.db.get(txn, key)? {
+    /// defaults to the host name.
+    pub fn get(&self, txn: &RoTxn, key: Key) -> Result<String> {
+        if let Some(value) = self.db.get(txn, key.text())? {
             return Ok(value.to_string());
         }
-        if key == "name" {
+        if key == Key::Name {
             return Ok(host_name());
         }
-        Ok(SETTINGS
-            .iter()
-            .find(|s| s.key == key)
-            .map(|s| s.default.to_string())
-            .unwrap_or_default())
+        Ok(key.setting().default.to_string())
     }
 
     /// Checks and stores `value` for `key`.
     pub fn set(
         &self,
         wtxn: &mut RwTxn,
-        key: &str,
+        key: Key,
         value: &str,
     ) -> std::result::Result<(), SetError> {
-        let setting = SETTINGS
-            .iter()
-            .find(|s| s.key == key)
-            .ok_or_else(|| SetError::UnknownKey(key.to_string()))?;
-        (setting.check)(value).map_err(SetError::BadValue)?;
-        self.db.put(wtxn, key, value).map_err(super::Error::from)?;
+        (key.setting().check)(value).map_err(SetError::BadValue)?;
+        self.db
+            .put(wtxn, key.text(), value)
+            .map_err(super::Error::from)?;
         Ok(())
     }
 
     /// A duration setting (checked when stored, so a bad stored value falls
     /// back to the default).
-    pub fn duration(&self, txn: &RoTxn, key: &str) -> Result<Duration> {
+    pub fn duration(&self, txn: &RoTxn, key: Key) -> Result<Duration> {
         let value = self.get(txn, key)?;
-        Ok(format::parse_duration(&value).unwrap_or_else(|_| {
-            SETTINGS
-                .iter()
-                .find(|s| s.key == key)
-                .and_then(|s| format::parse_duration(s.default).ok())
-                .unwrap_or_default()
-        }))
+        Ok(format::parse_duration(&value)
+            .or_else(|_| format::parse_duration(key.setting().default))
+            .unwrap_or_default())
     }
 }
 
@@ -240,9 +296,33 @@ mod tests {
 
     #[test]
     fn every_default_passes_its_check() {
-        for s in SETTINGS.iter().filter(|s| s.key != "name") {
-            assert_eq!((s.check)(s.default), Ok(()), "{}", s.key);
+        for s in SETTINGS.iter().filter(|s| s.key != Key::Name) {
+            assert_eq!((s.check)(s.default), Ok(()), "{}", s.text);
         }
+    }
+
+    #[test]
+    fn every_key_has_one_line_of_the_table() {
+        let keys = [
+            Key::Name,
+            Key::ModeLocal,
+            Key::ModeRemote,
+            Key::Copies,
+            Key::CacheMax,
+            Key::CacheMinFree,
+            Key::CacheVerify,
+            Key::ConsensusRest,
+            Key::ConsensusImmediate,
+            Key::ConsensusInterval,
+            Key::ConsensusTimeout,
+            Key::NetTimeout,
+        ];
+        assert_eq!(keys.len(), SETTINGS.len());
+        for key in keys {
+            assert_eq!(SETTINGS.iter().filter(|s| s.key == key).count(), 1);
+            assert_eq!(Key::parse(key.text()), Some(key));
+        }
+        assert_eq!(Key::parse("net.timeuot"), None);
     }
 
     #[test]

@@ -89,8 +89,14 @@ impl Vfs {
     /// disk of DATA (one `statvfs`, the one `statfs` makes).
     pub(super) fn cache_limits(&self) -> Result<(u64, u64, u64)> {
         let txn = self.store.read()?;
-        let max = self.store.config.get(&txn, "cache.max")?;
-        let min_free = self.store.config.get(&txn, "cache.min_free")?;
+        let max = self
+            .store
+            .config
+            .get(&txn, crate::store::config::Key::CacheMax)?;
+        let min_free = self
+            .store
+            .config
+            .get(&txn, crate::store::config::Key::CacheMinFree)?;
         let st = self.statfs()?;
         let bsize = u64::from(st.bsize);
         let max = match max.strip_suffix('%') {

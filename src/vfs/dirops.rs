@@ -445,7 +445,10 @@ impl Vfs {
             _ => {}
         }
         self.real.chmod(&path, perm)?;
-        let mode = self.store.config.get(&wtxn, "mode.local")?;
+        let mode = self
+            .store
+            .config
+            .get(&wtxn, crate::store::config::Key::ModeLocal)?;
         let mut inode = Inode::new(ROOT, name, Kind::Dir, perm, 0);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
         inode.mode = Some(Mode::parse(&mode).unwrap_or(Mode::Real));

@@ -285,7 +285,12 @@ impl Vfs {
         if self.effective_mode(&txn, ino)?.0 != Mode::Unreal || self.recorder.is_pending(ino) {
             return Ok(());
         }
-        let copies: usize = self.store.config.get(&txn, "copies")?.parse().unwrap_or(1);
+        let copies: usize = self
+            .store
+            .config
+            .get(&txn, crate::store::config::Key::Copies)?
+            .parse()
+            .unwrap_or(1);
         let path = self.area_path(&txn, ino)?;
         let area_name = self.inode(&txn, inode.area)?.name;
         let others: Vec<_> = match self.store.versions.get(&txn, inode.area, &path)? {

@@ -21,6 +21,7 @@ mod dirops;
 mod error;
 mod io;
 pub(crate) mod life;
+mod peering;
 mod pieces;
 mod real;
 mod reconcile;

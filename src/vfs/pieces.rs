@@ -227,7 +227,11 @@ impl Vfs {
     fn verify_cache_reads(&self) -> bool {
         self.store
             .read()
-            .and_then(|txn| self.store.config.get(&txn, "cache.verify"))
+            .and_then(|txn| {
+                self.store
+                    .config
+                    .get(&txn, crate::store::config::Key::CacheVerify)
+            })
             .map_or(true, |v| v != "off")
     }
 

@@ -190,7 +190,11 @@ impl Vfs {
     fn rest(&self) -> Duration {
         self.store
             .read()
-            .and_then(|txn| self.store.config.duration(&txn, "consensus.rest"))
+            .and_then(|txn| {
+                self.store
+                    .config
+                    .duration(&txn, crate::store::config::Key::ConsensusRest)
+            })
             .unwrap_or(Duration::from_secs(10))
     }
 

@@ -35,7 +35,10 @@ impl Vfs {
             .lookup(&wtxn, ROOT, name)?
             .ok_or_else(super::Error::not_found)?;
         let mut inode = self.inode(&wtxn, ino)?;
-        let mode = self.store.config.get(&wtxn, "mode.remote")?;
+        let mode = self
+            .store
+            .config
+            .get(&wtxn, crate::store::config::Key::ModeRemote)?;
         inode.mode = Some(Mode::parse(&mode).unwrap_or(Mode::Unreal));
         self.store.namespace.put(&mut wtxn, ino, &inode)?;
         wtxn.commit()?;

@@ -521,7 +521,11 @@ impl Vfs {
     pub(crate) fn net_timeout(&self) -> Duration {
         self.store
             .read()
-            .and_then(|txn| self.store.config.duration(&txn, "net.timeout"))
+            .and_then(|txn| {
+                self.store
+                    .config
+                    .duration(&txn, crate::store::config::Key::NetTimeout)
+            })
             .unwrap_or(Duration::from_secs(30))
     }
 

@@ -24,7 +24,7 @@ pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
             let mut wtxn = vfs.store().write()?;
             vfs.store()
                 .config
-                .set(&mut wtxn, "cache.max", size)
+                .set(&mut wtxn, crate::store::config::Key::CacheMax, size)
                 .map_err(|e| match e {
                     SetError::Store(e) => Error::Store(e),
                     other => Error::Invalid(other.to_string()),

@@ -4,7 +4,7 @@
 use super::super::{Error, Result, Vfs};
 use super::usage;
 use crate::store::Ino;
-use crate::store::config::{SETTINGS, SetError};
+use crate::store::config::{Key, SETTINGS, SetError};
 
 /// Every setting with its current value.
 pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
@@ -12,7 +12,7 @@ pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
     let mut out = String::new();
     for setting in SETTINGS {
         let value = vfs.store().config.get(&txn, setting.key)?;
-        out.push_str(&format!("{} {value}\n", setting.key));
+        out.push_str(&format!("{} {value}\n", setting.text));
     }
     Ok(out)
 }
@@ -23,6 +23,8 @@ pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
     let [key, value] = fields else {
         return Err(usage("KEY VALUE"));
     };
+    let key = Key::parse(key).ok_or_else(|| SetError::UnknownKey(key.to_string()));
+    let key = key.map_err(|e| Error::Invalid(e.to_string()))?;
     let mut wtxn = vfs.store().write()?;
     vfs.store()
         .config

@@ -47,7 +47,9 @@ pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
 fn now(vfs: &Vfs, peer: Option<PeerId>, area: Option<Vec<u8>>) -> Result<()> {
     let timeout = {
         let txn = vfs.store().read()?;
-        vfs.store().config.duration(&txn, "consensus.timeout")?
+        vfs.store()
+            .config
+            .duration(&txn, crate::store::config::Key::ConsensusTimeout)?
     };
     // Capacity 1: the manager's send never blocks the runtime; this is a
     // FUSE thread, which may wait.

@@ -19,7 +19,10 @@ impl Vfs {
                 return Ok((mode, at == ino));
             }
             if inode.parent == ROOT || inode.parent == 0 || at == ROOT {
-                let default = self.store.config.get(txn, "mode.local")?;
+                let default = self
+                    .store
+                    .config
+                    .get(txn, crate::store::config::Key::ModeLocal)?;
                 return Ok((Mode::parse(&default).unwrap_or(Mode::Real), false));
             }
             at = inode.parent;

@@ -122,7 +122,9 @@ fn connect(vfs: &Vfs, id: &str) -> Result<()> {
     let peer = known_peer(vfs, id)?;
     let timeout = {
         let txn = vfs.store().read()?;
-        vfs.store().config.duration(&txn, "net.timeout")?
+        vfs.store()
+            .config
+            .duration(&txn, crate::store::config::Key::NetTimeout)?
     };
     // Capacity 1: the manager's send never blocks the runtime.
     let (done, outcome) = std::sync::mpsc::sync_channel(1);

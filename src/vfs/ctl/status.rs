@@ -63,7 +63,11 @@ impl Vfs {
             && inode.hash.is_some()
             && !dirty
         {
-            holders.push(self.store.config.get(txn, "name")?);
+            holders.push(
+                self.store
+                    .config
+                    .get(txn, crate::store::config::Key::Name)?,
+            );
         }
         let conflict = record
             .as_ref()
@@ -107,7 +111,10 @@ impl Vfs {
     /// setting for itself, the id's first 8 characters when it has none).
     pub(crate) fn peer_name(&self, txn: &RoTxn, peer: PeerId) -> Result<String> {
         if peer == self.peer_id() {
-            return Ok(self.store().config.get(txn, "name")?);
+            return Ok(self
+                .store()
+                .config
+                .get(txn, crate::store::config::Key::Name)?);
         }
         Ok(match self.store().peers.get(txn, &peer.0)? {
             Some(p) if p.name != "-" => p.name,
