@@ -9,6 +9,7 @@ mod blobs;
 pub mod core;
 pub mod endpoint;
 pub mod identity;
+pub mod memory;
 pub mod protocol;
 pub mod requests;
 pub mod rounds;

@@ -64,10 +64,42 @@ impl Vfs {
             return Ok(());
         };
         let new = self.outboard_for(blob, None)?;
-        let target = self.cache_path(&blob.hash);
         // Adopt the base's file unless someone reads it or the new blob's
-        // file is already being filled (only the caller has it open).
-        let adopt = alone && !started && self.cache.open_count(&blob.hash) <= 1;
+        // file is already being filled (only the caller has it open, no
+        // chunk of it is on its way); its chunks are then reserved, so no
+        // fetch writes into the file while it is swapped and patched.
+        let untouched = || {
+            let record = self
+                .store
+                .read()
+                .and_then(|t| self.store.cache.get(&t, &blob.hash));
+            self.cache.open_count(&blob.hash) <= 1 && matches!(record, Ok(None))
+        };
+        let reserved = match alone && !started {
+            true => self.reserve_chunks(blob, untouched),
+            false => None,
+        };
+        let result = self.patch_into(blob, base, &based, &old, &new, reserved.is_some());
+        if let Some(chunks) = &reserved {
+            self.release_chunks(blob.hash, chunks, result.as_ref().err());
+        }
+        result
+    }
+
+    /// Patches the cache file of `blob` from base `base` (`based` its
+    /// cache record, `old` and `new` the two outboards); with `adopt`, the
+    /// base's file becomes the new blob's first.
+    fn patch_into(
+        &self,
+        blob: &BlobRef,
+        base: [u8; 32],
+        based: &crate::store::cache::Cached,
+        old: &Outboard,
+        new: &Outboard,
+        adopt: bool,
+    ) -> Result<()> {
+        let base_path = self.cache_path(&base);
+        let target = self.cache_path(&blob.hash);
         let from = if adopt {
             // Not renamed over the empty placeholder: ext4 would flush the
             // whole base first (its replace-by-rename heuristic).
@@ -91,7 +123,7 @@ impl Vfs {
             .open(&target)?;
         file.set_len(blob.size)?;
         for c in 0..blob.size.div_ceil(CHUNK) {
-            self.patch_chunk(blob, &old, &new, c, &file, from.as_ref())?;
+            self.patch_chunk(blob, old, new, c, &file, from.as_ref())?;
         }
         Ok(())
     }

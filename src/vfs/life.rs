@@ -397,7 +397,10 @@ impl Vfs {
         }
         let mut wtxn = self.store.write()?;
         let mut inode = self.inode(&wtxn, ino)?;
-        if inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
+        // Renamed or removed since it was linked: the link may not be the
+        // file that path shows now; the next scan tries again.
+        let moved = inode.parent == 0 || self.real_path(&wtxn, ino)? != real;
+        if moved || inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
             // Changed meanwhile: the link must not share a file being written.
             if had.is_none() {
                 std::fs::remove_file(&cached)?;

@@ -198,6 +198,12 @@ impl Vfs {
             .unwrap_or(Duration::from_secs(10))
     }
 
+    /// Records every closed file now, rested or not (as `sync(1)`
+    /// flushes); files still open for writing wait.
+    pub fn record_closed(&self) -> Result<()> {
+        self.record_pending(true)
+    }
+
     /// Records the closed files that have rested (all closed ones with
     /// `all`).
     pub(super) fn record_pending(&self, all: bool) -> Result<()> {

@@ -224,6 +224,8 @@ pub struct Transfer {
 pub(super) struct Unreal {
     waiters: Mutex<HashMap<ChunkKey, Arc<Waiter>>>,
     transfers: Mutex<HashMap<[u8; 32], Transfer>>,
+    /// Inodes being copied up (see [`Vfs::copy_up`]).
+    copying: (Mutex<HashSet<Ino>>, Condvar),
     /// Chunks a read gave up on lately, with why (see [`GAVE_UP`]).
     gave_up: Mutex<HashMap<ChunkKey, (Instant, Failure)>>,
     /// Blobs this peer is dropping from its Real (see [`Vfs::keeps`]).
@@ -231,6 +233,31 @@ pub(super) struct Unreal {
     /// Blob → the blob it was edited from, when this peer has the latter
     /// (delta edits).
     pub(super) bases: Mutex<HashMap<[u8; 32], [u8; 32]>>,
+}
+
+/// The turn of one copy-up of an inode: taken when no other copy-up of it
+/// runs, given back when dropped.
+struct CopyTurn<'a> {
+    copying: &'a (Mutex<HashSet<Ino>>, Condvar),
+    ino: Ino,
+}
+
+impl<'a> CopyTurn<'a> {
+    fn take(copying: &'a (Mutex<HashSet<Ino>>, Condvar), ino: Ino) -> CopyTurn<'a> {
+        let mut running = lock(&copying.0);
+        while running.contains(&ino) {
+            running = wait(&copying.1, running, Duration::from_secs(1));
+        }
+        running.insert(ino);
+        CopyTurn { copying, ino }
+    }
+}
+
+impl Drop for CopyTurn<'_> {
+    fn drop(&mut self) {
+        lock(&self.copying.0).remove(&self.ino);
+        self.copying.1.notify_all();
+    }
 }
 
 /// A blob as an unreal file shows it: what a fetch needs.
@@ -262,10 +289,14 @@ impl Drop for Pin {
     }
 }
 
-/// What an open unreal file reads from.
+/// What an open unreal file reads from. It keeps no descriptor of the
+/// cache file: each read opens the file the cache path names then, so a
+/// file replaced meanwhile (a delta edit adopting its base's file) is
+/// never read through a stale descriptor.
 pub(super) struct UnrealFile {
+    /// The inode: it may become real while open (see [`Vfs::read_realized`]).
+    ino: Ino,
     blob: BlobRef,
-    file: File,
     _pin: Pin,
     /// Where the last read ended: a read starting there is sequential.
     next: AtomicU64,
@@ -291,6 +322,13 @@ impl Vfs {
         let area_name = self.inode(&txn, inode.area)?.name;
         let known = self.store.cache.get(&txn, &hash)?.is_some();
         drop(txn);
+        // Counted open first: a delta edit adopts its base's file for the
+        // blob only while nothing has the blob open.
+        self.cache.opened(hash);
+        let pin = Pin {
+            vfs: self.me.clone(),
+            hash,
+        };
         let file = File::options()
             .read(true)
             .write(true)
@@ -301,12 +339,8 @@ impl Vfs {
             // Sparse: chunks land at their offsets as they come.
             file.set_len(inode.size)?;
         }
-        self.cache.opened(hash);
-        let pin = Pin {
-            vfs: self.me.clone(),
-            hash,
-        };
         Ok(UnrealFile {
+            ino,
             _pin: pin,
             blob: BlobRef {
                 hash,
@@ -315,7 +349,6 @@ impl Vfs {
                 area_name,
                 path,
             },
-            file,
             next: AtomicU64::new(0),
         })
     }
@@ -368,8 +401,17 @@ impl Vfs {
     /// Makes unreal file `ino` real (copy-up before a write, and a realize
     /// by mode): makes room, fetches it whole and moves it into the Real
     /// ([`Vfs::realize_cached`]). The recorded hash stays, so a write that
-    /// follows is recorded as an edit based on it.
+    /// follows is recorded as an edit based on it. One copy-up of an inode
+    /// at a time: a second one (a writer while the life thread realizes
+    /// it) waits for the first and finds the file real.
     pub(super) fn copy_up(&self, ino: Ino) -> Result<()> {
+        let _turn = CopyTurn::take(&self.unreal.copying, ino);
+        {
+            let txn = self.store.read()?;
+            if !self.inode(&txn, ino)?.unreal {
+                return Ok(());
+            }
+        }
         let uf = self.open_unreal(ino)?;
         let txn = self.store.read()?;
         let (have, _, _) = self.cached_state(&txn, &uf.blob.hash)?;
@@ -452,6 +494,9 @@ impl Vfs {
                 Ok(Some(waiter)) => waiter,
                 Err(e) => return p.finish(Err(e)),
             };
+            if self.read_realized(p) {
+                return;
+            }
             if let Some((at, failure)) = lock(&self.unreal.gave_up).get(&(blob.hash, c))
                 && at.elapsed() < GAVE_UP
             {
@@ -483,7 +528,12 @@ impl Vfs {
                 buf.resize(p.len, 0);
             }
             let buf = &mut buf[..p.len];
-            match self.read_verified(&p.uf.file, blob.hash, blob.size, p.offset, buf) {
+            let file = match File::open(self.cache_path(&blob.hash)) {
+                Ok(file) => file,
+                Err(_) if self.read_realized(p) => return,
+                Err(e) => return p.finish(Err(e.into())),
+            };
+            match self.read_verified(&file, blob.hash, blob.size, p.offset, buf) {
                 Ok(Ok(())) => p.finish(Ok(buf)),
                 Ok(Err(piece)) => {
                     // Damaged on disk: its chunk was marked absent and is
@@ -500,6 +550,36 @@ impl Vfs {
                 Err(e) => p.finish(Err(e)),
             }
         });
+    }
+
+    /// Answers `p` from the Real when its file was made real since it was
+    /// opened (realized by its mode, copied up by a writer, or claimed by
+    /// a pull from the stash) with the same content: its cache file may be
+    /// gone, and this peer may be its only holder. False when it is not.
+    fn read_realized(&self, p: &PendingRead) -> bool {
+        let path = {
+            let Ok(txn) = self.store.read() else {
+                return false;
+            };
+            match self.inode(&txn, p.uf.ino) {
+                Ok(inode) if !inode.unreal && inode.hash == Some(p.uf.blob.hash) => {
+                    match self.real_path(&txn, p.uf.ino) {
+                        Ok(path) => path,
+                        Err(_) => return false,
+                    }
+                }
+                _ => return false,
+            }
+        };
+        let Ok(file) = self.real.open_file(&path, crate::real::Open::read()) else {
+            return false;
+        };
+        let mut buf = vec![0; p.len];
+        match file.read_exact_at(&mut buf, p.offset) {
+            Ok(()) => p.finish(Ok(&buf)),
+            Err(e) => p.finish(Err(e.into())),
+        }
+        true
     }
 
     /// Starts the deadline of a read that has to wait, once.
@@ -757,6 +837,40 @@ impl Vfs {
             Some(c) => (c.bytes(), c.size, c.verified),
             None => (0, 0, false),
         })
+    }
+
+    /// Marks every chunk of `blob` as on its way, when none is and `may`
+    /// (checked under the same lock) says so: fetches of them then wait
+    /// for [`Vfs::release_chunks`] instead of writing to the cache file
+    /// (a delta edit swapping the file underneath). The chunks reserved.
+    pub(super) fn reserve_chunks(
+        &self,
+        blob: &BlobRef,
+        may: impl FnOnce() -> bool,
+    ) -> Option<Vec<u64>> {
+        let mut waiters = lock(&self.unreal.waiters);
+        if waiters.keys().any(|(h, _)| *h == blob.hash) || !may() {
+            return None;
+        }
+        let chunks: Vec<u64> = (0..blob.size.div_ceil(CHUNK)).collect();
+        for c in &chunks {
+            waiters.insert((blob.hash, *c), Arc::new(Waiter::default()));
+        }
+        Some(chunks)
+    }
+
+    /// Ends a reservation of [`Vfs::reserve_chunks`]: chunks now in the
+    /// cache wake their readers, the others are fetched again by them.
+    pub(super) fn release_chunks(&self, hash: [u8; 32], chunks: &[u64], why: Option<&Error>) {
+        for &c in chunks {
+            let stored = self.has_chunk(&hash, c).unwrap_or(false);
+            let outcome = match (stored, why) {
+                (true, _) => Ok(()),
+                (false, Some(e)) => Err(Failure::of(e)),
+                (false, None) => Err(Failure::unreachable("the delta edit did not fill it")),
+            };
+            self.settle_chunk(hash, c, outcome);
+        }
     }
 
     /// Whether a chunk of blob `hash` is being fetched.
