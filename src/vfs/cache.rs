@@ -48,11 +48,6 @@ impl CacheState {
         }
     }
 
-    /// How many handles (and pins) have blob `hash` open.
-    pub(super) fn open_count(&self, hash: &[u8; 32]) -> u32 {
-        lock(&self.open).get(hash).copied().unwrap_or(0)
-    }
-
     /// Pins blob `hash` like an open handle (undone by
     /// [`CacheState::closed`]); whether no handle had it open before.
     pub(super) fn pin_alone(&self, hash: [u8; 32]) -> bool {
@@ -65,6 +60,25 @@ impl CacheState {
     fn pinned(&self, hash: &[u8; 32]) -> bool {
         lock(&self.open).contains_key(hash)
     }
+
+    /// Runs `swap` with the open counts, no handle opening meanwhile:
+    /// every change of which file a cache path names (a realize moving it
+    /// out, a delta edit adopting its base's file, an eviction) checks the
+    /// counts and swaps in here, and [`CacheState::opened`] counts a
+    /// handle before it opens the file, so no handle ever reads a file
+    /// swapped under it. Lock order: the open counts, then the waiters,
+    /// then LMDB.
+    pub(super) fn with_open<R>(&self, swap: impl FnOnce(&OpenCounts) -> R) -> R {
+        swap(&lock(&self.open))
+    }
+}
+
+/// Open unreal handles (and pins) per blob.
+pub(super) type OpenCounts = HashMap<[u8; 32], u32>;
+
+/// How many handles (and pins) of `counts` have blob `hash` open.
+pub(super) fn count(counts: &OpenCounts, hash: &[u8; 32]) -> u32 {
+    counts.get(hash).copied().unwrap_or(0)
 }
 
 /// A blob of the cache and its record.
@@ -138,21 +152,32 @@ impl Vfs {
     /// Evicts blob `hash` (`evict NAME`); EBUSY while a file has it open
     /// or a fetch is filling it.
     pub fn evict_blob(&self, hash: [u8; 32]) -> Result<()> {
-        if self.cache.pinned(&hash) || self.fetching(&hash) {
-            return Err(super::Error::Busy(
-                "the file is open or being fetched".into(),
-            ));
-        }
-        let mut wtxn = self.store.write()?;
-        let Some(cached) = self.store.cache.get(&wtxn, &hash)? else {
+        let gone = self.cache.with_open(|open| -> Result<Option<Cached>> {
+            if count(open, &hash) > 0 || self.fetching(&hash) {
+                return Err(super::Error::Busy(
+                    "the file is open or being fetched".into(),
+                ));
+            }
+            self.remove_blob(hash)
+        })?;
+        let Some(cached) = gone else {
             return Ok(());
         };
-        self.store.cache.remove(&mut wtxn, &hash)?;
-        wtxn.commit()?;
-        let _ = std::fs::remove_file(self.cache_path(&hash));
         self.cache_shrank(cached.bytes());
         self.cache.evicted.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Removes blob `hash` from the cache, record first (a crash between
+    /// leaves a file without a record, never the reverse); what its record
+    /// said, if it had one. Called within [`CacheState::with_open`].
+    fn remove_blob(&self, hash: [u8; 32]) -> Result<Option<Cached>> {
+        let mut wtxn = self.store.write()?;
+        let cached = self.store.cache.get(&wtxn, &hash)?;
+        self.store.cache.remove(&mut wtxn, &hash)?;
+        wtxn.commit()?;
+        let _ = std::fs::remove_file(self.cache_path(&hash));
+        Ok(cached)
     }
 
     /// Counts `bytes` fewer in the cache (a blob left it without eviction).
@@ -187,13 +212,15 @@ impl Vfs {
             if used <= target {
                 break;
             }
-            if self.cache.pinned(&hash) || self.fetching(&hash) {
+            let removed = self.cache.with_open(|open| {
+                if count(open, &hash) > 0 || self.fetching(&hash) {
+                    return Ok(None);
+                }
+                self.remove_blob(hash)
+            })?;
+            if removed.is_none() {
                 continue;
             }
-            let mut wtxn = self.store.write()?;
-            self.store.cache.remove(&mut wtxn, &hash)?;
-            wtxn.commit()?;
-            let _ = std::fs::remove_file(self.cache_path(&hash));
             used -= cached.bytes();
             gone += 1;
         }

@@ -66,56 +66,67 @@ impl Vfs {
         let new = self.outboard_for(blob, None)?;
         // Adopt the base's file unless someone reads it or the new blob's
         // file is already being filled (only the caller has it open, no
-        // chunk of it is on its way); its chunks are then reserved, so no
-        // fetch writes into the file while it is swapped and patched.
-        let untouched = || {
-            let record = self
-                .store
-                .read()
-                .and_then(|t| self.store.cache.get(&t, &blob.hash));
-            self.cache.open_count(&blob.hash) <= 1 && matches!(record, Ok(None))
-        };
-        let reserved = match alone && !started {
-            true => self.reserve_chunks(blob, untouched),
+        // chunk of it is on its way). The check, the reservation of the
+        // new blob's chunks (no fetch writes into the file while it is
+        // patched) and the swap happen with no handle opening meanwhile.
+        let target = self.cache_path(&blob.hash);
+        let adopted = match alone && !started {
             false => None,
+            true => self.cache.with_open(|open| -> Result<Option<Vec<u64>>> {
+                let untouched = super::cache::count(open, &blob.hash) <= 1
+                    && super::cache::count(open, &base) <= 1
+                    && {
+                        let txn = self.store.read()?;
+                        self.store.cache.get(&txn, &blob.hash)?.is_none()
+                    };
+                let Some(chunks) = self.reserve_chunks(blob, || untouched) else {
+                    return Ok(None);
+                };
+                // Not renamed over the empty placeholder: ext4 would flush
+                // the whole base first (its replace-by-rename heuristic).
+                let swapped = (|| -> Result<()> {
+                    std::fs::remove_file(&target).or_else(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(e),
+                    })?;
+                    let mut wtxn = self.store.write()?;
+                    self.store.cache.remove(&mut wtxn, &base)?;
+                    std::fs::rename(&base_path, &target)?;
+                    wtxn.commit()?;
+                    Ok(())
+                })();
+                if let Err(e) = swapped {
+                    self.release_chunks(blob.hash, &chunks, Some(&e));
+                    return Err(e);
+                }
+                Ok(Some(chunks))
+            })?,
         };
-        let result = self.patch_into(blob, base, &based, &old, &new, reserved.is_some());
-        if let Some(chunks) = &reserved {
+        if adopted.is_some() {
+            self.cache_shrank(based.bytes());
+        }
+        let from = match adopted {
+            Some(_) => None,
+            None => Some(File::open(&base_path)?),
+        };
+        let result = self.patch_into(blob, &old, &new, from.as_ref());
+        if let Some(chunks) = &adopted {
             self.release_chunks(blob.hash, chunks, result.as_ref().err());
         }
         result
     }
 
-    /// Patches the cache file of `blob` from base `base` (`based` its
-    /// cache record, `old` and `new` the two outboards); with `adopt`, the
-    /// base's file becomes the new blob's first.
+    /// Patches the cache file of `blob`: pieces equal in `old` (the base's
+    /// outboard) and `new` are copied from `from` (or are in place already
+    /// when the base's file was adopted), the others are fetched.
     fn patch_into(
         &self,
         blob: &BlobRef,
-        base: [u8; 32],
-        based: &crate::store::cache::Cached,
         old: &Outboard,
         new: &Outboard,
-        adopt: bool,
+        from: Option<&File>,
     ) -> Result<()> {
-        let base_path = self.cache_path(&base);
         let target = self.cache_path(&blob.hash);
-        let from = if adopt {
-            // Not renamed over the empty placeholder: ext4 would flush the
-            // whole base first (its replace-by-rename heuristic).
-            std::fs::remove_file(&target).or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })?;
-            let mut wtxn = self.store.write()?;
-            self.store.cache.remove(&mut wtxn, &base)?;
-            std::fs::rename(&base_path, &target)?;
-            wtxn.commit()?;
-            self.cache_shrank(based.bytes());
-            None
-        } else {
-            Some(File::open(&base_path)?)
-        };
         let file = File::options()
             .write(true)
             .create(true)
@@ -123,7 +134,7 @@ impl Vfs {
             .open(&target)?;
         file.set_len(blob.size)?;
         for c in 0..blob.size.div_ceil(CHUNK) {
-            self.patch_chunk(blob, old, new, c, &file, from.as_ref())?;
+            self.patch_chunk(blob, old, new, c, &file, from)?;
         }
         Ok(())
     }

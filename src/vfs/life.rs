@@ -236,15 +236,22 @@ impl Vfs {
         let hex = crate::format::format_hash(Some(&blob.hash));
         let tmp = self.stash_dir().join(format!("{hex}-realize-{ino}"));
         let cached = self.cache_path(&blob.hash);
-        // Only our handle has it open: the cache file itself moves.
-        let moved = blob.size > 0 && self.cache.open_count(&blob.hash) <= 1;
+        // Only our handle has it open: the cache file itself moves (no
+        // handle opens it meanwhile, see CacheState::with_open).
+        let moved = blob.size > 0
+            && self.cache.with_open(|open| -> Result<bool> {
+                if super::cache::count(open, &blob.hash) > 1 {
+                    return Ok(false);
+                }
+                let mut wtxn = self.store.write()?;
+                self.store.cache.remove(&mut wtxn, &blob.hash)?;
+                std::fs::rename(&cached, &tmp)?;
+                wtxn.commit()?;
+                Ok(true)
+            })?;
         if blob.size == 0 {
             std::fs::File::create(&tmp)?;
         } else if moved {
-            let mut wtxn = self.store.write()?;
-            self.store.cache.remove(&mut wtxn, &blob.hash)?;
-            std::fs::rename(&cached, &tmp)?;
-            wtxn.commit()?;
             self.cache_shrank(blob.size);
         } else {
             std::fs::copy(&cached, &tmp)?;

@@ -289,14 +289,14 @@ impl Drop for Pin {
     }
 }
 
-/// What an open unreal file reads from. It keeps no descriptor of the
-/// cache file: each read opens the file the cache path names then, so a
-/// file replaced meanwhile (a delta edit adopting its base's file) is
-/// never read through a stale descriptor.
+/// What an open unreal file reads from. Its descriptor of the cache file
+/// stays right: the file is never swapped while a handle has the blob
+/// open (see [`super::cache::CacheState::with_open`]).
 pub(super) struct UnrealFile {
     /// The inode: it may become real while open (see [`Vfs::read_realized`]).
     ino: Ino,
     blob: BlobRef,
+    file: File,
     _pin: Pin,
     /// Where the last read ended: a read starting there is sequential.
     next: AtomicU64,
@@ -349,6 +349,7 @@ impl Vfs {
                 area_name,
                 path,
             },
+            file,
             next: AtomicU64::new(0),
         })
     }
@@ -528,12 +529,7 @@ impl Vfs {
                 buf.resize(p.len, 0);
             }
             let buf = &mut buf[..p.len];
-            let file = match File::open(self.cache_path(&blob.hash)) {
-                Ok(file) => file,
-                Err(_) if self.read_realized(p) => return,
-                Err(e) => return p.finish(Err(e.into())),
-            };
-            match self.read_verified(&file, blob.hash, blob.size, p.offset, buf) {
+            match self.read_verified(&p.uf.file, blob.hash, blob.size, p.offset, buf) {
                 Ok(Ok(())) => p.finish(Ok(buf)),
                 Ok(Err(piece)) => {
                     // Damaged on disk: its chunk was marked absent and is
