@@ -154,6 +154,14 @@ fn a_read_nobody_answers_fails_at_net_timeout_and_the_peer_goes_offline() {
         "offline after {:?}",
         started.elapsed()
     );
+    // And stays offline while it is dialled again in the background (each
+    // dial waits net.timeout for a stopped process).
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(4) {
+        let state = b.state_of(&id);
+        assert_eq!(state.as_deref(), Some("offline"), "while a is away");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(stopped);
     // Back again: the read succeeds.
     wait_until("a to reconnect", || {

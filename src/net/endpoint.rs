@@ -195,6 +195,7 @@ impl Network {
                 u64::from_le_bytes(bytes)
             },
             backoff: Mutex::new(HashMap::new()),
+            dialling: Mutex::new(HashSet::new()),
             schedule: Default::default(),
         });
         runtime.spawn(Arc::clone(&manager).run(receiver));
@@ -246,6 +247,8 @@ pub(super) struct Manager {
     /// This process's incarnation, sent in every hello.
     incarnation: u64,
     backoff: Mutex<HashMap<PeerId, Backoff>>,
+    /// Peers being dialled now.
+    dialling: Mutex<HashSet<PeerId>>,
     pub(super) schedule: super::schedule::Schedule,
 }
 
@@ -320,7 +323,7 @@ impl Manager {
                         .into_iter()
                         .find(|(id, _)| *id == peer)
                     {
-                        Some((_, addr)) => self.dial(peer, addr).await,
+                        Some((_, addr)) => self.dial(peer, addr, true).await,
                         None => Err(ConnectError::Unreachable(format!(
                             "{peer} has no address: it must dial this peer"
                         ))),
@@ -404,25 +407,34 @@ impl Manager {
                 let backoff = locked(&self.backoff);
                 !links.contains_key(&peer)
                     && !held.contains(&peer)
-                    && self.household().state(&peer) != PeerState::Connecting
+                    && !locked(&self.dialling).contains(&peer)
                     && backoff.get(&peer).is_none_or(|b| b.next <= Instant::now())
             };
             if due {
                 let me = Arc::clone(self);
                 tokio::spawn(async move {
-                    let _ = me.dial(peer, addr).await;
+                    let _ = me.dial(peer, addr, false).await;
                 });
             }
         }
     }
 
     /// Dials `peer` at `addr` and runs the connection in the background.
+    /// With `shown`, the peer is `connecting` meanwhile (a `connect` or a
+    /// round the user asked for); the dials made in the background to a
+    /// peer that went away leave it `offline` until one succeeds, so a
+    /// peer that stopped answering is shown offline once its connection
+    /// timed out, not `connecting` for as long as it is away.
     pub(super) async fn dial(
         self: &Arc<Self>,
         peer: PeerId,
         addr: String,
+        shown: bool,
     ) -> Result<(), ConnectError> {
-        self.settle(peer, PeerState::Connecting);
+        locked(&self.dialling).insert(peer);
+        if shown {
+            self.settle(peer, PeerState::Connecting);
+        }
         let timeout = self.net_timeout();
         let attempt = async {
             let socket = tokio::net::lookup_host(addr.as_str())
@@ -442,6 +454,7 @@ impl Manager {
             Ok(result) => result,
             Err(_) => Err(ConnectError::TimedOut),
         };
+        locked(&self.dialling).remove(&peer);
         match &result {
             Ok(_) => {
                 locked(&self.backoff).remove(&peer);

@@ -149,7 +149,9 @@ impl Manager {
                 if me.link_handle(peer).is_none() {
                     let addr = me.dialable().await.into_iter().find(|(id, _)| *id == peer);
                     let dialled = match addr {
-                        Some((_, addr)) => me.dial(peer, addr).await.map_err(|e| e.to_string()),
+                        Some((_, addr)) => {
+                            me.dial(peer, addr, true).await.map_err(|e| e.to_string())
+                        }
                         None => Err(format!("{peer} is not connected and has no address")),
                     };
                     if let Err(e) = dialled {
