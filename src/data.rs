@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::net::identity::{self, Identity, PeerId};
+use crate::ids::PeerId;
+use crate::net::identity::{self, Identity};
 use crate::store::{self, Store};
 
 /// Errors of the DATA directory.

@@ -1,6 +1,7 @@
 //! realize: a peer-to-peer file system for a household of machines.
 //!
 //! Module map (DESIGN.md "Shape of the code"):
+//! - [`ids`]: identifiers shared by every module (peer ids);
 //! - [`data`]: the DATA directory: layout, lock, initialisation;
 //! - [`net`]: identity (ED25519 keys, peer ids), TLS, the QUIC endpoint,
 //!   the protocol, requests and rounds of consensus;
@@ -22,6 +23,7 @@ pub mod blob;
 pub mod data;
 pub mod format;
 pub mod fuse;
+pub mod ids;
 pub mod net;
 pub mod real;
 pub mod store;

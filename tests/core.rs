@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use realize::data::DataDir;
+use realize::ids::PeerId;
 use realize::net::core::Core;
-use realize::net::identity::PeerId;
 use realize::net::memory::MemoryNet;
 use realize::store::namespace::Kind;
 use realize::vfs::waits::{wait_for, wait_for_read};

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 use super::endpoint::Manager;
-use super::identity::PeerId;
 use super::protocol::{BlobRange, Message};
 use super::requests::{RequestError, blocking};
 use super::{Fetch, FetchOutcome};
+use crate::ids::PeerId;
 
 /// How long a fetch waits for a holder before it asks the next one as
 /// well: a holder that is slow or silent costs a read this much, not

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use super::identity::PeerId;
 use super::protocol::BlobRange;
 use super::{Household, Offers, RequestError};
+use crate::ids::PeerId;
 use crate::store::versions::PathRecord;
 
 /// A peer of the household as the core knows it.

@@ -22,9 +22,10 @@ use s2n_quic::{Client, Connection, Server, client::Connect};
 use tokio::sync::mpsc;
 
 use super::core::Core;
-use super::identity::{Identity, PeerId};
+use super::identity::Identity;
 use super::protocol::{self, Message};
 use super::{Command, ConnectError, Household, PeerState, tls};
+use crate::ids::PeerId;
 
 /// First wait before dialling a peer again; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::mpsc;
 
 use super::core::Core;
-use super::identity::PeerId;
 use super::protocol::Message;
 use super::rounds::RoundResult;
 use super::{Command, ConnectError, Fetch, FetchOutcome, PeerState, RequestError};
+use crate::ids::PeerId;
 
 /// Cores joined in one process.
 pub struct MemoryNet {

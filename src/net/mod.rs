@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::mpsc;
 
-use identity::PeerId;
+use crate::ids::PeerId;
 pub use requests::RequestError;
 pub use rounds::RoundResult;
 use tls::Trust;

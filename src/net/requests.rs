@@ -10,8 +10,8 @@ use s2n_quic::stream::BidirectionalStream;
 use tokio::io::AsyncWriteExt;
 
 use super::endpoint::Manager;
-use super::identity::PeerId;
 use super::protocol::{self, Message};
+use crate::ids::PeerId;
 
 /// Why a request or a round failed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::endpoint::Manager;
-use super::identity::PeerId;
 use super::protocol::Message;
 use super::requests::{RequestError, blocking, local};
+use crate::ids::PeerId;
 
 /// The outcome of a round with one peer for one area.
 #[derive(Debug, Clone)]

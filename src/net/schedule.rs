@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::endpoint::{Manager, locked};
-use super::identity::PeerId;
 use super::requests::blocking;
+use crate::ids::PeerId;
 
 use crate::store::history::OpKind;
 

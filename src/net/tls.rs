@@ -20,7 +20,8 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::identity::{Identity, PeerId};
+use super::identity::Identity;
+use crate::ids::PeerId;
 
 /// The application protocol of realize, version 1.
 pub const ALPN: &[u8] = b"realize/1";

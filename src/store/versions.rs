@@ -25,7 +25,7 @@ use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Ino, Postcard, Result, key_prefix, key_u64};
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::sync::merge::Version;
 
 /// Who holds a path's bytes, as one peer last said: the blob it keeps real

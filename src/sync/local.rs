@@ -2,7 +2,7 @@
 //! becomes, in the same LMDB transaction, a version that dominates what
 //! this peer knew of the path, and a holding of its blob.
 
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::store::history::{Op, OpKind};
 use crate::store::versions::{Holding, PathRecord};
 use crate::store::{Ino, Result, RwTxn, Store};

@@ -34,7 +34,7 @@ pub trait Author: Ord + Copy + Debug {
     fn tag(&self) -> String;
 }
 
-impl Author for crate::net::identity::PeerId {
+impl Author for crate::ids::PeerId {
     fn tag(&self) -> String {
         self.to_string()[..8].to_string()
     }

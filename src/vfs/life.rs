@@ -350,7 +350,7 @@ impl Vfs {
     /// Asks `peer` whether it holds `hash` at `path` and keeps it.
     fn peer_keeps(
         &self,
-        peer: crate::net::identity::PeerId,
+        peer: crate::ids::PeerId,
         area: &[u8],
         path: &[u8],
         hash: [u8; 32],

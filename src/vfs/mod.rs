@@ -46,7 +46,7 @@ pub use error::{Error, Result};
 pub use io::{Opened, OpenedKind};
 pub use waits::{Done, ReadDone};
 
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::store::history::{Op, OpKind};
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::{Ino, ROOT, RoTxn, RwTxn, Store};

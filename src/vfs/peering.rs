@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::Vfs;
 use super::remote::Pull;
+use crate::ids::PeerId;
 use crate::net::core::{AreaPull, Core, KnownPeer, Page, Policy};
-use crate::net::identity::PeerId;
 use crate::net::protocol::{BlobRange, MAX_MESSAGE, MAX_RECORDS};
 use crate::net::{Household, Offers, RequestError};
 use crate::store::Ino;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::unreal::BlobRef;
 use super::{Error, Result, Vfs, lock};
 use crate::blob::{Outboard, PIECE, root_of};
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::net::protocol::{BlobRange, MAX_READ};
 use crate::net::{Command, Fetch};
 use crate::store::Ino;

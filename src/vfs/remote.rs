@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::{Result, Vfs};
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::versions::{Holding, PathRecord};
 use crate::store::{Ino, RwTxn};

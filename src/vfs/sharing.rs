@@ -4,7 +4,7 @@
 
 use super::remote::shown;
 use super::{Result, Vfs};
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::store::namespace::Mode;
 use crate::store::{Ino, ROOT};
 use crate::sync::local::{Left, put_local};

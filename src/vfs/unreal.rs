@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::waits::ReadDone;
 use super::{Error, Result, Vfs, lock, wait};
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::net::protocol::BlobRange;
 use crate::net::{Command, Fetch, FetchOutcome};
 use crate::store::Ino;

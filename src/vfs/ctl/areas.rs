@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::super::{Caller, Error, Result, Vfs};
 use super::{name_field, usage};
 use crate::format::escape;
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::store::namespace::Kind;
 use crate::store::{Ino, ROOT};
 

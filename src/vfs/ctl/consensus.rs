@@ -12,7 +12,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use super::super::{Error, Result, Vfs};
 use super::{name_field, usage};
 use crate::format::{escape, format_time};
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::net::{Command, RequestError};
 use crate::store::Ino;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::super::{Error, Result, Vfs};
 use super::usage;
 use crate::format::format_time;
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::net::{Command, ConnectError};
 use crate::store::Ino;
 use crate::store::peers::Peer;
@@ -36,7 +36,7 @@ pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
 pub(super) fn peer_field(field: &str) -> Result<PeerId> {
     field
         .parse()
-        .map_err(|e: crate::net::identity::BadPeerId| Error::Invalid(e.to_string()))
+        .map_err(|e: crate::ids::BadPeerId| Error::Invalid(e.to_string()))
 }
 
 /// A known peer's id (ENOENT when it is not known).

@@ -5,7 +5,7 @@
 
 use super::super::{Result, Vfs};
 use crate::format::{escape, format_hash};
-use crate::net::identity::PeerId;
+use crate::ids::PeerId;
 use crate::store::namespace::{Inode, Kind};
 use crate::store::{Ino, RoTxn};
 
