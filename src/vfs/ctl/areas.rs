@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use super::super::{Caller, Error, Result, Vfs};
-use super::{name_field, usage};
+use super::cmdtab::{self, Cmd};
+use super::name_field;
 use crate::format::escape;
 use crate::ids::PeerId;
 use crate::store::namespace::Kind;
@@ -79,20 +80,36 @@ fn change_shares(
     Ok(())
 }
 
-/// Runs one command of the table above.
-pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
-    match fields {
-        ["create", name] => {
-            let name = name_field(name)?;
+/// The commands of `/.ctl/areas`.
+const COMMANDS: &[Cmd] = &[
+    Cmd {
+        name: "create",
+        args: "AREA",
+        run: |vfs, _, args| {
+            let name = name_field(args[0])?;
             let root = vfs.getattr(ROOT)?;
             let caller = Caller {
                 uid: root.uid,
                 gid: root.gid,
             };
             vfs.create_area(&name, 0o755, caller).map(|_| ())
-        }
-        ["remove", name] => {
-            let (_, name) = area(vfs, name)?;
+        },
+    },
+    Cmd {
+        name: "share",
+        args: "AREA PEERID",
+        run: |vfs, _, args| share(vfs, args[0], args[1]),
+    },
+    Cmd {
+        name: "unshare",
+        args: "AREA PEERID",
+        run: |vfs, _, args| unshare(vfs, args[0], args[1]),
+    },
+    Cmd {
+        name: "remove",
+        args: "AREA",
+        run: |vfs, _, args| {
+            let (_, name) = area(vfs, args[0])?;
             vfs.remove_area(&name).map_err(|e| match e {
                 Error::NotEmpty => {
                     Error::Busy("the area is not empty: remove its files first".into())
@@ -101,42 +118,44 @@ pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
             })?;
             vfs.forget_entry(ROOT, &name);
             Ok(())
-        }
-        ["share", name, peer] => {
-            let peer = super::peers::known_peer(vfs, peer)?;
-            // Accepting a share of an area this peer lacks creates it, in
-            // `config mode.remote`.
-            let wanted = name_field(name)?;
-            if !wanted.contains(&b'/') {
-                vfs.area_named(&wanted, true)?;
-            }
-            let (ino, _) = area(vfs, name)?;
-            change_shares(vfs, ino, |shares| {
-                if shares.contains(&peer.0) {
-                    return Err(Error::Exists(format!(
-                        "{name} is already shared with {peer}"
-                    )));
-                }
-                shares.push(peer.0);
-                Ok(())
-            })
-        }
-        ["unshare", name, peer] => {
-            let (ino, _) = area(vfs, name)?;
-            let peer = super::peers::known_peer(vfs, peer)?;
-            change_shares(vfs, ino, |shares| {
-                if !shares.contains(&peer.0) {
-                    return Err(Error::NotFound(format!("{name} is not shared with {peer}")));
-                }
-                shares.retain(|k| *k != peer.0);
-                Ok(())
-            })
-        }
-        ["create" | "remove", ..] => Err(usage("create AREA | remove AREA")),
-        ["share" | "unshare", ..] => Err(usage("share AREA PEERID | unshare AREA PEERID")),
-        [cmd, ..] => Err(Error::Invalid(format!(
-            "unknown command {cmd:?}: expected create, share, unshare or remove"
-        ))),
-        [] => Err(usage("create|share|unshare|remove ...")),
+        },
+    },
+];
+
+/// Shares area `name` with `peer`; accepting a share of an area this peer
+/// lacks creates it, in `config mode.remote`.
+fn share(vfs: &Vfs, name: &str, peer: &str) -> Result<()> {
+    let peer = super::peers::known_peer(vfs, peer)?;
+    let wanted = name_field(name)?;
+    if !wanted.contains(&b'/') {
+        vfs.area_named(&wanted, true)?;
     }
+    let (ino, _) = area(vfs, name)?;
+    change_shares(vfs, ino, |shares| {
+        if shares.contains(&peer.0) {
+            return Err(Error::Exists(format!(
+                "{name} is already shared with {peer}"
+            )));
+        }
+        shares.push(peer.0);
+        Ok(())
+    })
+}
+
+/// Stops sharing area `name` with `peer`.
+fn unshare(vfs: &Vfs, name: &str, peer: &str) -> Result<()> {
+    let (ino, _) = area(vfs, name)?;
+    let peer = super::peers::known_peer(vfs, peer)?;
+    change_shares(vfs, ino, |shares| {
+        if !shares.contains(&peer.0) {
+            return Err(Error::NotFound(format!("{name} is not shared with {peer}")));
+        }
+        shares.retain(|k| *k != peer.0);
+        Ok(())
+    })
+}
+
+/// Runs one command of [`COMMANDS`].
+pub(super) fn write(vfs: &Vfs, owner: Ino, fields: &[&str]) -> Result<()> {
+    cmdtab::run(COMMANDS, vfs, owner, fields)
 }

@@ -4,7 +4,7 @@
 //! that may go now) (write).
 
 use super::super::{Error, Result, Vfs};
-use super::usage;
+use super::cmdtab::{self, Cmd};
 use crate::store::Ino;
 use crate::store::config::SetError;
 
@@ -18,24 +18,31 @@ pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
 }
 
 /// Runs `max SIZE` or `evict`.
-pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
-    match fields {
-        ["max", size] => {
+pub(super) fn write(vfs: &Vfs, owner: Ino, fields: &[&str]) -> Result<()> {
+    cmdtab::run(COMMANDS, vfs, owner, fields)
+}
+
+/// The commands of `/.ctl/cache`.
+const COMMANDS: &[Cmd] = &[
+    Cmd {
+        name: "max",
+        args: "SIZE",
+        run: |vfs, _, args| {
             let mut wtxn = vfs.store().write()?;
             vfs.store()
                 .config
-                .set(&mut wtxn, crate::store::config::Key::CacheMax, size)
+                .set(&mut wtxn, crate::store::config::Key::CacheMax, args[0])
                 .map_err(|e| match e {
                     SetError::Store(e) => Error::Store(e),
                     other => Error::Invalid(other.to_string()),
                 })?;
             wtxn.commit()?;
             vfs.cache_grew(0)
-        }
-        ["evict"] => vfs.evict_all().map(|_| ()),
-        ["max" | "evict", ..] | [] => Err(usage("max SIZE | evict")),
-        [cmd, ..] => Err(Error::Invalid(format!(
-            "unknown command {cmd:?}: expected max or evict"
-        ))),
-    }
-}
+        },
+    },
+    Cmd {
+        name: "evict",
+        args: "",
+        run: |vfs, _, _| vfs.evict_all().map(|_| ()),
+    },
+];

@@ -4,7 +4,8 @@
 //! ordinary files (write).
 
 use super::super::{Error, Result, Vfs};
-use super::{name_field, usage};
+use super::cmdtab::{self, Cmd};
+use super::name_field;
 use crate::format::{escape, format_hash};
 use crate::store::{Ino, ROOT};
 use crate::sync::merge::{Content, conflict_path, losers};
@@ -41,19 +42,19 @@ pub(super) fn read(vfs: &Vfs, _owner: Ino) -> Result<String> {
 }
 
 /// Runs `clear AREA PATH`.
-pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
-    match fields {
-        ["clear", area, path] => {
-            let (area, path) = (name_field(area)?, name_field(path)?);
-            let ino = vfs
-                .area_named(&area, false)?
-                .ok_or_else(|| Error::NotFound(format!("no area {}", escape(&area))))?;
-            vfs.clear_conflict(ino, &path)
-        }
-        ["clear", ..] => Err(usage("clear AREA PATH")),
-        [cmd, ..] => Err(Error::Invalid(format!(
-            "unknown command {cmd:?}: expected clear"
-        ))),
-        [] => Err(usage("clear AREA PATH")),
-    }
+pub(super) fn write(vfs: &Vfs, owner: Ino, fields: &[&str]) -> Result<()> {
+    cmdtab::run(COMMANDS, vfs, owner, fields)
 }
+
+/// The commands of `/.ctl/conflicts`.
+const COMMANDS: &[Cmd] = &[Cmd {
+    name: "clear",
+    args: "AREA PATH",
+    run: |vfs, _, args| {
+        let (area, path) = (name_field(args[0])?, name_field(args[1])?);
+        let ino = vfs
+            .area_named(&area, false)?
+            .ok_or_else(|| Error::NotFound(format!("no area {}", escape(&area))))?;
+        vfs.clear_conflict(ino, &path)
+    },
+}];

@@ -10,7 +10,8 @@
 use std::sync::mpsc::RecvTimeoutError;
 
 use super::super::{Error, Result, Vfs};
-use super::{name_field, usage};
+use super::cmdtab::{self, Cmd};
+use super::name_field;
 use crate::format::{escape, format_time};
 use crate::ids::PeerId;
 use crate::net::{Command, RequestError};
@@ -86,11 +87,13 @@ fn now(vfs: &Vfs, peer: Option<PeerId>, area: Option<Vec<u8>>) -> Result<()> {
     }
 }
 
-/// Runs one command: `now`, `now PEERID` or `now AREA`.
-pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
-    match fields {
-        ["now"] => now(vfs, None, None),
-        ["now", target] => {
+/// The commands of `/.ctl/consensus`.
+const COMMANDS: &[Cmd] = &[Cmd {
+    name: "now",
+    args: "[PEERID|AREA]",
+    run: |vfs, _, args| match args.first() {
+        None => now(vfs, None, None),
+        Some(target) => {
             if let Ok(peer) = target.parse::<PeerId>() {
                 super::peers::known_peer(vfs, target)?;
                 return now(vfs, Some(peer), None);
@@ -101,9 +104,10 @@ pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
             }
             now(vfs, None, Some(name))
         }
-        ["now", ..] | [] => Err(usage("now [PEERID|AREA]")),
-        [cmd, ..] => Err(Error::Invalid(format!(
-            "unknown command {cmd:?}: expected now"
-        ))),
-    }
+    },
+}];
+
+/// Runs one command of [`COMMANDS`]: `now`, `now PEERID` or `now AREA`.
+pub(super) fn write(vfs: &Vfs, owner: Ino, fields: &[&str]) -> Result<()> {
+    cmdtab::run(COMMANDS, vfs, owner, fields)
 }

@@ -5,21 +5,48 @@
 //! being fetched; EINVAL for a directory).
 
 use super::super::{Error, Result, Vfs};
+use super::cmdtab::{self, Cmd};
 use super::mode::parse_mode_word;
-use super::{name_field, usage};
+use super::name_field;
 use crate::store::Ino;
 use crate::store::namespace::Kind;
 
-/// Runs one command of the table above.
+/// The commands of `DIR/.ctl/ctl`: each takes the name of an entry of DIR.
+const COMMANDS: &[Cmd] = &[
+    Cmd {
+        name: "real",
+        args: "NAME",
+        run: |vfs, owner, args| on_entry(vfs, owner, "real", args[0]),
+    },
+    Cmd {
+        name: "unreal",
+        args: "NAME",
+        run: |vfs, owner, args| on_entry(vfs, owner, "unreal", args[0]),
+    },
+    Cmd {
+        name: "inherit",
+        args: "NAME",
+        run: |vfs, owner, args| on_entry(vfs, owner, "inherit", args[0]),
+    },
+    Cmd {
+        name: "fetch",
+        args: "NAME",
+        run: |vfs, owner, args| on_entry(vfs, owner, "fetch", args[0]),
+    },
+    Cmd {
+        name: "evict",
+        args: "NAME",
+        run: |vfs, owner, args| on_entry(vfs, owner, "evict", args[0]),
+    },
+];
+
+/// Runs one command of [`COMMANDS`].
 pub(super) fn write(vfs: &Vfs, owner: Ino, fields: &[&str]) -> Result<()> {
-    let [verb, name] = fields else {
-        return Err(usage("real|unreal|inherit|fetch|evict NAME"));
-    };
-    if !matches!(*verb, "real" | "unreal" | "inherit" | "fetch" | "evict") {
-        return Err(Error::Invalid(format!(
-            "unknown command {verb:?}: expected real, unreal, inherit, fetch or evict"
-        )));
-    }
+    cmdtab::run(COMMANDS, vfs, owner, fields)
+}
+
+/// Runs `verb` on entry `name` of directory `owner`.
+fn on_entry(vfs: &Vfs, owner: Ino, verb: &str, name: &str) -> Result<()> {
     let name = name_field(name)?;
     let (ino, inode) = {
         let txn = vfs.store().read()?;
@@ -30,7 +57,7 @@ pub(super) fn write(vfs: &Vfs, owner: Ino, fields: &[&str]) -> Result<()> {
             .ok_or_else(|| Error::NotFound(format!("no entry {}", crate::format::escape(&name))))?;
         (ino, vfs.inode(&txn, ino)?)
     };
-    match (*verb, inode.hash) {
+    match (verb, inode.hash) {
         ("fetch" | "evict", _) if inode.kind != Kind::File => {
             Err(Error::Invalid(format!("{verb} takes a file")))
         }

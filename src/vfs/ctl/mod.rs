@@ -5,10 +5,12 @@
 //! `1<<63 | owner<<4 | index`, where `owner` is the directory holding the
 //! `.ctl`, index 0 the `.ctl` directory itself and index n the n-th entry of
 //! its table ([`ROOT_FILES`] at the root, [`DIR_FILES`] elsewhere). Each
-//! file is one module with its reader and its command table.
+//! file is one module with its reader and its command table, parsed in
+//! one place ([`cmdtab`]).
 
 mod areas;
 mod cache;
+mod cmdtab;
 mod config;
 mod conflicts;
 mod consensus;

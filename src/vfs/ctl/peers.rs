@@ -7,7 +7,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use super::super::{Error, Result, Vfs};
-use super::usage;
+use super::cmdtab::{self, Cmd};
 use crate::format::format_time;
 use crate::ids::PeerId;
 use crate::net::{Command, ConnectError};
@@ -145,24 +145,35 @@ fn connect(vfs: &Vfs, id: &str) -> Result<()> {
     }
 }
 
-/// Runs one command of the table above.
-pub(super) fn write(vfs: &Vfs, _owner: Ino, fields: &[&str]) -> Result<()> {
-    match fields {
-        ["add", id] => add(vfs, id, None, None),
-        ["add", id, addr] => add(vfs, id, Some(addr), None),
-        ["add", id, addr, name] => add(vfs, id, Some(addr), Some(name)),
-        ["remove", id] => remove(vfs, id),
-        ["connect", id] => connect(vfs, id),
-        ["disconnect", id] => {
-            let peer = known_peer(vfs, id)?;
+/// The commands of `/.ctl/peers`.
+const COMMANDS: &[Cmd] = &[
+    Cmd {
+        name: "add",
+        args: "PEERID [ADDR] [NAME]",
+        run: |vfs, _, args| add(vfs, args[0], args.get(1).copied(), args.get(2).copied()),
+    },
+    Cmd {
+        name: "remove",
+        args: "PEERID",
+        run: |vfs, _, args| remove(vfs, args[0]),
+    },
+    Cmd {
+        name: "connect",
+        args: "PEERID",
+        run: |vfs, _, args| connect(vfs, args[0]),
+    },
+    Cmd {
+        name: "disconnect",
+        args: "PEERID",
+        run: |vfs, _, args| {
+            let peer = known_peer(vfs, args[0])?;
             vfs.household().send(Command::Disconnect { peer });
             Ok(())
-        }
-        ["add", ..] => Err(usage("add PEERID [ADDR] [NAME]")),
-        ["remove" | "connect" | "disconnect", ..] => Err(usage("remove|connect|disconnect PEERID")),
-        [cmd, ..] => Err(Error::Invalid(format!(
-            "unknown command {cmd:?}: expected add, remove, connect or disconnect"
-        ))),
-        [] => Err(usage("add|remove|connect|disconnect PEERID")),
-    }
+        },
+    },
+];
+
+/// Runs one command of [`COMMANDS`].
+pub(super) fn write(vfs: &Vfs, owner: Ino, fields: &[&str]) -> Result<()> {
+    cmdtab::run(COMMANDS, vfs, owner, fields)
 }
