@@ -149,6 +149,7 @@ impl Vfs {
                 return self.open_now(ino, flags, passthrough);
             }
             Err(e) => {
+                tracing::debug!("opening inode {ino} at {path}: {e}");
                 if writable {
                     self.recorder.released(ino);
                 }
