@@ -1,5 +1,6 @@
 //! What this peer knows of every path of every area: its versions (the
-//! siblings of [`crate::sync::merge`]) and who holds its bytes, plus the
+//! siblings of [`crate::sync::merge`], whose record types are defined
+//! here so that the store depends on nothing above it) and who holds its bytes, plus the
 //! *feed* that tells peers what changed since a sequence number.
 //!
 //! Three databases:
@@ -26,7 +27,42 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, Ino, Postcard, Result, key_prefix, key_u64};
 use crate::ids::PeerId;
-use crate::sync::merge::Version;
+
+/// A version vector: for each peer, the sequence number of its last
+/// operation this version has seen (absent = 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionVector<A: Ord>(pub(crate) BTreeMap<A, u64>);
+
+/// What a version puts at its path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Content {
+    /// Nothing: the entry was removed.
+    Deleted,
+    /// A file with this blob (BLAKE3 hash).
+    File([u8; 32]),
+    /// A symbolic link with this target.
+    Symlink(Vec<u8>),
+    /// A directory.
+    Dir,
+}
+
+/// One version of one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version<A: Ord> {
+    /// Everything its author had seen of the path, and the op itself.
+    pub vv: VersionVector<A>,
+    /// What it puts there.
+    pub content: Content,
+    /// Modification time, seconds since the epoch (UTC).
+    pub mtime: i64,
+    /// Size in bytes of a file's blob (0 otherwise).
+    pub size: u64,
+    /// Permission bits (07777) its author gave the entry; 0 for a
+    /// deletion.
+    pub perm: u16,
+    /// The peer that made it.
+    pub author: A,
+}
 
 /// Who holds a path's bytes, as one peer last said: the blob it keeps real
 /// there (`None`: none). Each peer writes only its own entry, with a

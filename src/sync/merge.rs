@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
-use serde::{Deserialize, Serialize};
+pub use crate::store::versions::{Content, Version, VersionVector};
 
 /// Who made a version: a peer, named in conflict copies by 8 characters.
 pub trait Author: Ord + Copy + Debug {
@@ -52,11 +52,6 @@ pub enum Causality {
     /// Each saw something the other did not.
     Concurrent,
 }
-
-/// A version vector: for each peer, the sequence number of its last
-/// operation this version has seen (absent = 0).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionVector<A: Ord>(BTreeMap<A, u64>);
 
 impl<A: Ord> Default for VersionVector<A> {
     fn default() -> Self {
@@ -114,19 +109,6 @@ impl<A: Author> VersionVector<A> {
     }
 }
 
-/// What a version puts at its path.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Content {
-    /// Nothing: the entry was removed.
-    Deleted,
-    /// A file with this blob (BLAKE3 hash).
-    File([u8; 32]),
-    /// A symbolic link with this target.
-    Symlink(Vec<u8>),
-    /// A directory.
-    Dir,
-}
-
 impl Content {
     /// Precedence in a conflict: a directory, then a file, then nothing.
     fn rank(&self) -> u8 {
@@ -136,24 +118,6 @@ impl Content {
             Content::Dir => 2,
         }
     }
-}
-
-/// One version of one path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Version<A: Ord> {
-    /// Everything its author had seen of the path, and the op itself.
-    pub vv: VersionVector<A>,
-    /// What it puts there.
-    pub content: Content,
-    /// Modification time, seconds since the epoch (UTC).
-    pub mtime: i64,
-    /// Size in bytes of a file's blob (0 otherwise).
-    pub size: u64,
-    /// Permission bits (07777) its author gave the entry; 0 for a
-    /// deletion.
-    pub perm: u16,
-    /// The peer that made it.
-    pub author: A,
 }
 
 impl<A: Author> Version<A> {
