@@ -424,6 +424,7 @@ impl Vfs {
         }
         wtxn.commit()?;
         self.real.remove_file(&real)?;
+        tracing::debug!("unrealized inode {ino} at {real}");
         self.stats.unrealized.fetch_add(1, Ordering::Relaxed);
         if had.is_none()
             && let Err(e) = self.cache_grew(size)

@@ -323,6 +323,7 @@ impl Vfs {
                 let to = self.stash_dir().join(format!("{hex}-{}", pull.next_stash));
                 pull.next_stash += 1;
                 self.real.rename_out(&real, &to).or_else(missing_ok)?;
+                tracing::debug!("stashed inode {ino} from {real}");
                 pull.stash.entry(hash).or_default().push(to);
                 pull.replaced.push((area, path.to_vec(), hash));
             }
