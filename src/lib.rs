@@ -8,6 +8,7 @@
 //! - [`store`]: LMDB databases (namespace, history, areas, config, xattrs,
 //!   peers, versions and the feed, the blob cache);
 //! - [`blob`]: BLAKE3 hashing of content;
+//! - [`cache`]: the blob cache's files, open counts and usage;
 //! - [`real`]: the Real, every call beneath `DATA/real` rooted there;
 //! - [`vfs`]: the FUSE-free dispatcher every file operation goes through,
 //!   with the Real, the Unreal (blob cache and fetches), remote changes
@@ -20,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod blob;
+pub mod cache;
 pub mod data;
 pub mod format;
 pub mod fuse;

@@ -5,81 +5,11 @@
 //! it (so that a read storm does not scan the cache per chunk); the blobs
 //! of open files and of fetches under way are never evicted.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use super::{Result, Vfs, lock};
+use super::{Result, Vfs};
+use crate::cache::count;
 use crate::store::cache::Cached;
-
-/// What the cache holds, kept in memory beside LMDB.
-pub(super) struct CacheState {
-    /// Bytes present in cache files; `u64::MAX` until first counted.
-    used: AtomicU64,
-    /// Blobs evicted since the mount.
-    pub(super) evicted: AtomicU64,
-    /// Open unreal handles per blob: these are pinned.
-    open: std::sync::Mutex<HashMap<[u8; 32], u32>>,
-}
-
-impl Default for CacheState {
-    fn default() -> CacheState {
-        CacheState {
-            used: AtomicU64::new(u64::MAX),
-            evicted: AtomicU64::new(0),
-            open: Default::default(),
-        }
-    }
-}
-
-impl CacheState {
-    /// A handle on blob `hash` opened.
-    pub(super) fn opened(&self, hash: [u8; 32]) {
-        *lock(&self.open).entry(hash).or_default() += 1;
-    }
-
-    /// A handle on blob `hash` closed.
-    pub(super) fn closed(&self, hash: [u8; 32]) {
-        let mut open = lock(&self.open);
-        if let Some(n) = open.get_mut(&hash) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&hash);
-            }
-        }
-    }
-
-    /// Pins blob `hash` like an open handle (undone by
-    /// [`CacheState::closed`]); whether no handle had it open before.
-    pub(super) fn pin_alone(&self, hash: [u8; 32]) -> bool {
-        let mut open = lock(&self.open);
-        let alone = !open.contains_key(&hash);
-        *open.entry(hash).or_default() += 1;
-        alone
-    }
-
-    fn pinned(&self, hash: &[u8; 32]) -> bool {
-        lock(&self.open).contains_key(hash)
-    }
-
-    /// Runs `swap` with the open counts, no handle opening meanwhile:
-    /// every change of which file a cache path names (a realize moving it
-    /// out, a delta edit adopting its base's file, an eviction) checks the
-    /// counts and swaps in here, and [`CacheState::opened`] counts a
-    /// handle before it opens the file, so no handle ever reads a file
-    /// swapped under it. Lock order: the open counts, then the waiters,
-    /// then LMDB.
-    pub(super) fn with_open<R>(&self, swap: impl FnOnce(&OpenCounts) -> R) -> R {
-        swap(&lock(&self.open))
-    }
-}
-
-/// Open unreal handles (and pins) per blob.
-pub(super) type OpenCounts = HashMap<[u8; 32], u32>;
-
-/// How many handles (and pins) of `counts` have blob `hash` open.
-pub(super) fn count(counts: &OpenCounts, hash: &[u8; 32]) -> u32 {
-    counts.get(hash).copied().unwrap_or(0)
-}
 
 /// A blob of the cache and its record.
 type CachedBlob = ([u8; 32], Cached);
@@ -176,18 +106,13 @@ impl Vfs {
         let cached = self.store.cache.get(&wtxn, &hash)?;
         self.store.cache.remove(&mut wtxn, &hash)?;
         wtxn.commit()?;
-        let _ = std::fs::remove_file(self.cache_path(&hash));
+        let _ = std::fs::remove_file(self.cache.path(&hash));
         Ok(cached)
     }
 
     /// Counts `bytes` fewer in the cache (a blob left it without eviction).
     pub(super) fn cache_shrank(&self, bytes: u64) {
-        let _ = self
-            .cache
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-                (u != u64::MAX).then(|| u.saturating_sub(bytes))
-            });
+        self.cache.shrank(bytes);
     }
 
     /// Evicts least recently read blobs until `bytes` left the cache (or

@@ -59,7 +59,7 @@ impl Vfs {
         };
         let started = self.store.cache.get(&txn, &blob.hash)?.is_some();
         drop(txn);
-        let base_path = self.cache_path(&base);
+        let base_path = self.cache.path(&base);
         let Some(old) = self.local_outboard(base, based.size, &File::open(&base_path)?)? else {
             return Ok(());
         };
@@ -69,12 +69,12 @@ impl Vfs {
         // chunk of it is on its way). The check, the reservation of the
         // new blob's chunks (no fetch writes into the file while it is
         // patched) and the swap happen with no handle opening meanwhile.
-        let target = self.cache_path(&blob.hash);
+        let target = self.cache.path(&blob.hash);
         let adopted = match alone && !started {
             false => None,
             true => self.cache.with_open(|open| -> Result<Option<Vec<u64>>> {
-                let untouched = super::cache::count(open, &blob.hash) <= 1
-                    && super::cache::count(open, &base) <= 1
+                let untouched = crate::cache::count(open, &blob.hash) <= 1
+                    && crate::cache::count(open, &base) <= 1
                     && {
                         let txn = self.store.read()?;
                         self.store.cache.get(&txn, &blob.hash)?.is_none()
@@ -126,7 +126,7 @@ impl Vfs {
         new: &Outboard,
         from: Option<&File>,
     ) -> Result<()> {
-        let target = self.cache_path(&blob.hash);
+        let target = self.cache.path(&blob.hash);
         let file = File::options()
             .write(true)
             .create(true)

@@ -235,12 +235,12 @@ impl Vfs {
         }
         let hex = crate::format::format_hash(Some(&blob.hash));
         let tmp = self.stash_dir().join(format!("{hex}-realize-{ino}"));
-        let cached = self.cache_path(&blob.hash);
+        let cached = self.cache.path(&blob.hash);
         // Only our handle has it open: the cache file itself moves (no
         // handle opens it meanwhile, see CacheState::with_open).
         let moved = blob.size > 0
             && self.cache.with_open(|open| -> Result<bool> {
-                if super::cache::count(open, &blob.hash) > 1 {
+                if crate::cache::count(open, &blob.hash) > 1 {
                     return Ok(false);
                 }
                 let mut wtxn = self.store.write()?;
@@ -397,7 +397,7 @@ impl Vfs {
         let real = self.real_path(&txn, ino)?;
         let had = self.store.cache.get(&txn, &hash)?.filter(|c| c.verified);
         drop(txn);
-        let cached = self.cache_path(&hash);
+        let cached = self.cache.path(&hash);
         if had.is_none() {
             let _ = std::fs::remove_file(&cached); // a partial fetch
             self.real.link_out(&real, &cached)?;

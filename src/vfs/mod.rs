@@ -173,7 +173,7 @@ pub struct Vfs {
     unreal: unreal::Unreal,
     pieces: pieces::Pieces,
     life: life::Life,
-    cache: cache::CacheState,
+    cache: crate::cache::Cache,
     timers: waits::Timers,
     /// This dispatcher, for work that outlives a call (fetches).
     me: std::sync::Weak<Vfs>,
@@ -217,7 +217,7 @@ impl Vfs {
     /// the mount-time reconciliation before returning; [`Vfs::start`] then
     /// starts the background recorder.
     pub fn new(store: Store, real: PathBuf, peer_id: PeerId) -> Result<Arc<Vfs>> {
-        std::fs::create_dir_all(real.with_file_name("cache"))?;
+        let cache = crate::cache::Cache::open(&real.with_file_name("cache"))?;
         let real = crate::real::Real::open(&real)?;
         let timers = waits::Timers::start()?;
         let vfs = Arc::new_cyclic(|me| Vfs {
@@ -235,7 +235,7 @@ impl Vfs {
             unreal: unreal::Unreal::default(),
             pieces: pieces::Pieces::default(),
             life: life::Life::default(),
-            cache: cache::CacheState::default(),
+            cache,
             timers,
             me: me.clone(),
         });

@@ -65,7 +65,7 @@ impl Vfs {
             .get(&txn, &hash)?
             .is_some_and(|c| c.verified);
         if verified {
-            return Ok(Some((File::open(self.cache_path(&hash))?, true)));
+            return Ok(Some((File::open(self.cache.path(&hash))?, true)));
         }
         Ok(None)
     }

@@ -523,11 +523,7 @@ impl Vfs {
             }
             self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
         }
-        std::fs::rename(
-            file,
-            self.cache_dir()
-                .join(crate::format::format_hash(Some(&hash))),
-        )?;
+        std::fs::rename(file, self.cache.path(&hash))?;
         let cached = crate::store::cache::Cached::whole(size);
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;

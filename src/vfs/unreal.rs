@@ -16,7 +16,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -303,16 +302,6 @@ pub(super) struct UnrealFile {
 }
 
 impl Vfs {
-    /// `DATA/cache`, the blob cache.
-    pub(super) fn cache_dir(&self) -> PathBuf {
-        self.real.location().with_file_name("cache")
-    }
-
-    pub(super) fn cache_path(&self, hash: &[u8; 32]) -> PathBuf {
-        self.cache_dir()
-            .join(crate::format::format_hash(Some(hash)))
-    }
-
     /// Opens unreal file `ino` for reading from the cache.
     pub(super) fn open_unreal(&self, ino: Ino) -> Result<UnrealFile> {
         let txn = self.store.read()?;
@@ -334,7 +323,7 @@ impl Vfs {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(self.cache_path(&hash))?;
+            .open(self.cache.path(&hash))?;
         if !known {
             // Sparse: chunks land at their offsets as they come.
             file.set_len(inode.size)?;
@@ -783,7 +772,7 @@ impl Vfs {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(self.cache_path(&hash))?
+            .open(self.cache.path(&hash))?
             .write_all_at(bytes, c * CHUNK)?;
         self.stats
             .fetch_bytes

@@ -1,0 +1,110 @@
+//! The blob cache's own state: where its files are (`DATA/cache/HASH`,
+//! one sparse file per blob), which blobs open handles pin, and how many
+//! bytes it holds. [`Cache`] owns these and their lock; the records of
+//! which chunks are present live in LMDB ([`crate::store::cache`]).
+//!
+//! Every change of which file a cache path names (a realize moving the
+//! file into the Real, a delta edit adopting its base's file, an
+//! eviction) happens inside [`Cache::with_open`], after a look at the open
+//! counts, and a handle is counted ([`Cache::opened`]) before it opens the
+//! file: so no open handle ever reads a file swapped under it.
+//!
+//! Still in `crate::vfs` and to move here: chunk fetches and their
+//! waiters, verification against outboards, eviction policy and deltas.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Open unreal handles (and pins) per blob.
+pub type OpenCounts = HashMap<[u8; 32], u32>;
+
+/// How many handles (and pins) of `counts` have blob `hash` open.
+pub fn count(counts: &OpenCounts, hash: &[u8; 32]) -> u32 {
+    counts.get(hash).copied().unwrap_or(0)
+}
+
+/// The blob cache's directory, open counts and usage.
+pub struct Cache {
+    dir: PathBuf,
+    /// Open unreal handles per blob: these are pinned.
+    open: Mutex<OpenCounts>,
+    /// Bytes present in cache files; `u64::MAX` until first counted.
+    pub used: AtomicU64,
+    /// Blobs evicted since the mount.
+    pub evicted: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cache {
+    /// The cache in `dir` (`DATA/cache`), created when absent.
+    pub fn open(dir: &Path) -> std::io::Result<Cache> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            open: Mutex::default(),
+            used: AtomicU64::new(u64::MAX),
+            evicted: AtomicU64::new(0),
+        })
+    }
+
+    /// `DATA/cache`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cache file of blob `hash`: `DATA/cache/HASH` (64 hex digits).
+    pub fn path(&self, hash: &[u8; 32]) -> PathBuf {
+        self.dir.join(crate::format::format_hash(Some(hash)))
+    }
+
+    /// A handle on blob `hash` opened (count it before opening the file).
+    pub fn opened(&self, hash: [u8; 32]) {
+        *lock(&self.open).entry(hash).or_default() += 1;
+    }
+
+    /// A handle on blob `hash` closed.
+    pub fn closed(&self, hash: [u8; 32]) {
+        let mut open = lock(&self.open);
+        if let Some(n) = open.get_mut(&hash) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&hash);
+            }
+        }
+    }
+
+    /// Pins blob `hash` like an open handle (undone by [`Cache::closed`]);
+    /// whether no handle had it open before.
+    pub fn pin_alone(&self, hash: [u8; 32]) -> bool {
+        let mut open = lock(&self.open);
+        let alone = !open.contains_key(&hash);
+        *open.entry(hash).or_default() += 1;
+        alone
+    }
+
+    /// Whether a handle has blob `hash` open.
+    pub fn pinned(&self, hash: &[u8; 32]) -> bool {
+        lock(&self.open).contains_key(hash)
+    }
+
+    /// Runs `swap` with the open counts, no handle opening meanwhile (see
+    /// the module doc). Lock order: the open counts, then chunk waiters,
+    /// then LMDB.
+    pub fn with_open<R>(&self, swap: impl FnOnce(&OpenCounts) -> R) -> R {
+        swap(&lock(&self.open))
+    }
+
+    /// Counts `bytes` fewer in the cache (a blob left it).
+    pub fn shrank(&self, bytes: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                (u != u64::MAX).then(|| u.saturating_sub(bytes))
+            });
+    }
+}
