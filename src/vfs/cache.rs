@@ -100,7 +100,7 @@ impl Vfs {
 
     /// Removes blob `hash` from the cache, record first (a crash between
     /// leaves a file without a record, never the reverse); what its record
-    /// said, if it had one. Called within [`CacheState::with_open`].
+    /// said, if it had one. Called within [`crate::cache::Cache::with_open`].
     fn remove_blob(&self, hash: [u8; 32]) -> Result<Option<Cached>> {
         let mut wtxn = self.store.write()?;
         let cached = self.store.cache.get(&wtxn, &hash)?;

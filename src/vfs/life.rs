@@ -237,7 +237,7 @@ impl Vfs {
         let tmp = self.stash_dir().join(format!("{hex}-realize-{ino}"));
         let cached = self.cache.path(&blob.hash);
         // Only our handle has it open: the cache file itself moves (no
-        // handle opens it meanwhile, see CacheState::with_open).
+        // handle opens it meanwhile, see Cache::with_open).
         let moved = blob.size > 0
             && self.cache.with_open(|open| -> Result<bool> {
                 if crate::cache::count(open, &blob.hash) > 1 {

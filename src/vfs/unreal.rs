@@ -290,7 +290,7 @@ impl Drop for Pin {
 
 /// What an open unreal file reads from. Its descriptor of the cache file
 /// stays right: the file is never swapped while a handle has the blob
-/// open (see [`super::cache::CacheState::with_open`]).
+/// open (see [`crate::cache::Cache::with_open`]).
 pub(super) struct UnrealFile {
     /// The inode: it may become real while open (see [`Vfs::read_realized`]).
     ino: Ino,
