@@ -9,8 +9,11 @@
 //! counts, and a handle is counted ([`Cache::opened`]) before it opens the
 //! file: so no open handle ever reads a file swapped under it.
 //!
-//! Still in `crate::vfs` and to move here: chunk fetches and their
-//! waiters, verification against outboards, eviction policy and deltas.
+//! [`chunks`] owns the chunks on their way and their waiters. Still in
+//! `crate::vfs` and to move here: starting fetches, verification against
+//! outboards, eviction policy and deltas.
+
+pub mod chunks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +37,8 @@ pub struct Cache {
     pub used: AtomicU64,
     /// Blobs evicted since the mount.
     pub evicted: AtomicU64,
+    /// Chunks on their way, and the readers waiting for them.
+    pub chunks: chunks::Chunks,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -49,6 +54,7 @@ impl Cache {
             open: Mutex::default(),
             used: AtomicU64::new(u64::MAX),
             evicted: AtomicU64::new(0),
+            chunks: chunks::Chunks::default(),
         })
     }
 

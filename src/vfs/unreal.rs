@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::waits::ReadDone;
 use super::{Error, Result, Vfs, lock, wait};
+use crate::cache::chunks::{Chunks, Failure, Outcome, Waiter};
 use crate::ids::PeerId;
 use crate::net::protocol::BlobRange;
 use crate::net::{Command, Fetch, FetchOutcome};
@@ -36,100 +37,26 @@ pub const READAHEAD: u64 = 8;
 /// failed (no holder connected, or all refused).
 const RETRY: Duration = Duration::from_millis(200);
 
-/// After a read gave up on a chunk at its deadline, reads of that chunk
-/// fail at once for this long: the kernel follows a failed readahead with
-/// a read of its own, which would otherwise wait `net.timeout` again.
-const GAVE_UP: Duration = Duration::from_secs(1);
-
 thread_local! {
     /// Each thread's buffer for reads of unreal files, reused across
     /// requests (a fresh one per request costs an mmap and page faults).
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A chunk of a blob: (hash, index).
-type ChunkKey = ([u8; 32], u64);
-
-/// Why a fetch of a chunk failed, as every reader waiting for it sees it.
-#[derive(Clone, Debug)]
-pub(super) struct Failure {
-    /// The bytes that came did not match the blob's hash (EIO to a reader
-    /// whose deadline passes with this as the last failure).
-    corrupt: bool,
-    /// What happened, for the reader's error and the log.
-    why: String,
-}
-
-impl Failure {
-    fn of(e: &Error) -> Failure {
-        Failure {
-            corrupt: matches!(e, Error::Corrupt(_)),
-            why: e.to_string(),
-        }
-    }
-
-    fn unreachable(why: impl Into<String>) -> Failure {
-        Failure {
-            corrupt: false,
-            why: why.into(),
-        }
-    }
-
-    /// The error a reader gets when its deadline passes after this.
-    pub(super) fn error(&self) -> Error {
-        match self.corrupt {
-            true => Error::Corrupt(self.why.clone()),
-            false => Error::Unreachable(self.why.clone()),
-        }
+/// The failure `e` as the readers of a chunk see it.
+fn failure(e: &Error) -> Failure {
+    Failure {
+        corrupt: matches!(e, Error::Corrupt(_)),
+        why: e.to_string(),
     }
 }
 
-/// How a fetch of a chunk ended.
-type Outcome = std::result::Result<(), Failure>;
-
-/// Called once a chunk's fetch ended, on the thread that settled it.
-type Subscriber = Box<dyn FnOnce(&Outcome) + Send>;
-
-/// A fetch of one chunk that readers wait for: blocking ones on the
-/// condition variable (the life thread, copy-up), FUSE reads by
-/// subscribing ([`Waiter::subscribe`]).
-#[derive(Default)]
-struct Waiter {
-    state: Mutex<WaiterState>,
-    cv: Condvar,
-}
-
-#[derive(Default)]
-struct WaiterState {
-    outcome: Option<Outcome>,
-    subscribers: Vec<Subscriber>,
-}
-
-impl Waiter {
-    /// Ends the fetch: wakes the blocked readers and calls the
-    /// subscribers, outside the lock.
-    fn settle(&self, outcome: Outcome) {
-        let subscribers = {
-            let mut state = lock(&self.state);
-            state.outcome = Some(outcome.clone());
-            std::mem::take(&mut state.subscribers)
-        };
-        self.cv.notify_all();
-        for subscriber in subscribers {
-            subscriber(&outcome);
-        }
-    }
-
-    /// Calls `f` when the fetch ends (at once when it has).
-    fn subscribe(&self, f: Subscriber) {
-        let mut state = lock(&self.state);
-        match state.outcome.clone() {
-            Some(outcome) => {
-                drop(state);
-                f(&outcome);
-            }
-            None => state.subscribers.push(f),
-        }
+/// The error a reader gets when its deadline passes after `failure`:
+/// EIO for bytes that did not verify, EHOSTUNREACH otherwise.
+fn error(failure: &Failure) -> Error {
+    match failure.corrupt {
+        true => Error::Corrupt(failure.why.clone()),
+        false => Error::Unreachable(failure.why.clone()),
     }
 }
 
@@ -181,8 +108,8 @@ impl PendingRead {
 
     /// The deadline passed: EHOSTUNREACH (EIO when the last failure was
     /// bytes that did not verify); reads of the chunk it waited for fail
-    /// at once for [`GAVE_UP`].
-    fn expire(&self, gave_up: &Mutex<HashMap<ChunkKey, (Instant, Failure)>>) {
+    /// at once for [`crate::cache::chunks::GAVE_UP`].
+    fn expire(&self, chunks: &Chunks) {
         let (chunk, failure) = {
             let state = lock(&self.state);
             let failure = state.failure.clone().unwrap_or_else(|| {
@@ -190,12 +117,8 @@ impl PendingRead {
             });
             (state.chunk, failure)
         };
-        let now = Instant::now();
-        let mut chunks = lock(gave_up);
-        chunks.retain(|_, (at, _)| now.duration_since(*at) < GAVE_UP);
-        chunks.insert((self.uf.blob.hash, chunk), (now, failure.clone()));
-        drop(chunks);
-        self.finish(Err(failure.error()));
+        chunks.give_up((self.uf.blob.hash, chunk), failure.clone());
+        self.finish(Err(error(&failure)));
     }
 }
 
@@ -221,12 +144,9 @@ pub struct Transfer {
 /// Fetches in flight and transfers, shared by all readers.
 #[derive(Default)]
 pub(super) struct Unreal {
-    waiters: Mutex<HashMap<ChunkKey, Arc<Waiter>>>,
     transfers: Mutex<HashMap<[u8; 32], Transfer>>,
     /// Inodes being copied up (see [`Vfs::copy_up`]).
     copying: (Mutex<HashSet<Ino>>, Condvar),
-    /// Chunks a read gave up on lately, with why (see [`GAVE_UP`]).
-    gave_up: Mutex<HashMap<ChunkKey, (Instant, Failure)>>,
     /// Blobs this peer is dropping from its Real (see [`Vfs::keeps`]).
     pub(super) dropping: Mutex<HashSet<[u8; 32]>>,
     /// Blob → the blob it was edited from, when this peer has the latter
@@ -487,10 +407,8 @@ impl Vfs {
             if self.read_realized(p) {
                 return;
             }
-            if let Some((at, failure)) = lock(&self.unreal.gave_up).get(&(blob.hash, c))
-                && at.elapsed() < GAVE_UP
-            {
-                return p.finish(Err(failure.error()));
+            if let Some(failure) = self.cache.chunks.gave_up(&(blob.hash, c)) {
+                return p.finish(Err(error(&failure)));
             }
             lock(&p.state).chunk = c;
             self.arm_deadline(p);
@@ -575,7 +493,7 @@ impl Vfs {
             let (me, p2) = (self.me.clone(), Arc::clone(p));
             state.timer = Some(self.timers.at(p.deadline, move || {
                 if let Some(vfs) = me.upgrade() {
-                    p2.expire(&vfs.unreal.gave_up);
+                    p2.expire(&vfs.cache.chunks);
                 }
             }));
         }
@@ -607,28 +525,20 @@ impl Vfs {
             let Some(waiter) = self.start_chunk(blob, c)? else {
                 return Ok(());
             };
-            let mut state = lock(&waiter.state);
-            while state.outcome.is_none() {
-                let now = Instant::now();
-                if now >= deadline {
+            match waiter.wait(deadline) {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(failure)) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(error(&failure));
+                    }
+                    std::thread::sleep((deadline - now).min(RETRY));
+                }
+                None => {
                     return Err(Error::Unreachable(
                         "no holder sent the bytes within net.timeout".into(),
                     ));
                 }
-                state = wait(&waiter.cv, state, deadline - now);
-            }
-            // Every reader of this waiter sees the outcome: clone it.
-            match state.outcome.clone() {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(failure)) => {
-                    drop(state);
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(failure.error());
-                    }
-                    std::thread::sleep((deadline - now).min(RETRY));
-                }
-                None => {}
             }
         }
     }
@@ -638,18 +548,12 @@ impl Vfs {
         if self.has_chunk(&uf.hash, c)? {
             return Ok(None);
         }
-        let waiter = {
-            let mut waiters = lock(&self.unreal.waiters);
-            if let Some(w) = waiters.get(&(uf.hash, c)) {
-                return Ok(Some(Arc::clone(w)));
-            }
-            // Stored between the check above and this lock: done.
-            if self.has_chunk(&uf.hash, c)? {
-                return Ok(None);
-            }
-            let w = Arc::new(Waiter::default());
-            waiters.insert((uf.hash, c), Arc::clone(&w));
-            w
+        // Stored between the check above and the waiters' lock: done.
+        let absent = || !self.has_chunk(&uf.hash, c).unwrap_or(false);
+        let waiter = match self.cache.chunks.waiter((uf.hash, c), absent) {
+            None => return Ok(None),
+            Some((waiter, false)) => return Ok(Some(waiter)),
+            Some((waiter, true)) => waiter,
         };
         lock(&self.unreal.transfers)
             .entry(uf.hash)
@@ -726,7 +630,7 @@ impl Vfs {
         let outcome = match outcome.result {
             Ok((peer, bytes)) => self
                 .store_chunk(blob, c, peer, &bytes)
-                .map_err(|e| Failure::of(&e)),
+                .map_err(|e| failure(&e)),
             Err(e) => Err(Failure::unreachable(e.to_string())),
         };
         self.settle_chunk(blob.hash, c, outcome);
@@ -737,10 +641,7 @@ impl Vfs {
             // A read that still needs the blob starts a new transfer.
             lock(&self.unreal.transfers).remove(&hash);
         }
-        let waiter = lock(&self.unreal.waiters).remove(&(hash, c));
-        if let Some(waiter) = waiter {
-            waiter.settle(outcome);
-        }
+        self.cache.chunks.settle((hash, c), outcome);
     }
 
     /// Verifies chunk `c` of `blob` that `peer` sent, piece by piece,
@@ -833,15 +734,9 @@ impl Vfs {
         blob: &BlobRef,
         may: impl FnOnce() -> bool,
     ) -> Option<Vec<u64>> {
-        let mut waiters = lock(&self.unreal.waiters);
-        if waiters.keys().any(|(h, _)| *h == blob.hash) || !may() {
-            return None;
-        }
-        let chunks: Vec<u64> = (0..blob.size.div_ceil(CHUNK)).collect();
-        for c in &chunks {
-            waiters.insert((blob.hash, *c), Arc::new(Waiter::default()));
-        }
-        Some(chunks)
+        self.cache
+            .chunks
+            .reserve(blob.hash, blob.size.div_ceil(CHUNK), may)
     }
 
     /// Ends a reservation of [`Vfs::reserve_chunks`]: chunks now in the
@@ -851,7 +746,7 @@ impl Vfs {
             let stored = self.has_chunk(&hash, c).unwrap_or(false);
             let outcome = match (stored, why) {
                 (true, _) => Ok(()),
-                (false, Some(e)) => Err(Failure::of(e)),
+                (false, Some(e)) => Err(failure(e)),
                 (false, None) => Err(Failure::unreachable("the delta edit did not fill it")),
             };
             self.settle_chunk(hash, c, outcome);
@@ -860,7 +755,7 @@ impl Vfs {
 
     /// Whether a chunk of blob `hash` is being fetched.
     pub(super) fn fetching(&self, hash: &[u8; 32]) -> bool {
-        lock(&self.unreal.waiters).keys().any(|(h, _)| h == hash)
+        self.cache.chunks.fetching(hash)
     }
 
     /// The blobs being fetched.
