@@ -180,13 +180,7 @@ impl MemoryNet {
     /// A round of `me` (core `core`) with `peer` for `area`: `me` pulls,
     /// then `peer` pulls.
     fn round(&self, me: PeerId, core: &Arc<dyn Core>, peer: PeerId, area: &[u8]) -> RoundResult {
-        let mut result = RoundResult {
-            time: std::time::SystemTime::now(),
-            outcome: Ok(()),
-            sent: 0,
-            received: 0,
-            conflicts: 0,
-        };
+        let mut result = RoundResult::now(Ok(()));
         result.outcome = self.reach(me, peer).and_then(|other| {
             let (received, c1) = pull(core, me, &other, peer, area)?;
             let (sent, c2) = pull(&other, peer, core, me, area)?;

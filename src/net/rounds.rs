@@ -30,6 +30,19 @@ pub struct RoundResult {
     pub conflicts: u64,
 }
 
+impl RoundResult {
+    /// A round that ended now with `outcome`, having moved nothing.
+    pub fn now(outcome: Result<(), RequestError>) -> RoundResult {
+        RoundResult {
+            time: std::time::SystemTime::now(),
+            outcome,
+            sent: 0,
+            received: 0,
+            conflicts: 0,
+        }
+    }
+}
+
 impl Manager {
     /// Applies `peer`'s changes of `area` here, when this peer shares the
     /// area with it; returns (records applied, conflicts).
@@ -92,13 +105,7 @@ impl Manager {
 
     /// A round with `peer` for `area`: pull, then have the peer pull.
     pub(super) async fn round(self: &Arc<Self>, peer: PeerId, area: Vec<u8>) -> RoundResult {
-        let mut result = RoundResult {
-            time: std::time::SystemTime::now(),
-            outcome: Ok(()),
-            sent: 0,
-            received: 0,
-            conflicts: 0,
-        };
+        let mut result = RoundResult::now(Ok(()));
         let outcome = async {
             let (received, conflicts) = self.pull(peer, area.clone()).await?;
             result.received = received;
@@ -155,13 +162,7 @@ impl Manager {
                         None => Err(format!("{peer} is not connected and has no address")),
                     };
                     if let Err(e) = dialled {
-                        let failed = RoundResult {
-                            time: std::time::SystemTime::now(),
-                            outcome: Err(RequestError::Unreachable(e)),
-                            sent: 0,
-                            received: 0,
-                            conflicts: 0,
-                        };
+                        let failed = RoundResult::now(Err(RequestError::Unreachable(e)));
                         let mut out = Vec::new();
                         for area in areas {
                             me.household()
