@@ -9,7 +9,8 @@
 //! - [`recorder`]: turning rested writes into history;
 //! - [`reconcile`]: noticing at mount what changed in the Real meanwhile;
 //! - [`remote`]: peers' versions merged and shown in the namespace;
-//! - [`unreal`]: reads of unreal files, the blob cache and fetches;
+//! - [`unreal`]: unreal files, chunk fetches into the blob cache, copy-up;
+//! - [`reads`]: event-driven reads of unreal files;
 //! - [`sharing`]: what peers see of the areas (shares, offers, held blobs,
 //!   conflicts cleared);
 //! - [`ctl`]: the control tree.
@@ -23,6 +24,7 @@ mod io;
 pub(crate) mod life;
 mod peering;
 mod pieces;
+mod reads;
 mod real;
 mod reconcile;
 mod recorder;

@@ -1,4 +1,5 @@
-//! Reads of unreal files: the blob cache and fetches from holders.
+//! Unreal files: opening them, fetching their chunks from holders into
+//! the blob cache, and copy-up. Reads of them are [`super::reads`].
 //!
 //! An unreal file's bytes live in a sparse cache file `DATA/cache/HASH`,
 //! filled chunk by chunk ([`CHUNK`], 4 MiB) from the peers that hold the
@@ -20,9 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::waits::ReadDone;
 use super::{Error, Result, Vfs, lock, wait};
-use crate::cache::chunks::{Chunks, Failure, Outcome, Waiter};
+use crate::cache::chunks::{Failure, Outcome, Waiter};
 use crate::ids::PeerId;
 use crate::net::protocol::BlobRange;
 use crate::net::{Command, Fetch, FetchOutcome};
@@ -35,16 +35,10 @@ pub const READAHEAD: u64 = 8;
 
 /// How long a read waits before it asks again for a chunk whose fetch
 /// failed (no holder connected, or all refused).
-const RETRY: Duration = Duration::from_millis(200);
-
-thread_local! {
-    /// Each thread's buffer for reads of unreal files, reused across
-    /// requests (a fresh one per request costs an mmap and page faults).
-    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+pub(super) const RETRY: Duration = Duration::from_millis(200);
 
 /// The failure `e` as the readers of a chunk see it.
-fn failure(e: &Error) -> Failure {
+pub(super) fn failure(e: &Error) -> Failure {
     Failure {
         corrupt: matches!(e, Error::Corrupt(_)),
         why: e.to_string(),
@@ -53,72 +47,10 @@ fn failure(e: &Error) -> Failure {
 
 /// The error a reader gets when its deadline passes after `failure`:
 /// EIO for bytes that did not verify, EHOSTUNREACH otherwise.
-fn error(failure: &Failure) -> Error {
+pub(super) fn error(failure: &Failure) -> Error {
     match failure.corrupt {
         true => Error::Corrupt(failure.why.clone()),
         false => Error::Unreachable(failure.why.clone()),
-    }
-}
-
-/// A FUSE read of an unreal file that waits for chunks: answered by the
-/// thread that stores its last chunk, or at its deadline.
-struct PendingRead {
-    /// `fuse.waiting` of `/.ctl/stats`, counting this read while it waits.
-    waiting: Arc<AtomicU64>,
-    uf: Arc<UnrealFile>,
-    offset: u64,
-    len: usize,
-    deadline: Instant,
-    state: Mutex<PendingState>,
-}
-
-struct PendingState {
-    /// Taken by whoever answers first.
-    done: Option<ReadDone>,
-    /// The deadline's timer, once the read had to wait.
-    timer: Option<tokio::task::AbortHandle>,
-    /// The chunk it waits for now.
-    chunk: u64,
-    /// The last failure of a chunk it waited for.
-    failure: Option<Failure>,
-    /// A piece read back from the cache did not match once already.
-    damaged: bool,
-}
-
-impl PendingRead {
-    fn answered(&self) -> bool {
-        lock(&self.state).done.is_none()
-    }
-
-    /// Answers the read, unless it was answered already.
-    fn finish(&self, result: Result<&[u8]>) {
-        let (done, timer) = {
-            let mut state = lock(&self.state);
-            (state.done.take(), state.timer.take())
-        };
-        if let Some(timer) = timer {
-            // It waited: no longer.
-            timer.abort();
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Some(done) = done {
-            done(result);
-        }
-    }
-
-    /// The deadline passed: EHOSTUNREACH (EIO when the last failure was
-    /// bytes that did not verify); reads of the chunk it waited for fail
-    /// at once for [`crate::cache::chunks::GAVE_UP`].
-    fn expire(&self, chunks: &Chunks) {
-        let (chunk, failure) = {
-            let state = lock(&self.state);
-            let failure = state.failure.clone().unwrap_or_else(|| {
-                Failure::unreachable("no holder sent the bytes within net.timeout")
-            });
-            (state.chunk, failure)
-        };
-        chunks.give_up((self.uf.blob.hash, chunk), failure.clone());
-        self.finish(Err(error(&failure)));
     }
 }
 
@@ -213,12 +145,12 @@ impl Drop for Pin {
 /// open (see [`crate::cache::Cache::with_open`]).
 pub(super) struct UnrealFile {
     /// The inode: it may become real while open (see [`Vfs::read_realized`]).
-    ino: Ino,
-    blob: BlobRef,
-    file: File,
+    pub(super) ino: Ino,
+    pub(super) blob: BlobRef,
+    pub(super) file: File,
     _pin: Pin,
     /// Where the last read ended: a read starting there is sequential.
-    next: AtomicU64,
+    pub(super) next: AtomicU64,
 }
 
 impl Vfs {
@@ -353,152 +285,6 @@ impl Vfs {
         self.fetch_whole(&uf.blob)
     }
 
-    /// Reads up to `len` bytes at `offset` of an unreal file and gives
-    /// them to `done`: at once when the cache has them, otherwise once the
-    /// chunks it lacks are fetched, or with EHOSTUNREACH when they are not
-    /// in by `net.timeout`. The calling thread never waits on the network.
-    pub(super) fn read_unreal(&self, uf: Arc<UnrealFile>, offset: u64, len: usize, done: ReadDone) {
-        let blob = &uf.blob;
-        let end = (offset + len as u64).min(blob.size);
-        if offset >= end {
-            return done(Ok(&[]));
-        }
-        let last = (end - 1) / CHUNK;
-        let sequential = uf.next.swap(end, Ordering::Relaxed) == offset;
-        let count = blob.size.div_ceil(CHUNK);
-        if sequential {
-            for c in last + 1..(last + 1 + READAHEAD).min(count) {
-                if let Err(e) = self.start_chunk(blob, c) {
-                    return done(Err(e));
-                }
-            }
-        }
-        let pending = Arc::new(PendingRead {
-            waiting: Arc::clone(&self.stats.fuse_waiting),
-            uf: Arc::clone(&uf),
-            offset,
-            len: (end - offset) as usize,
-            deadline: Instant::now() + self.net_timeout(),
-            state: Mutex::new(PendingState {
-                done: Some(done),
-                timer: None,
-                chunk: 0,
-                failure: None,
-                damaged: false,
-            }),
-        });
-        self.advance(&pending);
-    }
-
-    /// Moves a pending read on: subscribes to the first chunk it still
-    /// lacks, or reads and answers once it lacks none.
-    fn advance(&self, p: &Arc<PendingRead>) {
-        if p.answered() {
-            return;
-        }
-        let blob = &p.uf.blob;
-        let end = p.offset + p.len as u64;
-        for c in p.offset / CHUNK..=(end - 1) / CHUNK {
-            let waiter = match self.start_chunk(blob, c) {
-                Ok(None) => continue,
-                Ok(Some(waiter)) => waiter,
-                Err(e) => return p.finish(Err(e)),
-            };
-            if self.read_realized(p) {
-                return;
-            }
-            if let Some(failure) = self.cache.chunks.gave_up(&(blob.hash, c)) {
-                return p.finish(Err(error(&failure)));
-            }
-            lock(&p.state).chunk = c;
-            self.arm_deadline(p);
-            let (me, p) = (self.me.clone(), Arc::clone(p));
-            waiter.subscribe(Box::new(move |outcome| {
-                let Some(vfs) = me.upgrade() else { return };
-                match outcome {
-                    Ok(()) => vfs.advance(&p),
-                    Err(failure) => {
-                        lock(&p.state).failure = Some(failure.clone());
-                        // Asked again a little later: a holder may come
-                        // back, or another may be connected by then.
-                        vfs.timers.after(RETRY, move || {
-                            if let Some(vfs) = me.upgrade() {
-                                vfs.advance(&p);
-                            }
-                        });
-                    }
-                }
-            }));
-            return;
-        }
-        READ_BUFFER.with_borrow_mut(|buf| {
-            if buf.len() < p.len {
-                buf.resize(p.len, 0);
-            }
-            let buf = &mut buf[..p.len];
-            match self.read_verified(&p.uf.file, blob.hash, blob.size, p.offset, buf) {
-                Ok(Ok(())) => p.finish(Ok(buf)),
-                Ok(Err(piece)) => {
-                    // Damaged on disk: its chunk was marked absent and is
-                    // fetched again, once.
-                    let again = !std::mem::replace(&mut lock(&p.state).damaged, true);
-                    match self.cache_damaged(blob.hash, piece) {
-                        Err(e) => p.finish(Err(e)),
-                        Ok(()) if again => self.advance(p),
-                        Ok(()) => p.finish(Err(Error::Corrupt(
-                            "the cache keeps failing verification".into(),
-                        ))),
-                    }
-                }
-                Err(e) => p.finish(Err(e)),
-            }
-        });
-    }
-
-    /// Answers `p` from the Real when its file was made real since it was
-    /// opened (realized by its mode, copied up by a writer, or claimed by
-    /// a pull from the stash) with the same content: its cache file may be
-    /// gone, and this peer may be its only holder. False when it is not.
-    fn read_realized(&self, p: &PendingRead) -> bool {
-        let path = {
-            let Ok(txn) = self.store.read() else {
-                return false;
-            };
-            match self.inode(&txn, p.uf.ino) {
-                Ok(inode) if !inode.unreal && inode.hash == Some(p.uf.blob.hash) => {
-                    match self.real_path(&txn, p.uf.ino) {
-                        Ok(path) => path,
-                        Err(_) => return false,
-                    }
-                }
-                _ => return false,
-            }
-        };
-        let Ok(file) = self.real.open_file(&path, crate::real::Open::read()) else {
-            return false;
-        };
-        let mut buf = vec![0; p.len];
-        match file.read_exact_at(&mut buf, p.offset) {
-            Ok(()) => p.finish(Ok(&buf)),
-            Err(e) => p.finish(Err(e.into())),
-        }
-        true
-    }
-
-    /// Starts the deadline of a read that has to wait, once.
-    fn arm_deadline(&self, p: &Arc<PendingRead>) {
-        let mut state = lock(&p.state);
-        if state.timer.is_none() && state.done.is_some() {
-            p.waiting.fetch_add(1, Ordering::Relaxed);
-            let (me, p2) = (self.me.clone(), Arc::clone(p));
-            state.timer = Some(self.timers.at(p.deadline, move || {
-                if let Some(vfs) = me.upgrade() {
-                    p2.expire(&vfs.cache.chunks);
-                }
-            }));
-        }
-    }
-
     /// `config net.timeout` (30 s when it cannot be read): how long a read
     /// or a request waits for a peer.
     pub(crate) fn net_timeout(&self) -> Duration {
@@ -544,7 +330,7 @@ impl Vfs {
     }
 
     /// Starts fetching chunk `c` unless it is cached (`None`) or on its way.
-    fn start_chunk(&self, uf: &BlobRef, c: u64) -> Result<Option<Arc<Waiter>>> {
+    pub(super) fn start_chunk(&self, uf: &BlobRef, c: u64) -> Result<Option<Arc<Waiter>>> {
         if self.has_chunk(&uf.hash, c)? {
             return Ok(None);
         }
