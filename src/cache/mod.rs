@@ -9,11 +9,14 @@
 //! counts, and a handle is counted ([`Cache::opened`]) before it opens the
 //! file: so no open handle ever reads a file swapped under it.
 //!
-//! [`chunks`] owns the chunks on their way and their waiters. Still in
-//! `crate::vfs` and to move here: starting fetches, verification against
-//! outboards, eviction policy and deltas.
+//! [`chunks`] owns the chunks on their way and their waiters,
+//! [`fetches`] the bookkeeping of fetches (transfers, delta bases,
+//! outboard fetches, peers in trouble). Still in `crate::vfs` and to move
+//! here: starting fetches, verification against outboards, eviction
+//! policy and patching deltas.
 
 pub mod chunks;
+pub mod fetches;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +42,8 @@ pub struct Cache {
     pub evicted: AtomicU64,
     /// Chunks on their way, and the readers waiting for them.
     pub chunks: chunks::Chunks,
+    /// Transfers, delta bases, outboard fetches, peers in trouble.
+    pub fetches: fetches::Fetches,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -55,6 +60,7 @@ impl Cache {
             used: AtomicU64::new(u64::MAX),
             evicted: AtomicU64::new(0),
             chunks: chunks::Chunks::default(),
+            fetches: fetches::Fetches::default(),
         })
     }
 

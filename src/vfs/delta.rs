@@ -15,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 use super::unreal::BlobRef;
-use super::{Result, Vfs, lock};
+use super::{Result, Vfs};
 use crate::blob::{Outboard, PIECE};
 use crate::store::cache::CHUNK;
 
@@ -26,9 +26,7 @@ impl Vfs {
     /// Notes that blob `new` was edited from `base`, which this peer has in
     /// its cache.
     pub(super) fn note_base(&self, new: [u8; 32], base: [u8; 32]) {
-        if new != base {
-            lock(&self.unreal.bases).insert(new, base);
-        }
+        self.cache.fetches.note_base(new, base);
     }
 
     /// Fills the cache file of `blob` from its base when there is one:
@@ -36,11 +34,11 @@ impl Vfs {
     /// differing pieces are fetched and verified. Does nothing (and the
     /// chunks are fetched whole) when the base is gone or not verified.
     pub(super) fn build_from_base(&self, blob: &BlobRef) -> Result<()> {
-        let Some(base) = lock(&self.unreal.bases).get(&blob.hash).copied() else {
+        let Some(base) = self.cache.fetches.base_of(&blob.hash) else {
             return Ok(());
         };
         if blob.size <= PIECE {
-            lock(&self.unreal.bases).remove(&blob.hash);
+            self.cache.fetches.forget_base(&blob.hash);
             return Ok(());
         }
         // The base stays while it is read from; its file can become the
@@ -48,7 +46,7 @@ impl Vfs {
         let alone = self.cache.pin_alone(base);
         let result = self.patch_base(blob, base, alone);
         self.cache.closed(base);
-        lock(&self.unreal.bases).remove(&blob.hash);
+        self.cache.fetches.forget_base(&blob.hash);
         result
     }
 

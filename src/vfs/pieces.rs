@@ -4,12 +4,10 @@
 //! fetched again. Real files are the user's files: they are read as they
 //! are (a peer that receives them verifies them).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::unreal::BlobRef;
 use super::{Error, Result, Vfs, lock};
@@ -20,21 +18,6 @@ use crate::net::{Command, Fetch};
 use crate::store::Ino;
 use crate::store::cache::CHUNK;
 use crate::store::namespace::Kind;
-
-/// How long a peer that failed, sent bad bytes or was slow is asked only
-/// after the others.
-const TROUBLE: Duration = Duration::from_secs(60);
-
-/// What the piece machinery remembers between requests.
-#[derive(Default)]
-pub(super) struct Pieces {
-    /// One lock per outboard being fetched, so that readers of one blob
-    /// fetch its outboard once.
-    fetching: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,
-    /// Peers that recently failed a fetch, sent bytes that failed
-    /// verification, or were slower than another holder.
-    trouble: Mutex<HashMap<PeerId, Instant>>,
-}
 
 impl Vfs {
     /// The file that holds blob `hash`, shown at `path` of `area`: the
@@ -267,13 +250,13 @@ impl Vfs {
         if let Some(outboard) = known(self)? {
             return Ok(outboard);
         }
-        let one = Arc::clone(lock(&self.pieces.fetching).entry(blob.hash).or_default());
+        let one = self.cache.fetches.outboard_lock(blob.hash);
         let _fetching = lock(&one);
         if let Some(outboard) = known(self)? {
             return Ok(outboard);
         }
         let result = self.fetch_outboard(blob, first);
-        lock(&self.pieces.fetching).remove(&blob.hash);
+        self.cache.fetches.outboard_fetched(&blob.hash);
         result
     }
 
@@ -389,15 +372,14 @@ impl Vfs {
         Error::Corrupt(format!("blob {hex} from {peer} failed verification"))
     }
 
-    /// Asks `peer` after the others for [`TROUBLE`].
+    /// Asks `peer` after the others for a while
+    /// ([`crate::cache::fetches::TROUBLE`]).
     pub(super) fn in_trouble(&self, peer: PeerId) {
-        lock(&self.pieces.trouble).insert(peer, Instant::now());
+        self.cache.fetches.in_trouble(peer);
     }
 
     /// Whether `peer` failed, was slow or sent bad bytes lately.
     pub(super) fn troubled(&self, peer: &PeerId) -> bool {
-        let mut trouble = lock(&self.pieces.trouble);
-        trouble.retain(|_, at| at.elapsed() < TROUBLE);
-        trouble.contains_key(peer)
+        self.cache.fetches.troubled(peer)
     }
 }

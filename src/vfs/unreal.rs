@@ -14,7 +14,7 @@
 //! `verified`. Chunks are spread over the blob's holders, and a holder
 //! slower than [`crate::net::blobs::HEDGE`] is passed over.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,36 +54,15 @@ pub(super) fn error(failure: &Failure) -> Error {
     }
 }
 
-/// A blob being fetched, as `/.ctl/transfers` shows it.
-#[derive(Clone, Debug)]
-pub struct Transfer {
-    /// The area's name.
-    pub area: Vec<u8>,
-    /// The file's path in the area.
-    pub path: Vec<u8>,
-    /// Bytes of the blob in the cache.
-    pub done: u64,
-    /// The blob's size.
-    pub total: u64,
-    /// Bytes fetched since the transfer started.
-    pub fetched: u64,
-    /// When it started.
-    pub started: Instant,
-    /// The peer that sent the last chunk.
-    pub peer: Option<PeerId>,
-}
+pub use crate::cache::fetches::Transfer;
 
-/// Fetches in flight and transfers, shared by all readers.
+/// What copy-ups and unrealizes have in hand.
 #[derive(Default)]
 pub(super) struct Unreal {
-    transfers: Mutex<HashMap<[u8; 32], Transfer>>,
     /// Inodes being copied up (see [`Vfs::copy_up`]).
     copying: (Mutex<HashSet<Ino>>, Condvar),
     /// Blobs this peer is dropping from its Real (see [`Vfs::keeps`]).
     pub(super) dropping: Mutex<HashSet<[u8; 32]>>,
-    /// Blob → the blob it was edited from, when this peer has the latter
-    /// (delta edits).
-    pub(super) bases: Mutex<HashMap<[u8; 32], [u8; 32]>>,
 }
 
 /// The turn of one copy-up of an inode: taken when no other copy-up of it
@@ -341,17 +320,15 @@ impl Vfs {
             Some((waiter, false)) => return Ok(Some(waiter)),
             Some((waiter, true)) => waiter,
         };
-        lock(&self.unreal.transfers)
-            .entry(uf.hash)
-            .or_insert_with(|| Transfer {
-                area: uf.area_name.clone(),
-                path: uf.path.clone(),
-                done: 0,
-                total: uf.size,
-                fetched: 0,
-                started: Instant::now(),
-                peer: None,
-            });
+        self.cache.fetches.started(uf.hash, || Transfer {
+            area: uf.area_name.clone(),
+            path: uf.path.clone(),
+            done: 0,
+            total: uf.size,
+            fetched: 0,
+            started: Instant::now(),
+            peer: None,
+        });
         let holders = self.holders_to_ask(uf, c)?;
         let me = self.me.clone();
         let blob = uf.clone();
@@ -425,7 +402,7 @@ impl Vfs {
     fn settle_chunk(&self, hash: [u8; 32], c: u64, outcome: Outcome) {
         if outcome.is_err() {
             // A read that still needs the blob starts a new transfer.
-            lock(&self.unreal.transfers).remove(&hash);
+            self.cache.fetches.ended(&hash);
         }
         self.cache.chunks.settle((hash, c), outcome);
     }
@@ -470,14 +447,13 @@ impl Vfs {
         if let Err(e) = self.cache_grew(expected) {
             tracing::warn!("keeping the cache within its bound: {e}");
         }
-        let mut transfers = lock(&self.unreal.transfers);
         if cached.verified {
-            transfers.remove(&hash);
+            self.cache.fetches.ended(&hash);
             self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
-        } else if let Some(t) = transfers.get_mut(&hash) {
-            t.done = cached.bytes();
-            t.fetched += expected;
-            t.peer = Some(peer);
+        } else {
+            self.cache
+                .fetches
+                .progressed(hash, expected, cached.bytes(), peer);
         }
         Ok(())
     }
@@ -546,9 +522,6 @@ impl Vfs {
 
     /// The blobs being fetched.
     pub fn transfers(&self) -> Vec<([u8; 32], Transfer)> {
-        lock(&self.unreal.transfers)
-            .iter()
-            .map(|(h, t)| (*h, t.clone()))
-            .collect()
+        self.cache.fetches.transfers()
     }
 }
