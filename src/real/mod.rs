@@ -227,25 +227,29 @@ impl Real {
     /// The names in directory `path` with their metadata (symlinks not
     /// followed), `.` and `..` left out.
     pub fn read_dir(&self, path: &RealPath) -> io::Result<Vec<(Vec<u8>, Metadata)>> {
-        let dir = nix::dir::Dir::from_fd(self.open_dir(path)?).map_err(errno)?;
-        let mut entries = Vec::new();
-        let names: Vec<Vec<u8>> = {
-            let mut dir = dir;
-            let mut names = Vec::new();
-            for entry in dir.iter() {
-                let name = entry.map_err(errno)?.file_name().to_bytes().to_vec();
-                if name != b"." && name != b".." {
-                    names.push(name);
-                }
+        let mut names = Vec::new();
+        for entry in nix::dir::Dir::from_fd(self.open_dir(path)?)
+            .map_err(errno)?
+            .iter()
+        {
+            let name = entry.map_err(errno)?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(name);
             }
-            names
-        };
+        }
+        // Each entry resolved beneath the directory, not walked from the
+        // root again.
+        let dir = self.resolve(path.as_bytes(), OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let mut entries = Vec::with_capacity(names.len());
         for name in names {
-            match self.metadata(&path.join(&name)) {
-                Ok(meta) => entries.push((name, meta)),
+            match openat2(&dir, OsStr::from_bytes(&name), how) {
+                Ok(fd) => entries.push((name, File::from(fd).metadata()?)),
                 // Gone since it was listed.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+                Err(nix::Error::ENOENT) => {}
+                Err(e) => return Err(errno(e)),
             }
         }
         Ok(entries)
@@ -366,19 +370,8 @@ fn timespec(time: Option<Option<SystemTime>>) -> TimeSpec {
         None => TimeSpec::UTIME_OMIT,
         Some(None) => TimeSpec::UTIME_NOW,
         Some(Some(t)) => {
-            let since = t
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| (d.as_secs() as i64, d.subsec_nanos() as i64))
-                .unwrap_or_else(|e| {
-                    let d = e.duration();
-                    let (mut secs, mut nanos) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
-                    if nanos < 0 {
-                        secs -= 1;
-                        nanos += 1_000_000_000;
-                    }
-                    (secs, nanos)
-                });
-            TimeSpec::new(since.0, since.1)
+            let ts = crate::store::namespace::Timestamp::from(t);
+            TimeSpec::new(ts.secs, i64::from(ts.nanos))
         }
     }
 }
