@@ -12,14 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::ctl::{CtlHandle, CtlNode};
-use super::waits::{Done, ReadDone};
+use super::waits::{Done, ReadDone, with_read_buffer};
 use super::{Error, OpenInode, Result, Vfs, lock};
-
-thread_local! {
-    /// Each thread's buffer for reads of real files, reused across
-    /// requests (a fresh one per request costs an mmap and page faults).
-    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 use crate::store::Ino;
 use crate::store::namespace::Kind;
 
@@ -237,13 +231,10 @@ impl Vfs {
                 Some(Handle::Ctl(ctl)) => return done(Ok(ctl.read(offset, size as u32))),
             }
         };
-        READ_BUFFER.with_borrow_mut(|buf| {
-            if buf.len() < size {
-                buf.resize(size, 0);
-            }
+        with_read_buffer(size, |buf| {
             let mut n = 0;
             while n < size {
-                match file.read_at(&mut buf[n..size], offset + n as u64) {
+                match file.read_at(&mut buf[n..], offset + n as u64) {
                     Ok(0) => break,
                     Ok(read) => n += read,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -12,16 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::unreal::{READAHEAD, RETRY, UnrealFile, error};
-use super::waits::ReadDone;
+use super::waits::{ReadDone, with_read_buffer};
 use super::{Error, Result, Vfs, lock};
 use crate::cache::chunks::{Chunks, Failure};
 use crate::store::cache::CHUNK;
-
-thread_local! {
-    /// Each thread's buffer for reads of unreal files, reused across
-    /// requests (a fresh one per request costs an mmap and page faults).
-    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// A FUSE read of an unreal file that waits for chunks: answered by the
 /// thread that stores its last chunk, or at its deadline.
@@ -164,28 +158,26 @@ impl Vfs {
             }));
             return;
         }
-        READ_BUFFER.with_borrow_mut(|buf| {
-            if buf.len() < p.len {
-                buf.resize(p.len, 0);
-            }
-            let buf = &mut buf[..p.len];
+        let damaged = with_read_buffer(p.len, |buf| {
             match self.read_verified(&p.uf.file, blob.hash, blob.size, p.offset, buf) {
                 Ok(Ok(())) => p.finish(Ok(buf)),
-                Ok(Err(piece)) => {
-                    // Damaged on disk: its chunk was marked absent and is
-                    // fetched again, once.
-                    let again = !std::mem::replace(&mut lock(&p.state).damaged, true);
-                    match self.cache_damaged(blob.hash, piece) {
-                        Err(e) => p.finish(Err(e)),
-                        Ok(()) if again => self.advance(p),
-                        Ok(()) => p.finish(Err(Error::Corrupt(
-                            "the cache keeps failing verification".into(),
-                        ))),
-                    }
-                }
+                Ok(Err(piece)) => return Some(piece),
                 Err(e) => p.finish(Err(e)),
             }
+            None
         });
+        // Damaged on disk: its chunk is marked absent and fetched again,
+        // once (outside the buffer, which the next read may take).
+        if let Some(piece) = damaged {
+            let again = !std::mem::replace(&mut lock(&p.state).damaged, true);
+            match self.cache_damaged(blob.hash, piece) {
+                Err(e) => p.finish(Err(e)),
+                Ok(()) if again => self.advance(p),
+                Ok(()) => p.finish(Err(Error::Corrupt(
+                    "the cache keeps failing verification".into(),
+                ))),
+            }
+        }
     }
 
     /// Answers `p` from the Real when its file was made real since it was

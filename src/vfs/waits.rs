@@ -28,6 +28,23 @@ pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send>;
 /// (fewer than asked only at the end of the file) or the error.
 pub type ReadDone = Box<dyn for<'a> FnOnce(Result<&'a [u8]>) + Send>;
 
+thread_local! {
+    /// Each thread's buffer for reads, reused across requests (a fresh one
+    /// per request costs an mmap and page faults).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's read buffer, at least `len` bytes long and
+/// cut to `len`.
+pub(super) fn with_read_buffer<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUFFER.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
 /// Deadlines and delayed retries of waiting requests: a small tokio
 /// runtime on a thread of its own. Callbacks run on its blocking pool, so
 /// a slow one (reading the cache, answering the kernel) delays no timer.
