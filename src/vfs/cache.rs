@@ -83,7 +83,7 @@ impl Vfs {
     /// or a fetch is filling it.
     pub fn evict_blob(&self, hash: [u8; 32]) -> Result<()> {
         let gone = self.cache.with_open(|open| -> Result<Option<Cached>> {
-            if count(open, &hash) > 0 || self.fetching(&hash) {
+            if count(open, &hash) > 0 || self.cache.chunks.fetching(&hash) {
                 return Err(super::Error::Busy(
                     "the file is open or being fetched".into(),
                 ));
@@ -93,7 +93,7 @@ impl Vfs {
         let Some(cached) = gone else {
             return Ok(());
         };
-        self.cache_shrank(cached.bytes());
+        self.cache.shrank(cached.bytes());
         self.cache.evicted.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -108,11 +108,6 @@ impl Vfs {
         wtxn.commit()?;
         let _ = std::fs::remove_file(self.cache.path(&hash));
         Ok(cached)
-    }
-
-    /// Counts `bytes` fewer in the cache (a blob left it without eviction).
-    pub(super) fn cache_shrank(&self, bytes: u64) {
-        self.cache.shrank(bytes);
     }
 
     /// Evicts least recently read blobs until `bytes` left the cache (or
@@ -138,7 +133,7 @@ impl Vfs {
                 break;
             }
             let removed = self.cache.with_open(|open| {
-                if count(open, &hash) > 0 || self.fetching(&hash) {
+                if count(open, &hash) > 0 || self.cache.chunks.fetching(&hash) {
                     return Ok(None);
                 }
                 self.remove_blob(hash)
@@ -160,7 +155,7 @@ impl Vfs {
         let (max, _, _) = self.cache_limits()?;
         let pinned = blobs
             .iter()
-            .filter(|(h, _)| self.cache.pinned(h) || self.fetching(h))
+            .filter(|(h, _)| self.cache.pinned(h) || self.cache.chunks.fetching(h))
             .count() as u64;
         Ok(CacheReport {
             used,

@@ -101,7 +101,7 @@ impl Vfs {
             })?,
         };
         if adopted.is_some() {
-            self.cache_shrank(based.bytes());
+            self.cache.shrank(based.bytes());
         }
         let from = match adopted {
             Some(_) => None,

@@ -252,7 +252,7 @@ impl Vfs {
         if blob.size == 0 {
             std::fs::File::create(&tmp)?;
         } else if moved {
-            self.cache_shrank(blob.size);
+            self.cache.shrank(blob.size);
         } else {
             std::fs::copy(&cached, &tmp)?;
         }
@@ -379,7 +379,7 @@ impl Vfs {
     fn drop_real(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
         {
             let mut moving = lock(&self.life.moving);
-            if self.fetching(&hash) || self.recorder.is_pending(ino) {
+            if self.cache.chunks.fetching(&hash) || self.recorder.is_pending(ino) {
                 lock(&self.life.waiting).insert(ino);
                 return Ok(());
             }

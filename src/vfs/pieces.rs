@@ -348,7 +348,7 @@ impl Vfs {
             done: Box::new(move |outcome| {
                 if let Some(vfs) = me.upgrade() {
                     for peer in &outcome.passed_over {
-                        vfs.in_trouble(*peer);
+                        vfs.cache.fetches.in_trouble(*peer);
                     }
                 }
                 let _ = tx.try_send(outcome.result);
@@ -366,20 +366,9 @@ impl Vfs {
     /// and asks `peer` last for a while.
     pub(super) fn failed_verification(&self, hash: [u8; 32], peer: PeerId) -> Error {
         self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
-        self.in_trouble(peer);
+        self.cache.fetches.in_trouble(peer);
         let hex = crate::format::format_hash(Some(&hash));
         tracing::warn!("blob {hex}: bytes from {peer} do not match its hash: dropped");
         Error::Corrupt(format!("blob {hex} from {peer} failed verification"))
-    }
-
-    /// Asks `peer` after the others for a while
-    /// ([`crate::cache::fetches::TROUBLE`]).
-    pub(super) fn in_trouble(&self, peer: PeerId) {
-        self.cache.fetches.in_trouble(peer);
-    }
-
-    /// Whether `peer` failed, was slow or sent bad bytes lately.
-    pub(super) fn troubled(&self, peer: &PeerId) -> bool {
-        self.cache.fetches.troubled(peer)
     }
 }

@@ -379,7 +379,7 @@ impl Vfs {
             }
         }
         // Stable: the order above stays among the good and the troubled.
-        peers.sort_by_key(|p| self.troubled(p));
+        peers.sort_by_key(|p| self.cache.fetches.troubled(p));
         Ok(peers)
     }
 
@@ -388,7 +388,7 @@ impl Vfs {
     /// while.
     fn chunk_arrived(&self, blob: &BlobRef, c: u64, outcome: FetchOutcome) {
         for peer in outcome.passed_over {
-            self.in_trouble(peer);
+            self.cache.fetches.in_trouble(peer);
         }
         let outcome = match outcome.result {
             Ok((peer, bytes)) => self
@@ -414,7 +414,7 @@ impl Vfs {
         let (hash, size) = (blob.hash, blob.size);
         let expected = CHUNK.min(size - c * CHUNK);
         if bytes.len() as u64 != expected {
-            self.in_trouble(peer);
+            self.cache.fetches.in_trouble(peer);
             return Err(Error::Unreachable(format!(
                 "{peer} sent {} bytes of a {expected}-byte chunk",
                 bytes.len()
@@ -513,11 +513,6 @@ impl Vfs {
             };
             self.settle_chunk(hash, c, outcome);
         }
-    }
-
-    /// Whether a chunk of blob `hash` is being fetched.
-    pub(super) fn fetching(&self, hash: &[u8; 32]) -> bool {
-        self.cache.chunks.fetching(hash)
     }
 
     /// The blobs being fetched.
