@@ -109,21 +109,21 @@ impl Core for Vfs {
     }
 
     fn policy(&self) -> Policy {
-        let read = |key, default: Duration| {
-            self.store
-                .read()
-                .and_then(|txn| self.store.config.duration(&txn, key))
-                .unwrap_or(default)
+        let defaults = Policy {
+            immediate: String::new(),
+            rest: Duration::from_secs(10),
+            interval: Duration::ZERO,
         };
-        Policy {
-            immediate: self
-                .store
-                .read()
-                .and_then(|txn| self.store.config.get(&txn, Key::ConsensusImmediate))
-                .unwrap_or_default(),
-            rest: read(Key::ConsensusRest, Duration::from_secs(10)),
-            interval: read(Key::ConsensusInterval, Duration::ZERO),
-        }
+        let read = || -> super::Result<Policy> {
+            let txn = self.store.read()?;
+            let config = &self.store.config;
+            Ok(Policy {
+                immediate: config.get(&txn, Key::ConsensusImmediate)?,
+                rest: config.duration(&txn, Key::ConsensusRest)?,
+                interval: config.duration(&txn, Key::ConsensusInterval)?,
+            })
+        };
+        read().unwrap_or(defaults)
     }
 
     fn name(&self) -> Result<String, RequestError> {
