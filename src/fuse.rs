@@ -1,5 +1,5 @@
 //! The thin fuser adapter: each `Filesystem` method counts the request,
-//! calls [`Vfs`] and maps its error to an errno. FUSE passthrough (Linux
+//! calls [`Fs`] and maps its error to an errno. FUSE passthrough (Linux
 //! 6.9+, CAP_SYS_ADMIN) is negotiated in `init`; the backing ids live here,
 //! one per inode while any handle of it is open, as the kernel requires.
 
@@ -18,10 +18,10 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::fs::{self, Caller, Fs, OpenedKind, SetAttr};
 use crate::store::namespace::Kind;
-use crate::vfs::{self, Caller, OpenedKind, SetAttr, Vfs};
 
-impl vfs::KernelCache for fuser::Notifier {
+impl fs::KernelCache for fuser::Notifier {
     fn forget_entry(&self, parent: u64, name: &[u8]) {
         if let Err(e) = self.inval_entry(INodeNo(parent), OsStr::from_bytes(name)) {
             tracing::warn!("invalidating a kernel entry: {e}");
@@ -31,19 +31,19 @@ impl vfs::KernelCache for fuser::Notifier {
 
 /// Real files served in userspace keep their page cache across opens
 /// (FOPEN_KEEP_CACHE): the kernel updates it on its own writes and
-/// truncations, and [`vfs::KernelCache`] is there for the changes it does
+/// truncations, and [`fs::KernelCache`] is there for the changes it does
 /// not make. Without it every open would drop the cache.
 ///
 /// How long the kernel may cache attributes and entries. Every local change
 /// goes through this process, the kernel drops size and times itself after
 /// writes (passthrough or not), and changes it did not make are invalidated
-/// through [`vfs::KernelCache`]; so the cache can live long, and `stat`
+/// through [`fs::KernelCache`]; so the cache can live long, and `stat`
 /// of a known file never leaves the kernel.
 const TTL: Duration = Duration::from_secs(60);
 
-/// The fuser `Filesystem` over a [`Vfs`].
+/// The fuser `Filesystem` over a [`Fs`].
 pub struct Fuse {
-    vfs: Arc<Vfs>,
+    fs: Arc<Fs>,
     want_passthrough: bool,
     passthrough: AtomicBool,
     backings: Arc<Backings>,
@@ -103,7 +103,7 @@ impl Backings {
 
     /// Answers an open with `opened`: passed through when it was opened
     /// for it and the kernel takes its backing file.
-    fn answer_open(&self, reply: ReplyOpen, opened: vfs::Opened) {
+    fn answer_open(&self, reply: ReplyOpen, opened: fs::Opened) {
         match opened.kind {
             OpenedKind::Ctl => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_DIRECT_IO),
             OpenedKind::Unreal => reply.opened(FileHandle(opened.fh), FopenFlags::FOPEN_KEEP_CACHE),
@@ -136,7 +136,7 @@ fn kind(kind: Kind) -> FileType {
     }
 }
 
-fn file_attr(a: &vfs::Attr) -> FileAttr {
+fn file_attr(a: &fs::Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
@@ -156,7 +156,7 @@ fn file_attr(a: &vfs::Attr) -> FileAttr {
     }
 }
 
-fn errno(e: &vfs::Error) -> Errno {
+fn errno(e: &fs::Error) -> Errno {
     Errno::from_i32(e.errno())
 }
 
@@ -175,11 +175,11 @@ fn time(t: TimeOrNow) -> Option<SystemTime> {
 }
 
 impl Fuse {
-    /// An adapter over `vfs`; `passthrough` asks for FUSE passthrough when
+    /// An adapter over `fs`; `passthrough` asks for FUSE passthrough when
     /// the kernel offers it.
-    pub fn new(vfs: Arc<Vfs>, passthrough: bool) -> Fuse {
+    pub fn new(fs: Arc<Fs>, passthrough: bool) -> Fuse {
         Fuse {
-            vfs,
+            fs,
             want_passthrough: passthrough,
             passthrough: AtomicBool::new(false),
             backings: Arc::default(),
@@ -221,17 +221,17 @@ impl Filesystem for Fuse {
     }
 
     fn destroy(&mut self) {
-        self.vfs.shutdown();
+        self.fs.shutdown();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.vfs.stats.fuse_op();
-        entry(reply, self.vfs.lookup(parent.0, name))
+        self.fs.stats.fuse_op();
+        entry(reply, self.fs.lookup(parent.0, name))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.vfs.stats.fuse_op();
-        attr(reply, self.vfs.getattr(ino.0))
+        self.fs.stats.fuse_op();
+        attr(reply, self.fs.getattr(ino.0))
     }
 
     fn setattr(
@@ -252,7 +252,7 @@ impl Filesystem for Fuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.vfs.stats.fuse_op();
+        self.fs.stats.fuse_op();
         let set = SetAttr {
             mode,
             uid,
@@ -261,7 +261,7 @@ impl Filesystem for Fuse {
             atime: atime.map(time),
             mtime: mtime.map(time),
         };
-        self.vfs.setattr(
+        self.fs.setattr(
             ino.0,
             fh.map(|f| f.0),
             set,
@@ -270,8 +270,8 @@ impl Filesystem for Fuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.vfs.stats.fuse_op();
-        match self.vfs.readlink(ino.0) {
+        self.fs.stats.fuse_op();
+        match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(&e)),
         }
@@ -287,10 +287,10 @@ impl Filesystem for Fuse {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.vfs.stats.fuse_op();
-        let e = vfs::Error::Perm("device nodes, FIFOs and sockets are not supported".into());
-        let path = self.vfs.entry_path(parent.0, name.as_bytes());
-        reply.error(errno(&self.vfs.refuse(&path, "mknod", e)));
+        self.fs.stats.fuse_op();
+        let e = fs::Error::Perm("device nodes, FIFOs and sockets are not supported".into());
+        let path = self.fs.entry_path(parent.0, name.as_bytes());
+        reply.error(errno(&self.fs.refuse(&path, "mknod", e)));
     }
 
     fn mkdir(
@@ -302,21 +302,21 @@ impl Filesystem for Fuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.vfs.stats.fuse_op();
+        self.fs.stats.fuse_op();
         entry(
             reply,
-            self.vfs.mkdir(parent.0, name, mode, umask, caller(req)),
+            self.fs.mkdir(parent.0, name, mode, umask, caller(req)),
         )
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.vfs.stats.fuse_op();
-        empty(reply, self.vfs.unlink(parent.0, name))
+        self.fs.stats.fuse_op();
+        empty(reply, self.fs.unlink(parent.0, name))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.vfs.stats.fuse_op();
-        empty(reply, self.vfs.rmdir(parent.0, name))
+        self.fs.stats.fuse_op();
+        empty(reply, self.fs.rmdir(parent.0, name))
     }
 
     fn symlink(
@@ -327,10 +327,10 @@ impl Filesystem for Fuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.vfs.stats.fuse_op();
+        self.fs.stats.fuse_op();
         entry(
             reply,
-            self.vfs.symlink(
+            self.fs.symlink(
                 parent.0,
                 link_name,
                 target.as_os_str().as_bytes(),
@@ -349,9 +349,9 @@ impl Filesystem for Fuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.vfs.stats.fuse_op();
+        self.fs.stats.fuse_op();
         match self
-            .vfs
+            .fs
             .rename(parent.0, name, newparent.0, newname, flags.bits())
         {
             Ok(()) => reply.ok(),
@@ -367,20 +367,20 @@ impl Filesystem for Fuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.vfs.stats.fuse_op();
-        let e = vfs::Error::Perm("hard links are not supported".into());
-        let path = self.vfs.entry_path(newparent.0, newname.as_bytes());
-        reply.error(errno(&self.vfs.refuse(&path, "link", e)));
+        self.fs.stats.fuse_op();
+        let e = fs::Error::Perm("hard links are not supported".into());
+        let path = self.fs.entry_path(newparent.0, newname.as_bytes());
+        reply.error(errno(&self.fs.refuse(&path, "link", e)));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.vfs.stats.fuse_op();
+        self.fs.stats.fuse_op();
         let backings = Arc::clone(&self.backings);
-        let done = move |opened: vfs::Result<vfs::Opened>| match opened {
+        let done = move |opened: fs::Result<fs::Opened>| match opened {
             Ok(opened) => backings.answer_open(reply, opened),
             Err(e) => reply.error(errno(&e)),
         };
-        self.vfs
+        self.fs
             .open(ino.0, flags.0, self.passthrough(), Box::new(done));
     }
 
@@ -395,12 +395,12 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.vfs.stats.fuse_op();
-        let done = move |bytes: vfs::Result<&[u8]>| match bytes {
+        self.fs.stats.fuse_op();
+        let done = move |bytes: fs::Result<&[u8]>| match bytes {
             Ok(bytes) => reply.data(bytes),
             Err(e) => reply.error(errno(&e)),
         };
-        self.vfs.read(fh.0, offset, size, Box::new(done));
+        self.fs.read(fh.0, offset, size, Box::new(done));
     }
 
     fn write(
@@ -415,12 +415,12 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.vfs.stats.fuse_op();
-        let done = move |written: vfs::Result<u32>| match written {
+        self.fs.stats.fuse_op();
+        let done = move |written: fs::Result<u32>| match written {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
         };
-        self.vfs.write(fh.0, offset, data, Box::new(done));
+        self.fs.write(fh.0, offset, data, Box::new(done));
     }
 
     fn flush(
@@ -431,8 +431,8 @@ impl Filesystem for Fuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.vfs.stats.fuse_op();
-        empty(reply, self.vfs.flush(fh.0))
+        self.fs.stats.fuse_op();
+        empty(reply, self.fs.flush(fh.0))
     }
 
     fn release(
@@ -445,9 +445,9 @@ impl Filesystem for Fuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.vfs.stats.fuse_op();
+        self.fs.stats.fuse_op();
         self.backings.release(ino.0, fh.0);
-        empty(reply, self.vfs.release(fh.0))
+        empty(reply, self.fs.release(fh.0))
     }
 
     fn fsync(
@@ -458,8 +458,8 @@ impl Filesystem for Fuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.vfs.stats.fuse_op();
-        empty(reply, self.vfs.fsync(fh.0, datasync))
+        self.fs.stats.fuse_op();
+        empty(reply, self.fs.fsync(fh.0, datasync))
     }
 
     fn readdir(
@@ -470,8 +470,8 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.vfs.stats.fuse_op();
-        let emit = |e: vfs::DirEntry, _: Option<vfs::Attr>| {
+        self.fs.stats.fuse_op();
+        let emit = |e: fs::DirEntry, _: Option<fs::Attr>| {
             !reply.add(
                 INodeNo(e.ino),
                 e.next,
@@ -479,7 +479,7 @@ impl Filesystem for Fuse {
                 OsStr::from_bytes(&e.name),
             )
         };
-        match self.vfs.readdir(ino.0, offset, emit, false) {
+        match self.fs.readdir(ino.0, offset, emit, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -493,8 +493,8 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.vfs.stats.fuse_op();
-        let emit = |e: vfs::DirEntry, a: Option<vfs::Attr>| match a {
+        self.fs.stats.fuse_op();
+        let emit = |e: fs::DirEntry, a: Option<fs::Attr>| match a {
             Some(a) => !reply.add(
                 INodeNo(e.ino),
                 e.next,
@@ -505,15 +505,15 @@ impl Filesystem for Fuse {
             ),
             None => true,
         };
-        match self.vfs.readdir(ino.0, offset, emit, true) {
+        match self.fs.readdir(ino.0, offset, emit, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.vfs.stats.fuse_op();
-        match self.vfs.statfs() {
+        self.fs.stats.fuse_op();
+        match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
                 s.bfree,
@@ -521,7 +521,7 @@ impl Filesystem for Fuse {
                 s.files,
                 s.ffree,
                 s.bsize,
-                vfs::NAME_MAX as u32,
+                fs::NAME_MAX as u32,
                 s.bsize,
             ),
             Err(e) => reply.error(errno(&e)),
@@ -538,23 +538,23 @@ impl Filesystem for Fuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.vfs.stats.fuse_op();
-        empty(reply, self.vfs.setxattr(ino.0, name, value, flags))
+        self.fs.stats.fuse_op();
+        empty(reply, self.fs.setxattr(ino.0, name, value, flags))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.vfs.stats.fuse_op();
-        reply_xattr(self.vfs.getxattr(ino.0, name), size, reply);
+        self.fs.stats.fuse_op();
+        reply_xattr(self.fs.getxattr(ino.0, name), size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.vfs.stats.fuse_op();
-        reply_xattr(self.vfs.listxattr(ino.0), size, reply);
+        self.fs.stats.fuse_op();
+        reply_xattr(self.fs.listxattr(ino.0), size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.vfs.stats.fuse_op();
-        empty(reply, self.vfs.removexattr(ino.0, name))
+        self.fs.stats.fuse_op();
+        empty(reply, self.fs.removexattr(ino.0, name))
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -572,8 +572,8 @@ impl Filesystem for Fuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.vfs.stats.fuse_op();
-        let (attr, opened) = match self.vfs.create(
+        self.fs.stats.fuse_op();
+        let (attr, opened) = match self.fs.create(
             parent.0,
             name,
             mode & !umask,
@@ -613,7 +613,7 @@ impl Filesystem for Fuse {
 }
 
 /// Answers a request that returns nothing.
-fn empty(reply: ReplyEmpty, result: vfs::Result<()>) {
+fn empty(reply: ReplyEmpty, result: fs::Result<()>) {
     match result {
         Ok(()) => reply.ok(),
         Err(e) => reply.error(errno(&e)),
@@ -621,7 +621,7 @@ fn empty(reply: ReplyEmpty, result: vfs::Result<()>) {
 }
 
 /// Answers a request that returns a new or found entry.
-fn entry(reply: ReplyEntry, result: vfs::Result<vfs::Attr>) {
+fn entry(reply: ReplyEntry, result: fs::Result<fs::Attr>) {
     match result {
         Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
         Err(e) => reply.error(errno(&e)),
@@ -629,7 +629,7 @@ fn entry(reply: ReplyEntry, result: vfs::Result<vfs::Attr>) {
 }
 
 /// Answers a request that returns attributes.
-fn attr(reply: ReplyAttr, result: vfs::Result<vfs::Attr>) {
+fn attr(reply: ReplyAttr, result: fs::Result<fs::Attr>) {
     match result {
         Ok(a) => reply.attr(&TTL, &file_attr(&a)),
         Err(e) => reply.error(errno(&e)),
@@ -638,7 +638,7 @@ fn attr(reply: ReplyAttr, result: vfs::Result<vfs::Attr>) {
 
 /// Answers an xattr request: the size when `size` is 0, ERANGE when the
 /// value does not fit, else the value.
-fn reply_xattr(value: vfs::Result<Vec<u8>>, size: u32, reply: ReplyXattr) {
+fn reply_xattr(value: fs::Result<Vec<u8>>, size: u32, reply: ReplyXattr) {
     match value {
         Ok(v) if size == 0 => reply.size(v.len() as u32),
         Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),

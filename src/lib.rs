@@ -10,10 +10,10 @@
 //! - [`blob`]: BLAKE3 hashing of content;
 //! - [`cache`]: the blob cache's files, open counts and usage;
 //! - [`real`]: the Real, every call beneath `DATA/real` rooted there;
-//! - [`vfs`]: the FUSE-free dispatcher every file operation goes through,
+//! - [`fs`]: the FUSE-free dispatcher every file operation goes through,
 //!   with the Real, the Unreal (blob cache and fetches), remote changes
 //!   shown in the namespace, and the control tree;
-//! - [`fuse`]: the thin fuser adapter over [`vfs::Vfs`];
+//! - [`fuse`]: the thin fuser adapter over [`fs::Fs`];
 //! - [`format`]: text formats of the control files;
 //! - [`sync`]: the merge of versions from peers (pure, property-tested)
 //!   and the versions local changes make.
@@ -24,10 +24,10 @@ pub mod blob;
 pub mod cache;
 pub mod data;
 pub mod format;
+pub mod fs;
 pub mod fuse;
 pub mod ids;
 pub mod net;
 pub mod real;
 pub mod store;
 pub mod sync;
-pub mod vfs;

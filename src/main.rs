@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 
 use realize::data::{self, DataDir};
+use realize::fs::Fs;
 use realize::fuse::Fuse;
 use realize::net::endpoint::Network;
-use realize::vfs::Vfs;
 
 #[derive(Parser)]
 #[command(
@@ -119,10 +119,10 @@ fn mount(
         .thread_block()
         .map_err(|e| format!("blocking signals: {e}"))?;
 
-    let vfs =
-        Vfs::new(store, real, peer_id).map_err(|e| format!("reading {}: {e}", root.display()))?;
+    let fs =
+        Fs::new(store, real, peer_id).map_err(|e| format!("reading {}: {e}", root.display()))?;
     let network = Network::start(
-        vfs.clone() as std::sync::Arc<dyn realize::net::core::Core>,
+        fs.clone() as std::sync::Arc<dyn realize::net::core::Core>,
         &identity,
         listen,
     )
@@ -135,13 +135,10 @@ fn mount(
     ];
     config.n_threads = Some(4);
     config.clone_fd = true;
-    let mut session = fuser::Session::new(
-        Fuse::new(vfs.clone(), !no_passthrough),
-        &mountpoint,
-        &config,
-    )
-    .map_err(|e| format!("mounting {}: {e}", mountpoint.display()))?;
-    vfs.set_kernel_cache(Box::new(session.notifier()));
+    let mut session =
+        fuser::Session::new(Fuse::new(fs.clone(), !no_passthrough), &mountpoint, &config)
+            .map_err(|e| format!("mounting {}: {e}", mountpoint.display()))?;
+    fs.set_kernel_cache(Box::new(session.notifier()));
     let mut unmounter = session.unmount_callable();
     let target = mountpoint.clone();
     std::thread::Builder::new()
@@ -156,7 +153,7 @@ fn mount(
             }
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
-    let recorder = vfs
+    let recorder = fs
         .start()
         .map_err(|e| format!("starting the recorder: {e}"))?;
     let listening = network

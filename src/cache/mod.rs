@@ -11,7 +11,7 @@
 //!
 //! [`chunks`] owns the chunks on their way and their waiters,
 //! [`fetches`] the bookkeeping of fetches (transfers, delta bases,
-//! outboard fetches, peers in trouble). Still in `crate::vfs` and to move
+//! outboard fetches, peers in trouble). Still in `crate::fs` and to move
 //! here: starting fetches, verification against outboards, eviction
 //! policy and patching deltas.
 

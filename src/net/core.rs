@@ -1,6 +1,6 @@
 //! [`Core`]: what the network asks of the file-system core, and the only
 //! way it reaches it. The network defines it; the core
-//! ([`crate::vfs::Vfs`]) implements it; tests can put anything behind it.
+//! ([`crate::fs::Fs`]) implements it; tests can put anything behind it.
 //!
 //! Every method may block on LMDB or the disk: the network calls them on
 //! tokio's blocking pool ([`super::requests::blocking`]), never on a

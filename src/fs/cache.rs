@@ -1,0 +1,168 @@
+//! The bound of the blob cache (DESIGN.md "Modes and the life of a
+//! file"): `cache.max` (a size, or a percentage of the disk holding DATA)
+//! and `cache.min_free`. When a stored chunk takes the cache over its
+//! bound, the least recently read blobs go first, down to nine tenths of
+//! it (so that a read storm does not scan the cache per chunk); the blobs
+//! of open files and of fetches under way are never evicted.
+
+use std::sync::atomic::Ordering;
+
+use super::{Fs, Result};
+use crate::cache::count;
+use crate::store::cache::Cached;
+
+/// A blob of the cache and its record.
+type CachedBlob = ([u8; 32], Cached);
+
+/// What `/.ctl/cache` shows.
+pub struct CacheReport {
+    /// Bytes in the cache.
+    pub used: u64,
+    /// The bound in force, in bytes.
+    pub max: u64,
+    /// Blobs with bytes in the cache.
+    pub blobs: u64,
+    /// Blobs that may not be evicted now.
+    pub pinned: u64,
+    /// Blobs evicted since the mount.
+    pub evicted: u64,
+}
+
+impl Fs {
+    /// `cache.max` in bytes, `cache.min_free`, and the bytes free on the
+    /// disk of DATA (one `statvfs`, the one `statfs` makes).
+    pub(super) fn cache_limits(&self) -> Result<(u64, u64, u64)> {
+        let txn = self.store.read()?;
+        let max = self
+            .store
+            .config
+            .get(&txn, crate::store::config::Key::CacheMax)?;
+        let min_free = self
+            .store
+            .config
+            .get(&txn, crate::store::config::Key::CacheMinFree)?;
+        let st = self.statfs()?;
+        let bsize = u64::from(st.bsize);
+        let max = match max.strip_suffix('%') {
+            Some(p) => st.blocks * bsize / 100 * p.parse::<u64>().unwrap_or(10),
+            None => crate::format::parse_size(&max).unwrap_or(u64::MAX),
+        };
+        let min_free = crate::format::parse_size(&min_free).unwrap_or(0);
+        Ok((max, min_free, st.bavail * bsize))
+    }
+
+    /// Every blob with bytes in the cache, and their total.
+    fn cached_blobs(&self) -> Result<(Vec<CachedBlob>, u64)> {
+        let txn = self.store.read()?;
+        let blobs = self.store.cache.all(&txn)?;
+        let used = blobs.iter().map(|(_, c)| c.bytes()).sum();
+        Ok((blobs, used))
+    }
+
+    /// Counts `bytes` more in the cache, and evicts when over the bound.
+    pub(crate) fn cache_grew(&self, bytes: u64) -> Result<()> {
+        let used = &self.cache.used;
+        if used.load(Ordering::Relaxed) == u64::MAX {
+            let (_, total) = self.cached_blobs()?;
+            used.store(total, Ordering::Relaxed);
+        } else {
+            used.fetch_add(bytes, Ordering::Relaxed);
+        }
+        let (max, min_free, free) = self.cache_limits()?;
+        if used.load(Ordering::Relaxed) > max || free < min_free {
+            let target = (max / 10 * 9).min(
+                used.load(Ordering::Relaxed)
+                    .saturating_sub(min_free.saturating_sub(free)),
+            );
+            self.evict_down_to(target)?;
+        }
+        Ok(())
+    }
+
+    /// Evicts blob `hash` (`evict NAME`); EBUSY while a file has it open
+    /// or a fetch is filling it.
+    pub fn evict_blob(&self, hash: [u8; 32]) -> Result<()> {
+        let gone = self.cache.with_open(|open| -> Result<Option<Cached>> {
+            if count(open, &hash) > 0 || self.cache.chunks.fetching(&hash) {
+                return Err(super::Error::Busy(
+                    "the file is open or being fetched".into(),
+                ));
+            }
+            self.remove_blob(hash)
+        })?;
+        let Some(cached) = gone else {
+            return Ok(());
+        };
+        self.cache.shrank(cached.bytes());
+        self.cache.evicted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes blob `hash` from the cache, record first (a crash between
+    /// leaves a file without a record, never the reverse); what its record
+    /// said, if it had one. Called within [`crate::cache::Cache::with_open`].
+    fn remove_blob(&self, hash: [u8; 32]) -> Result<Option<Cached>> {
+        let mut wtxn = self.store.write()?;
+        let cached = self.store.cache.get(&wtxn, &hash)?;
+        self.store.cache.remove(&mut wtxn, &hash)?;
+        wtxn.commit()?;
+        let _ = std::fs::remove_file(self.cache.path(&hash));
+        Ok(cached)
+    }
+
+    /// Evicts least recently read blobs until `bytes` left the cache (or
+    /// nothing more may go); returns how many went.
+    pub(super) fn evict_bytes(&self, bytes: u64) -> Result<u64> {
+        let (_, used) = self.cached_blobs()?;
+        self.evict_down_to(used.saturating_sub(bytes))
+    }
+
+    /// Evicts every blob that may go (`/.ctl/cache evict`); returns how many.
+    pub fn evict_all(&self) -> Result<u64> {
+        self.evict_down_to(0)
+    }
+
+    /// Evicts the least recently read blobs, not pinned, until at most
+    /// `target` bytes stay; returns how many went.
+    fn evict_down_to(&self, target: u64) -> Result<u64> {
+        let (mut blobs, mut used) = self.cached_blobs()?;
+        blobs.sort_by_key(|(_, c)| (c.last_read.secs, c.last_read.nanos));
+        let mut gone = 0;
+        for (hash, cached) in blobs {
+            if used <= target {
+                break;
+            }
+            let removed = self.cache.with_open(|open| {
+                if count(open, &hash) > 0 || self.cache.chunks.fetching(&hash) {
+                    return Ok(None);
+                }
+                self.remove_blob(hash)
+            })?;
+            if removed.is_none() {
+                continue;
+            }
+            used -= cached.bytes();
+            gone += 1;
+        }
+        self.cache.used.store(used, Ordering::Relaxed);
+        self.cache.evicted.fetch_add(gone, Ordering::Relaxed);
+        Ok(gone)
+    }
+
+    /// What `/.ctl/cache` shows.
+    pub fn cache_report(&self) -> Result<CacheReport> {
+        let (blobs, used) = self.cached_blobs()?;
+        let (max, _, _) = self.cache_limits()?;
+        let pinned = blobs
+            .iter()
+            .filter(|(h, _)| self.cache.pinned(h) || self.cache.chunks.fetching(h))
+            .count() as u64;
+        Ok(CacheReport {
+            used,
+            max,
+            blobs: blobs.len() as u64,
+            pinned,
+            evicted: self.cache.evicted.load(Ordering::Relaxed),
+        })
+    }
+}

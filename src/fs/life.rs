@@ -1,0 +1,455 @@
+//! Modes at work (DESIGN.md "Modes and the life of a file"): a background
+//! thread realizes the unreal files under a `real` mode and unrealizes
+//! the real files under an `unreal` one.
+//!
+//! Realizing fetches the blob whole into the cache (verified, from its
+//! base when it is an edit) and moves it into the Real through the stash,
+//! so the Real never holds half a file: a crash leaves the file unreal,
+//! or real and whole (reconciliation takes it at the next mount).
+//! Unrealizing needs `copies` other holders, each asked first whether it
+//! still holds the blob and keeps it ([`Fs::keeps`]); a peer dropping the
+//! blob itself says no, so two peers never drop their last two copies at
+//! once. The file is hard-linked into the cache, made unreal in LMDB,
+//! then unlinked from the Real: a crash between leaves it real. Files that
+//! lack holders wait for the next pull.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use super::unreal::BlobRef;
+use super::{Error, Fs, Result, lock, wait};
+use crate::net::Command;
+use crate::net::protocol::Message;
+use crate::store::Ino;
+use crate::store::namespace::{Kind, Mode};
+
+/// How often jobs that found no peer are tried again without a pull.
+const RETRY: Duration = Duration::from_secs(30);
+
+/// Work for the life thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Job {
+    /// Look at every file under an entry whose mode changed.
+    Scan(Ino),
+    /// Realize an unreal file if its mode is real.
+    Realize(Ino),
+    /// Unrealize a real file if its mode is unreal and it has holders.
+    Unrealize(Ino),
+}
+
+/// Jobs in order, each once.
+#[derive(Default)]
+struct Queue {
+    order: VecDeque<Job>,
+    queued: HashSet<Job>,
+}
+
+/// The life thread's queue.
+#[derive(Default)]
+pub(super) struct Life {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Real files under an unreal mode that wait for `copies` holders.
+    waiting: Mutex<BTreeSet<Ino>>,
+    /// Real files being moved into the cache: writers wait for them.
+    moving: Mutex<HashSet<Ino>>,
+    moved: Condvar,
+    /// Jobs that found no peer: tried again after a pull, or after
+    /// [`RETRY`].
+    unreachable: Mutex<BTreeSet<Job>>,
+    stop: AtomicBool,
+}
+
+impl Life {
+    /// Stops the thread after its current job.
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.notify_all();
+    }
+}
+
+impl Fs {
+    /// Queues `job` for the life thread.
+    pub(super) fn life_job(&self, job: Job) {
+        let mut queue = lock(&self.life.queue);
+        if queue.queued.insert(job) {
+            queue.order.push_back(job);
+        }
+        self.life.wake.notify_one();
+    }
+
+    /// After a pull: realize the files it brought under a real mode, and
+    /// try again the files that waited for holders or a peer.
+    pub(super) fn life_after_pull(&self, real: Vec<Ino>) {
+        for ino in real {
+            self.life_job(Job::Realize(ino));
+        }
+        self.life_retry();
+    }
+
+    /// Queues again the files waiting for holders or for a peer.
+    fn life_retry(&self) {
+        let waiting = std::mem::take(&mut *lock(&self.life.waiting));
+        for ino in waiting {
+            self.life_job(Job::Unrealize(ino));
+        }
+        let unreachable = std::mem::take(&mut *lock(&self.life.unreachable));
+        for job in unreachable {
+            self.life_job(job);
+        }
+    }
+
+    /// The life thread: runs jobs until the mount ends. Errors are logged
+    /// and put in `/.ctl/errors`; the file stays as it was.
+    pub(super) fn run_life(fs: Weak<Fs>) {
+        // Background work: yield the CPU to requests and rounds.
+        // SAFETY: setpriority on this thread's own id has no memory effects.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        let mut retried = std::time::Instant::now();
+        loop {
+            let Some(me) = fs.upgrade() else { return };
+            if me.life.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if retried.elapsed() >= RETRY {
+                retried = std::time::Instant::now();
+                me.life_retry();
+            }
+            let job = {
+                let mut queue = lock(&me.life.queue);
+                if queue.order.is_empty() {
+                    queue = wait(&me.life.wake, queue, Duration::from_millis(500));
+                }
+                let job = queue.order.pop_front();
+                if let Some(job) = &job {
+                    queue.queued.remove(job);
+                }
+                job
+            };
+            let Some(job) = job else { continue };
+            let outcome = match job {
+                Job::Scan(ino) => me.scan(ino),
+                Job::Realize(ino) => me.realize_file(ino),
+                Job::Unrealize(ino) => me.unrealize_file(ino),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(Error::NotFound(_)) => {} // gone meanwhile
+                Err(e) => {
+                    if matches!(e, Error::Unreachable(_) | Error::TimedOut(_)) {
+                        lock(&me.life.unreachable).insert(job);
+                    }
+                    me.refuse("mode", &me.job_label(job), e);
+                }
+            }
+        }
+    }
+
+    /// `realize AREA/PATH` (or `unrealize`, `scan`), for `/.ctl/errors`.
+    fn job_label(&self, job: Job) -> String {
+        let (verb, ino) = match job {
+            Job::Scan(ino) => ("scan", ino),
+            Job::Realize(ino) => ("realize", ino),
+            Job::Unrealize(ino) => ("unrealize", ino),
+        };
+        let path = self.store.read().ok().and_then(|txn| {
+            let inode = self.inode(&txn, ino).ok()?;
+            let area = self.inode(&txn, inode.area).ok()?.name;
+            let path = self.area_path(&txn, ino).ok()?;
+            Some(format!(
+                "{}/{}",
+                String::from_utf8_lossy(&area),
+                String::from_utf8_lossy(&path)
+            ))
+        });
+        format!("{verb} {}", path.unwrap_or_else(|| format!("inode {ino}")))
+    }
+
+    /// Queues every file under `ino` whose state differs from its mode.
+    fn scan(&self, ino: Ino) -> Result<()> {
+        let txn = self.store.read()?;
+        let mode = self.effective_mode(&txn, ino)?.0;
+        let mut stack = vec![(ino, self.inode(&txn, ino)?, mode)];
+        let mut jobs = Vec::new();
+        while let Some((at, inode, mode)) = stack.pop() {
+            match (inode.kind, mode, inode.unreal) {
+                (Kind::Dir, ..) => {
+                    self.store.namespace.children(&txn, at, 0, |_, entry| {
+                        if let Some(child) = self.store.namespace.get(&txn, entry.ino)? {
+                            let mode = child.mode.unwrap_or(mode);
+                            stack.push((entry.ino, child, mode));
+                        }
+                        Ok(true)
+                    })?;
+                }
+                (Kind::File, Mode::Real, true) => jobs.push(Job::Realize(at)),
+                (Kind::File, Mode::Unreal, false) => jobs.push(Job::Unrealize(at)),
+                _ => {}
+            }
+        }
+        drop(txn);
+        for job in jobs {
+            self.life_job(job);
+        }
+        Ok(())
+    }
+
+    /// Realizes unreal file `ino` when its mode is real.
+    fn realize_file(&self, ino: Ino) -> Result<()> {
+        let txn = self.store.read()?;
+        let inode = self.inode(&txn, ino)?;
+        if inode.kind != Kind::File || !inode.unreal || inode.parent == 0 {
+            return Ok(());
+        }
+        if self.effective_mode(&txn, ino)?.0 != Mode::Real {
+            return Ok(());
+        }
+        drop(txn);
+        let started = std::time::Instant::now();
+        self.copy_up(ino)?;
+        self.stats.realized.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            "realized inode {ino} ({} bytes) in {:?}",
+            inode.size,
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    /// Moves the verified cached `blob` of unreal file `ino` into the Real
+    /// (renamed when no other handle reads it, copied otherwise), through
+    /// the stash, and notes that this peer holds it. Nothing happens when
+    /// the file was changed meanwhile.
+    pub(super) fn realize_cached(&self, ino: Ino, blob: &BlobRef) -> Result<()> {
+        let txn = self.store.read()?;
+        let verified = self
+            .store
+            .cache
+            .get(&txn, &blob.hash)?
+            .is_some_and(|c| c.verified);
+        drop(txn);
+        if !verified && blob.size > 0 {
+            return Err(Error::Unreachable("the blob could not be verified".into()));
+        }
+        let hex = crate::format::format_hash(Some(&blob.hash));
+        let tmp = self.stash_dir().join(format!("{hex}-realize-{ino}"));
+        let cached = self.cache.path(&blob.hash);
+        // Only our handle has it open: the cache file itself moves (no
+        // handle opens it meanwhile, see Cache::with_open).
+        let moved = blob.size > 0
+            && self.cache.with_open(|open| -> Result<bool> {
+                if crate::cache::count(open, &blob.hash) > 1 {
+                    return Ok(false);
+                }
+                let mut wtxn = self.store.write()?;
+                self.store.cache.remove(&mut wtxn, &blob.hash)?;
+                std::fs::rename(&cached, &tmp)?;
+                wtxn.commit()?;
+                Ok(true)
+            })?;
+        if blob.size == 0 {
+            std::fs::File::create(&tmp)?;
+        } else if moved {
+            self.cache.shrank(blob.size);
+        } else {
+            std::fs::copy(&cached, &tmp)?;
+        }
+        let mut wtxn = self.store.write()?;
+        let mut inode = self.inode(&wtxn, ino)?;
+        if !inode.unreal || inode.hash != Some(blob.hash) || inode.parent == 0 {
+            drop(wtxn);
+            // Changed meanwhile: the bytes go back to the cache.
+            return self.stash_to_cache(&tmp, blob.hash);
+        }
+        let file = std::fs::File::options().write(true).open(&tmp)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+            inode.perm.into(),
+        ))?;
+        file.set_modified(inode.mtime.into())?;
+        drop(file);
+        self.real.rename_in(&tmp, &self.real_path(&wtxn, ino)?)?;
+        inode.unreal = false;
+        self.store.namespace.put(&mut wtxn, ino, &inode)?;
+        self.hold(&mut wtxn, blob.area, &blob.path, Some(blob.hash))?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Unrealizes real file `ino` when its mode is unreal and `copies`
+    /// other holders confirm they keep its blob; otherwise it waits for
+    /// the next pull.
+    fn unrealize_file(&self, ino: Ino) -> Result<()> {
+        let txn = self.store.read()?;
+        let inode = self.inode(&txn, ino)?;
+        let Some(hash) = inode.hash else {
+            return Ok(()); // not recorded yet: the recorder queues it
+        };
+        if inode.kind != Kind::File || inode.unreal || inode.parent == 0 {
+            return Ok(());
+        }
+        if self.effective_mode(&txn, ino)?.0 != Mode::Unreal || self.recorder.is_pending(ino) {
+            return Ok(());
+        }
+        let copies: usize = self
+            .store
+            .config
+            .get(&txn, crate::store::config::Key::Copies)?
+            .parse()
+            .unwrap_or(1);
+        let path = self.area_path(&txn, ino)?;
+        let area_name = self.inode(&txn, inode.area)?.name;
+        let others: Vec<_> = match self.store.versions.get(&txn, inode.area, &path)? {
+            Some(record) => record
+                .holders_of(hash)
+                .filter(|p| *p != self.peer_id)
+                .collect(),
+            None => Vec::new(),
+        };
+        drop(txn);
+        lock(&self.unreal.dropping).insert(hash);
+        let confirmed = others.len() >= copies && {
+            let mut yes = 0;
+            for peer in others {
+                if yes >= copies {
+                    break;
+                }
+                yes += usize::from(self.peer_keeps(peer, &area_name, &path, hash));
+            }
+            yes >= copies
+        };
+        let outcome = if confirmed {
+            self.drop_real(ino, inode.area, &path, hash)
+        } else {
+            lock(&self.life.waiting).insert(ino);
+            Ok(())
+        };
+        lock(&self.unreal.dropping).remove(&hash);
+        outcome
+    }
+
+    /// Counts a writer of real file `ino` with the recorder, after any
+    /// unrealize of it has finished; `false` when the file was unrealized
+    /// meanwhile (the open starts again). Under the lock that
+    /// [`Fs::drop_real`] takes, so a writer is either counted before the
+    /// unrealize looks, or comes after it.
+    pub(super) fn writer_arrives(&self, ino: Ino) -> Result<bool> {
+        let mut moving = lock(&self.life.moving);
+        while moving.contains(&ino) {
+            moving = wait(&self.life.moved, moving, Duration::from_millis(100));
+        }
+        let txn = self.store.read()?;
+        if self.inode(&txn, ino)?.unreal {
+            return Ok(false);
+        }
+        self.recorder.opened_for_write(ino);
+        Ok(true)
+    }
+
+    /// Asks `peer` whether it holds `hash` at `path` and keeps it.
+    fn peer_keeps(
+        &self,
+        peer: crate::ids::PeerId,
+        area: &[u8],
+        path: &[u8],
+        hash: [u8; 32],
+    ) -> bool {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let request = Message::Holds {
+            area: area.to_vec(),
+            path: path.to_vec(),
+            hash,
+        };
+        if !self.household.send(Command::Ask {
+            peer,
+            request,
+            done: tx,
+        }) {
+            return false;
+        }
+        matches!(
+            rx.recv_timeout(self.net_timeout() + Duration::from_secs(1)),
+            Ok(Ok(Message::Held { held: true }))
+        )
+    }
+
+    /// Moves real file `ino` (blob `hash`) into the cache: hard link, LMDB,
+    /// unlink.
+    fn drop_real(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
+        {
+            let mut moving = lock(&self.life.moving);
+            if self.cache.chunks.fetching(&hash) || self.recorder.is_pending(ino) {
+                lock(&self.life.waiting).insert(ino);
+                return Ok(());
+            }
+            moving.insert(ino);
+        }
+        let outcome = self.move_to_cache(ino, area, path, hash);
+        lock(&self.life.moving).remove(&ino);
+        self.life.moved.notify_all();
+        outcome
+    }
+
+    /// The moves of [`Fs::drop_real`], writers held off.
+    fn move_to_cache(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
+        let txn = self.store.read()?;
+        let real = self.real_path(&txn, ino)?;
+        let had = self.store.cache.get(&txn, &hash)?.filter(|c| c.verified);
+        drop(txn);
+        let cached = self.cache.path(&hash);
+        if had.is_none() {
+            let _ = std::fs::remove_file(&cached); // a partial fetch
+            self.real.link_out(&real, &cached)?;
+        }
+        let mut wtxn = self.store.write()?;
+        let mut inode = self.inode(&wtxn, ino)?;
+        // Renamed or removed since it was linked: the link may not be the
+        // file that path shows now; the next scan tries again.
+        let moved = inode.parent == 0 || self.real_path(&wtxn, ino)? != real;
+        if moved || inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
+            // Changed meanwhile: the link must not share a file being written.
+            if had.is_none() {
+                std::fs::remove_file(&cached)?;
+            }
+            return Ok(());
+        }
+        let size = inode.size;
+        inode.unreal = true;
+        self.store.namespace.put(&mut wtxn, ino, &inode)?;
+        self.hold(&mut wtxn, area, path, None)?;
+        if had.is_none() {
+            let record = crate::store::cache::Cached::whole(size);
+            self.store.cache.put(&mut wtxn, &hash, &record)?;
+        }
+        wtxn.commit()?;
+        self.real.remove_file(&real)?;
+        tracing::debug!("unrealized inode {ino} at {real}");
+        self.stats.unrealized.fetch_add(1, Ordering::Relaxed);
+        if had.is_none()
+            && let Err(e) = self.cache_grew(size)
+        {
+            tracing::warn!("keeping the cache within its bound: {e}");
+        }
+        Ok(())
+    }
+
+    /// Makes sure `bytes` more fit on the disk of DATA above
+    /// `cache.min_free`, evicting cached blobs first: ENOSPC when even an
+    /// empty cache would not do.
+    pub(super) fn make_room(&self, bytes: u64) -> Result<()> {
+        let (_, min_free, free) = self.cache_limits()?;
+        let need = bytes.saturating_add(min_free);
+        if free >= need {
+            return Ok(());
+        }
+        self.evict_bytes(need - free)?;
+        let (_, _, free) = self.cache_limits()?;
+        if free >= need {
+            return Ok(());
+        }
+        Err(Error::NoSpace(format!(
+            "{bytes} bytes do not fit: {free} free on the disk of DATA, cache.min_free {min_free}"
+        )))
+    }
+}

@@ -1,0 +1,272 @@
+//! The core as the network sees it: [`crate::net::Core`] over the
+//! dispatcher. Every answer for a peer first checks that the area is
+//! shared with it; what it serves is read and checked here (see
+//! [`Fs::read_held`]), what it applies is merged here (see
+//! [`Fs::apply_remote`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::Fs;
+use super::remote::Pull;
+use crate::ids::PeerId;
+use crate::net::core::{AreaPull, Core, KnownPeer, Page, Policy};
+use crate::net::protocol::{BlobRange, MAX_MESSAGE, MAX_RECORDS};
+use crate::net::{Household, Offers, RequestError};
+use crate::store::Ino;
+use crate::store::config::Key;
+use crate::store::namespace::Timestamp;
+use crate::store::versions::PathRecord;
+
+fn local<E: std::fmt::Display>(e: E) -> RequestError {
+    RequestError::Local(e.to_string())
+}
+
+impl Fs {
+    /// The area `name` when it is shared with `peer`; refused otherwise,
+    /// so that nothing of an area leaves for a peer it is not shared with.
+    fn area_shared_with(&self, peer: PeerId, name: &[u8]) -> Result<Ino, RequestError> {
+        let not_shared = || RequestError::Refused("area not shared".into());
+        let ino = self
+            .area_named(name, false)
+            .map_err(local)?
+            .ok_or_else(not_shared)?;
+        let txn = self.store.read().map_err(local)?;
+        match self.store.areas.get(&txn, ino).map_err(local)? {
+            Some(area) if area.shares.contains(&peer.0) => Ok(ino),
+            _ => Err(not_shared()),
+        }
+    }
+
+    /// Notes that `peer` applied `area`'s feed up to `since` (all of it,
+    /// when `caught_up`) and trims the history every sharing peer applied.
+    fn acknowledge(
+        &self,
+        peer: PeerId,
+        area: Ino,
+        since: u64,
+        caught_up: bool,
+    ) -> super::Result<()> {
+        let mut wtxn = self.store.write()?;
+        if let Some(mut record) = self.store.areas.get(&wtxn, area)? {
+            // Caught up with the whole feed: every op so far is applied
+            // there (ops are numbered after the versions they made).
+            let ack = if caught_up { record.last_seq } else { since };
+            record.acked.insert(peer.0, ack);
+            let horizon = record
+                .shares
+                .iter()
+                .map(|p| record.acked.get(p).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(0);
+            self.store.history.trim(&mut wtxn, area, horizon)?;
+            self.store.areas.put(&mut wtxn, area, &record)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+}
+
+/// A pull of one area from one peer (see [`AreaPull`]).
+struct PullOf {
+    fs: Arc<Fs>,
+    area: Ino,
+    peer: PeerId,
+    since: u64,
+    pull: Pull,
+}
+
+impl AreaPull for PullOf {
+    fn since(&self) -> u64 {
+        self.since
+    }
+
+    fn apply(
+        &mut self,
+        last: u64,
+        records: Vec<(Vec<u8>, PathRecord)>,
+    ) -> Result<(), RequestError> {
+        self.fs
+            .apply_remote(self.area, self.peer, last, records, &mut self.pull)
+            .map_err(local)
+    }
+
+    fn finish(self: Box<Self>) -> Result<(u64, u64), RequestError> {
+        let counts = (self.pull.applied, self.pull.conflicts);
+        self.fs.finish_pull(self.pull).map_err(local)?;
+        Ok(counts)
+    }
+}
+
+impl Core for Fs {
+    fn household(&self) -> &Household {
+        &self.household
+    }
+
+    fn net_timeout(&self) -> Duration {
+        Fs::net_timeout(self)
+    }
+
+    fn policy(&self) -> Policy {
+        let defaults = Policy {
+            immediate: String::new(),
+            rest: Duration::from_secs(10),
+            interval: Duration::ZERO,
+        };
+        let read = || -> super::Result<Policy> {
+            let txn = self.store.read()?;
+            let config = &self.store.config;
+            Ok(Policy {
+                immediate: config.get(&txn, Key::ConsensusImmediate)?,
+                rest: config.duration(&txn, Key::ConsensusRest)?,
+                interval: config.duration(&txn, Key::ConsensusInterval)?,
+            })
+        };
+        read().unwrap_or(defaults)
+    }
+
+    fn name(&self) -> Result<String, RequestError> {
+        let txn = self.store.read().map_err(local)?;
+        self.store.config.get(&txn, Key::Name).map_err(local)
+    }
+
+    fn peers(&self) -> Result<Vec<KnownPeer>, RequestError> {
+        let txn = self.store.read().map_err(local)?;
+        let peers = self.store.peers.all(&txn).map_err(local)?;
+        Ok(peers
+            .into_iter()
+            .map(|(id, record)| KnownPeer {
+                id: PeerId(id),
+                addr: record.addr,
+            })
+            .collect())
+    }
+
+    fn seen(&self, peer: PeerId, name: Option<String>) -> Result<(), RequestError> {
+        let mut wtxn = self.store.write().map_err(local)?;
+        if let Some(mut record) = self.store.peers.get(&wtxn, &peer.0).map_err(local)? {
+            record.last_seen = Some(Timestamp::now());
+            if let Some(name) = name.filter(|_| record.name == "-") {
+                record.name = name;
+            }
+            self.store
+                .peers
+                .put(&mut wtxn, &peer.0, &record)
+                .map_err(local)?;
+            wtxn.commit().map_err(local)?;
+        }
+        Ok(())
+    }
+
+    fn offers(&self, peer: PeerId) -> Result<Offers, RequestError> {
+        Fs::offers(self, peer).map_err(local)
+    }
+
+    fn shared_areas(&self) -> Result<Vec<(PeerId, Vec<u8>)>, RequestError> {
+        Fs::shared_areas(self).map_err(local)
+    }
+
+    fn has_area(&self, area: &[u8]) -> Result<bool, RequestError> {
+        Ok(self.area_named(area, false).map_err(local)?.is_some())
+    }
+
+    fn round_needed(&self, peer: PeerId, area: &[u8], theirs: u64) -> Result<bool, RequestError> {
+        Fs::round_needed(self, peer, area, theirs).map_err(local)
+    }
+
+    fn changes(&self, peer: PeerId, area: &[u8], since: u64) -> Result<Page, RequestError> {
+        let ino = self.area_shared_with(peer, area)?;
+        let found = {
+            let txn = self.store.read().map_err(local)?;
+            self.store
+                .versions
+                .changed_since(&txn, ino, since, MAX_RECORDS)
+                .map_err(local)?
+        };
+        self.acknowledge(peer, ino, since, found.is_empty())
+            .map_err(local)?;
+        // Cut to fit a frame.
+        let mut page = Page {
+            records: Vec::with_capacity(found.len()),
+            last: since,
+            more: found.len() == MAX_RECORDS,
+        };
+        let mut size = 0;
+        for (seq, path, record) in found {
+            size += postcard::to_stdvec(&record).map_err(local)?.len() + path.len() + 8;
+            if size > MAX_MESSAGE / 2 && !page.records.is_empty() {
+                page.more = true;
+                break;
+            }
+            page.records.push((path, record));
+            page.last = seq;
+        }
+        Ok(page)
+    }
+
+    fn begin_pull(&self, peer: PeerId, area: &[u8]) -> Result<Box<dyn AreaPull>, RequestError> {
+        let ino = self.area_shared_with(peer, area)?;
+        let txn = self.store.read().map_err(local)?;
+        let since = self
+            .store
+            .areas
+            .get(&txn, ino)
+            .map_err(local)?
+            .and_then(|r| r.received.get(&peer.0).copied())
+            .unwrap_or(0);
+        let fs = self
+            .me
+            .upgrade()
+            .ok_or_else(|| RequestError::Local("the mount is ending".into()))?;
+        Ok(Box::new(PullOf {
+            fs,
+            area: ino,
+            peer,
+            since,
+            pull: Pull::default(),
+        }))
+    }
+
+    fn read_blob(
+        &self,
+        peer: PeerId,
+        range: &BlobRange,
+        outboard: bool,
+    ) -> Result<Vec<u8>, RequestError> {
+        let ino = self.area_shared_with(peer, &range.area)?;
+        let not_held = || RequestError::Refused("blob not held here".into());
+        if outboard {
+            let bytes = self
+                .outboard_held(ino, &range.path, range.hash)
+                .map_err(local)?
+                .ok_or_else(not_held)?
+                .to_bytes();
+            let start = range.offset.min(bytes.len() as u64) as usize;
+            let end = range
+                .offset
+                .saturating_add(range.len)
+                .min(bytes.len() as u64) as usize;
+            return Ok(bytes[start..end].to_vec());
+        }
+        self.read_held(ino, &range.path, range.hash, range.offset, range.len)
+            .map_err(local)?
+            .ok_or_else(not_held)
+    }
+
+    fn holds(
+        &self,
+        peer: PeerId,
+        area: &[u8],
+        path: &[u8],
+        hash: [u8; 32],
+    ) -> Result<bool, RequestError> {
+        let ino = self.area_shared_with(peer, area)?;
+        self.keeps(ino, path, hash).map_err(local)
+    }
+
+    fn round_ended(&self, conflicts: u64) {
+        self.stats.consensus_rounds.fetch_add(1, Ordering::Relaxed);
+        self.stats.conflicts.fetch_add(conflicts, Ordering::Relaxed);
+    }
+}

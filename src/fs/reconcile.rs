@@ -1,0 +1,241 @@
+//! Mount-time reconciliation of the namespace with the Real.
+//!
+//! Files changed under `DATA/real` while nothing was mounted, and whatever a
+//! crash left between a change of the Real and its commit to LMDB, are
+//! noticed here and recorded as history: a file whose size or mtime differs
+//! from its recorded content is hashed again (an edit), a new file is a
+//! create, a vanished one a delete. Inodes orphaned by a crash while
+//! unlinked but open are dropped.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use super::{Caller, Fs, Result};
+use crate::real::RealPath;
+use crate::store::history::OpKind;
+use crate::store::namespace::{Inode, Kind, Timestamp};
+use crate::store::{Ino, ROOT, RwTxn};
+
+fn kind_of(meta: &Metadata) -> Option<Kind> {
+    let t = meta.file_type();
+    if t.is_dir() {
+        Some(Kind::Dir)
+    } else if t.is_file() {
+        Some(Kind::File)
+    } else if t.is_symlink() {
+        Some(Kind::Symlink)
+    } else {
+        None
+    }
+}
+
+impl Fs {
+    /// Brings the namespace in line with the Real (see the module doc).
+    pub(super) fn reconcile(&self) -> Result<()> {
+        // Files a peer removed during a pull the process did not finish go
+        // to the cache (`HASH-N`; anything else stays).
+        let stash = self.stash_dir();
+        std::fs::create_dir_all(&stash)?;
+        for entry in std::fs::read_dir(&stash)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+            let hash = name
+                .as_deref()
+                .and_then(|n| n.split('-').next())
+                .and_then(crate::format::parse_hash);
+            if let Some(hash) = hash {
+                self.stash_to_cache(&path, hash)?;
+            }
+        }
+        // Areas first, each in its own transaction (create_area takes one).
+        for (name, meta) in self.real.read_dir(&RealPath::root())? {
+            let known = {
+                let txn = self.store.read()?;
+                self.store.namespace.lookup(&txn, ROOT, &name)?
+            };
+            if known.is_none() && meta.is_dir() && name != super::ctl::CTL_NAME.as_bytes() {
+                let caller = Caller {
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                };
+                let perm = (meta.permissions().mode() & 0o7777) as u16;
+                self.create_area(&name, perm, caller)?;
+            }
+        }
+        let mut wtxn = self.store.write()?;
+        let mut orphans = Vec::new();
+        self.store.namespace.for_each(&wtxn, |ino, inode| {
+            if inode.parent == 0 {
+                orphans.push(ino);
+            }
+            Ok(())
+        })?;
+        for ino in orphans {
+            self.store.xattrs.remove_all(&mut wtxn, ino)?;
+            self.store.namespace.remove(&mut wtxn, ino)?;
+        }
+        let mut areas = Vec::new();
+        self.store.namespace.children(&wtxn, ROOT, 0, |_, e| {
+            areas.push((e.ino, e.name));
+            Ok(true)
+        })?;
+        for (area, name) in areas {
+            let path = RealPath::root().join(&name);
+            if self.real.metadata(&path).is_ok_and(|m| m.is_dir()) {
+                self.reconcile_dir(&mut wtxn, area, &path)?;
+            } else {
+                tracing::warn!("area {path} vanished from the Real");
+                // forget_tree drops the area's inode record too.
+                self.forget_tree(&mut wtxn, area)?;
+                self.store.namespace.unlink(&mut wtxn, ROOT, &name)?;
+                self.store.areas.remove(&mut wtxn, area)?;
+                self.store.history.remove_area(&mut wtxn, area)?;
+                self.store.versions.remove_area(&mut wtxn, area)?;
+            }
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    fn reconcile_dir(&self, wtxn: &mut RwTxn, dir: Ino, path: &RealPath) -> Result<()> {
+        let mut known: HashMap<Vec<u8>, Ino> = HashMap::new();
+        self.store.namespace.children(wtxn, dir, 0, |_, e| {
+            known.insert(e.name, e.ino);
+            Ok(true)
+        })?;
+        for (name, meta) in self.real.read_dir(path)? {
+            let name = name.as_slice();
+            let child_path = path.join(name);
+            let Some(kind) = kind_of(&meta).filter(|_| name != super::ctl::CTL_NAME.as_bytes())
+            else {
+                tracing::warn!("ignoring {child_path} in the Real");
+                continue;
+            };
+            match known.remove(name) {
+                Some(ino) => {
+                    let inode = self.inode(wtxn, ino)?;
+                    if inode.kind == kind {
+                        self.reconcile_entry(wtxn, ino, inode, &child_path, &meta)?;
+                        continue;
+                    }
+                    self.forget_tree(wtxn, ino)?;
+                    self.store.namespace.unlink(wtxn, dir, name)?;
+                    self.adopt(wtxn, dir, name, kind, &child_path, &meta)?;
+                }
+                None => self.adopt(wtxn, dir, name, kind, &child_path, &meta)?,
+            }
+        }
+        for (name, ino) in known {
+            if self.inode(wtxn, ino)?.unreal {
+                continue; // its bytes were never in the Real
+            }
+            self.forget_tree(wtxn, ino)?;
+            self.store.namespace.unlink(wtxn, dir, &name)?;
+        }
+        Ok(())
+    }
+
+    /// Compares a known entry with its backing file.
+    fn reconcile_entry(
+        &self,
+        wtxn: &mut RwTxn,
+        ino: Ino,
+        mut inode: Inode,
+        path: &RealPath,
+        meta: &Metadata,
+    ) -> Result<()> {
+        match inode.kind {
+            Kind::Dir => self.reconcile_dir(wtxn, ino, path),
+            Kind::File => {
+                if inode.unreal {
+                    // Realized from the stash just before a crash.
+                    inode.unreal = false;
+                    self.store.namespace.put(wtxn, ino, &inode)?;
+                }
+                let mtime = Timestamp::from(meta.modified()?);
+                if inode.hash.is_none() || inode.size != meta.size() || inode.mtime != mtime {
+                    self.recorder.touched(ino, false);
+                }
+                Ok(())
+            }
+            Kind::Symlink => {
+                let target = self.real.read_link(path)?;
+                if target != inode.target {
+                    inode.hash = Some(crate::blob::hash_bytes(&target));
+                    inode.size = target.len() as u64;
+                    inode.target = target;
+                    self.store.namespace.put(wtxn, ino, &inode)?;
+                    let op = Self::op(OpKind::Overwrite, self.area_path(wtxn, ino)?, inode.hash);
+                    self.record(wtxn, inode.area, op)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds an entry found only in the Real.
+    fn adopt(
+        &self,
+        wtxn: &mut RwTxn,
+        dir: Ino,
+        name: &[u8],
+        kind: Kind,
+        path: &RealPath,
+        meta: &Metadata,
+    ) -> Result<()> {
+        let area = self.inode(wtxn, dir)?.area;
+        let perm = (meta.permissions().mode() & 0o7777) as u16;
+        let mut inode = Inode::new(dir, name, kind, perm, area);
+        (inode.uid, inode.gid) = (meta.uid(), meta.gid());
+        if kind == Kind::Symlink {
+            inode.target = self.real.read_link(path)?;
+            inode.size = inode.target.len() as u64;
+            inode.hash = Some(crate::blob::hash_bytes(&inode.target));
+        }
+        let ino = self.insert(wtxn, dir, name, &inode)?;
+        match kind {
+            Kind::File => self.recorder.touched(ino, false),
+            Kind::Symlink => {
+                let op = Self::op(OpKind::Create, self.area_path(wtxn, ino)?, inode.hash);
+                self.record(wtxn, area, op)?;
+            }
+            Kind::Dir => {
+                let op = Self::op(OpKind::Mkdir, self.area_path(wtxn, ino)?, None);
+                self.record(wtxn, area, op)?;
+                self.reconcile_dir(wtxn, ino, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the records under and of `ino` (not its entry in its
+    /// parent), recording a delete per recorded file and an rmdir per
+    /// directory, deepest first.
+    fn forget_tree(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<()> {
+        let inode = self.inode(wtxn, ino)?;
+        if inode.kind == Kind::Dir {
+            let mut children = Vec::new();
+            self.store.namespace.children(wtxn, ino, 0, |_, e| {
+                children.push((e.ino, e.name));
+                Ok(true)
+            })?;
+            for (child, name) in children {
+                self.forget_tree(wtxn, child)?;
+                self.store.namespace.unlink(wtxn, ino, &name)?;
+            }
+        }
+        let path = self.area_path(wtxn, ino)?;
+        let kind = match inode.kind {
+            Kind::Dir => Some(OpKind::Rmdir),
+            _ if inode.hash.is_some() => Some(OpKind::Delete),
+            _ => None,
+        };
+        if let Some(kind) = kind.filter(|_| inode.parent != ROOT) {
+            self.record(wtxn, inode.area, Self::op(kind, path, inode.hash))?;
+        }
+        self.recorder.forget(ino);
+        self.store.xattrs.remove_all(wtxn, ino)?;
+        Ok(self.store.namespace.remove(wtxn, ino)?)
+    }
+}

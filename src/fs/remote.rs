@@ -1,0 +1,556 @@
+//! Remote versions into the namespace (DESIGN.md "Sync").
+//!
+//! A pull brings records of paths from a peer, page by page. Each record
+//! is merged into what this peer knows ([`crate::sync::merge`]); when the
+//! siblings of a path change, what the path shows changes with them:
+//! the winner at the path, each loser at its conflict copy. New files
+//! appear unreal (their bytes stay with their holders). A real file a peer
+//! removed goes to `DATA/stash` until the pull ends, so that a file the
+//! peer only renamed moves into its new place instead of being fetched
+//! again: renames travel as renames, in whatever order their two halves
+//! come. What the pull did not claim becomes a verified blob of the cache,
+//! never deleted outright: the peer that removed the file may have had no
+//! copy of its own, and a rename's other half may come in a later round.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::{Fs, Result};
+use crate::ids::PeerId;
+use crate::store::namespace::{Inode, Kind, Timestamp};
+use crate::store::versions::{Holding, PathRecord};
+use crate::store::{Ino, RwTxn};
+use crate::sync::merge::{Content, Version, add_sibling, conflict_path, losers};
+
+/// What one pull has done so far; [`Fs::finish_pull`] ends it.
+#[derive(Default)]
+pub struct Pull {
+    /// Real files removed by the peer, by blob, waiting in `DATA/stash`.
+    stash: HashMap<[u8; 32], Vec<PathBuf>>,
+    /// Where those files, and the unreal files the peer replaced, were:
+    /// (area, path, blob), for delta edits.
+    replaced: Vec<(Ino, Vec<u8>, [u8; 32])>,
+    /// Unreal files this pull created: (parent, inode), to realize those
+    /// under a real mode.
+    brought: Vec<(Ino, Ino)>,
+    /// Unreal files this pull created, by blob: (area, inode).
+    unreal: HashMap<[u8; 32], Vec<(Ino, Ino)>>,
+    /// Directories removed by the peer that still had entries.
+    rmdirs: Vec<(Ino, Vec<u8>)>,
+    /// Records whose versions changed here.
+    pub applied: u64,
+    /// Conflicts seen (paths left with more than one sibling).
+    pub conflicts: u64,
+    /// Entries the kernel must forget: (parent, name).
+    forget: Vec<(Ino, Vec<u8>)>,
+    next_stash: u64,
+}
+
+/// What a path shows: its winner (none when deleted) and its conflict
+/// copies (path, version).
+type Shown = (Option<Version<PeerId>>, Vec<(Vec<u8>, Version<PeerId>)>);
+
+/// What a path shows, from its siblings.
+pub(super) fn shown(path: &[u8], siblings: &[Version<PeerId>]) -> Shown {
+    let winner = siblings
+        .first()
+        .filter(|w| w.content != Content::Deleted)
+        .cloned();
+    let text = String::from_utf8_lossy(path);
+    let copies = losers(siblings)
+        .map(|l| (conflict_path(&text, l).into_bytes(), l.clone()))
+        .collect();
+    (winner, copies)
+}
+
+/// Splits `a/b/c` into (`a/b`, `c`); the parent of a top entry is empty.
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+impl Fs {
+    /// Merges one page of records from `peer` into `area` and shows the
+    /// changes, in one transaction that also notes `last`, the peer's feed
+    /// number of the page's last record, as applied.
+    pub fn apply_remote(
+        &self,
+        area: Ino,
+        peer: PeerId,
+        last: u64,
+        records: Vec<(Vec<u8>, PathRecord)>,
+        pull: &mut Pull,
+    ) -> Result<()> {
+        let mut wtxn = self.store.write()?;
+        for (path, incoming) in records {
+            let mut record = self
+                .store
+                .versions
+                .get(&wtxn, area, &path)?
+                .unwrap_or_default();
+            let before = record.siblings.clone();
+            let mut changed = false;
+            for version in incoming.siblings {
+                changed |= add_sibling(&mut record.siblings, version);
+            }
+            let holders_changed = record.merge_holders(&incoming.holders);
+            if !changed && !holders_changed {
+                continue;
+            }
+            let after = record.siblings.clone();
+            let seq = self.store.areas.next_seq(&mut wtxn, area)?;
+            self.store
+                .versions
+                .put(&mut wtxn, area, &path, record, seq)?;
+            if changed {
+                pull.applied += 1;
+                if losers(&after).next().is_some() {
+                    pull.conflicts += 1;
+                }
+                self.show(&mut wtxn, area, &path, &before, &after, pull)?;
+            }
+        }
+        if let Some(mut record) = self.store.areas.get(&wtxn, area)? {
+            record.received.insert(peer.0, last);
+            self.store.areas.put(&mut wtxn, area, &record)?;
+        }
+        wtxn.commit()?;
+        for (parent, name) in pull.forget.drain(..) {
+            self.forget_entry(parent, &name);
+        }
+        Ok(())
+    }
+
+    /// Changes the namespace from what `before` showed at `path` to what
+    /// `after` shows.
+    fn show(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        before: &[Version<PeerId>],
+        after: &[Version<PeerId>],
+        pull: &mut Pull,
+    ) -> Result<()> {
+        let (old_winner, old_copies) = shown(path, before);
+        let (new_winner, new_copies) = shown(path, after);
+        for (copy, _) in &old_copies {
+            let own = self
+                .store
+                .versions
+                .get(wtxn, area, copy)?
+                .and_then(|r| r.siblings.first().map(|w| w.content != Content::Deleted))
+                .unwrap_or(false);
+            if !own && !new_copies.iter().any(|(c, _)| c == copy) {
+                self.place(wtxn, area, copy, None, pull)?;
+            }
+        }
+        for (copy, version) in &new_copies {
+            if !old_copies.iter().any(|(c, _)| c == copy) {
+                self.place(wtxn, area, copy, Some(version), pull)?;
+            }
+        }
+        let same = match (&old_winner, &new_winner) {
+            (Some(a), Some(b)) => a.content == b.content,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same || self.ino_at(wtxn, area, path)?.is_none() {
+            self.place(wtxn, area, path, new_winner.as_ref(), pull)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `path` show `version` (nothing when `None`).
+    fn place(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        version: Option<&Version<PeerId>>,
+        pull: &mut Pull,
+    ) -> Result<()> {
+        let existing = self.ino_at(wtxn, area, path)?;
+        let content = version.map_or(&Content::Deleted, |v| &v.content);
+        if let Some(ino) = existing {
+            let inode = self.inode(wtxn, ino)?;
+            let keep = match content {
+                Content::Dir => inode.kind == Kind::Dir,
+                Content::File(hash) => inode.kind == Kind::File && inode.hash == Some(*hash),
+                Content::Symlink(target) => inode.kind == Kind::Symlink && &inode.target == target,
+                Content::Deleted => false,
+            };
+            if keep {
+                return Ok(());
+            }
+            if !self.remove_shown(wtxn, area, path, ino, inode, pull)? {
+                // A directory that still has entries stays.
+                return Ok(());
+            }
+        }
+        let Some(version) = version else {
+            return Ok(());
+        };
+        let (parent_path, name) = split(path);
+        let Some(parent) = self.make_dirs(wtxn, area, parent_path, pull)? else {
+            tracing::warn!(
+                "{}: a file is in the way of its directory; not shown",
+                String::from_utf8_lossy(path)
+            );
+            return Ok(());
+        };
+        let dir = self.inode(wtxn, parent)?;
+        // The author's permission bits (a version from before they were
+        // carried has 0: the defaults).
+        let perm = match version.perm & 0o7777 {
+            0 => 0o644,
+            p => p,
+        };
+        let mut inode = Inode::new(parent, name, Kind::File, perm, area);
+        (inode.uid, inode.gid) = (dir.uid, dir.gid);
+        inode.mtime = Timestamp {
+            secs: version.mtime,
+            nanos: 0,
+        };
+        // Unreal files have nothing in the Real: the path is made only when
+        // something goes there.
+        let real = || self.real_child(wtxn, parent, name);
+        match &version.content {
+            Content::Deleted => return Ok(()),
+            Content::Dir => {
+                inode.kind = Kind::Dir;
+                inode.perm = match version.perm & 0o7777 {
+                    0 => 0o755,
+                    p => p,
+                };
+                let path = real()?;
+                self.real.mkdir(&path, inode.perm).or_else(exists_ok)?;
+                self.real.chmod(&path, inode.perm)?;
+            }
+            Content::Symlink(target) => {
+                inode.kind = Kind::Symlink;
+                inode.perm = 0o777;
+                inode.size = target.len() as u64;
+                inode.target = target.clone();
+                inode.hash = Some(crate::blob::hash_bytes(target));
+                self.real.symlink(target, &real()?)?;
+            }
+            Content::File(hash) => {
+                inode.size = version.size;
+                inode.hash = Some(*hash);
+                let stashed = pull.stash.get_mut(hash).and_then(|s| s.pop());
+                match stashed {
+                    Some(from) => {
+                        let path = real()?;
+                        self.real.rename_in(&from, &path)?;
+                        self.real.chmod(&path, inode.perm)?;
+                    }
+                    None => inode.unreal = true,
+                }
+            }
+        }
+        let ino = self.insert(wtxn, parent, name, &inode)?;
+        pull.forget.push((parent, name.to_vec()));
+        if let Content::File(hash) = &version.content {
+            if inode.unreal {
+                pull.unreal.entry(*hash).or_default().push((area, ino));
+                pull.brought.push((parent, ino));
+            } else {
+                self.hold(wtxn, area, path, Some(*hash))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes in `path`'s record that this peer holds `hash` there.
+    pub(super) fn hold(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        hash: Option<[u8; 32]>,
+    ) -> Result<()> {
+        let seq = self.store.areas.next_seq(wtxn, area)?;
+        let mut record = self
+            .store
+            .versions
+            .get(wtxn, area, path)?
+            .unwrap_or_default();
+        record
+            .holders
+            .insert(self.peer_id, Holding { clock: seq, hash });
+        Ok(self.store.versions.put(wtxn, area, path, record, seq)?)
+    }
+
+    /// Removes the entry `ino` at `path` because a peer replaced or removed
+    /// it. A real file goes to the stash; one with changes not yet recorded
+    /// stays, renamed to a conflict copy of this peer. Returns false when a
+    /// directory with entries stays.
+    fn remove_shown(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        ino: Ino,
+        inode: Inode,
+        pull: &mut Pull,
+    ) -> Result<bool> {
+        let real = self.real_path(wtxn, ino)?;
+        match inode.kind {
+            Kind::Dir => {
+                if !self.store.namespace.is_empty(wtxn, ino)? {
+                    pull.rmdirs.push((area, path.to_vec()));
+                    return Ok(false);
+                }
+                self.real.remove_dir(&real).or_else(missing_ok)?;
+            }
+            Kind::Symlink => self.real.remove_file(&real).or_else(missing_ok)?,
+            Kind::File if inode.unreal => {
+                // Its blob may be in the cache: a base for an edit.
+                if let Some(hash) = inode.hash {
+                    pull.replaced.push((area, path.to_vec(), hash));
+                }
+            }
+            Kind::File => {
+                let dirty = inode.hash.is_none() || self.recorder.is_pending(ino);
+                if dirty {
+                    return self.keep_local(wtxn, ino, inode, path).map(|_| true);
+                }
+                let hash = inode.hash.unwrap_or_default();
+                let hex = crate::format::format_hash(Some(&hash));
+                let to = self.stash_dir().join(format!("{hex}-{}", pull.next_stash));
+                pull.next_stash += 1;
+                self.real.rename_out(&real, &to).or_else(missing_ok)?;
+                tracing::debug!("stashed inode {ino} from {real}");
+                pull.stash.entry(hash).or_default().push(to);
+                pull.replaced.push((area, path.to_vec(), hash));
+            }
+        }
+        let parent = inode.parent;
+        self.store.namespace.unlink(wtxn, parent, &inode.name)?;
+        pull.forget.push((parent, inode.name.clone()));
+        self.drop_inode(wtxn, ino, inode)?;
+        Ok(true)
+    }
+
+    /// Moves a local file with unrecorded changes out of a peer's way, to
+    /// `NAME.conflict-THISPEER8-TIME.EXT`, where it is recorded as new.
+    fn keep_local(&self, wtxn: &mut RwTxn, ino: Ino, mut inode: Inode, path: &[u8]) -> Result<()> {
+        let mine = Version {
+            vv: Default::default(),
+            content: Content::Deleted,
+            mtime: Timestamp::now().secs,
+            size: 0,
+            perm: 0,
+            author: self.peer_id,
+        };
+        let copy = conflict_path(&String::from_utf8_lossy(path), &mine).into_bytes();
+        let (_, name) = split(&copy);
+        let parent = inode.parent;
+        let from = self.real_path(wtxn, ino)?;
+        let to = self.real_child(wtxn, parent, name)?;
+        self.real.rename(&from, &to, false)?;
+        self.store.namespace.unlink(wtxn, parent, &inode.name)?;
+        self.store.namespace.link(wtxn, parent, name, ino)?;
+        inode.name = name.to_vec();
+        inode.hash = None;
+        self.store.namespace.put(wtxn, ino, &inode)?;
+        self.recorder.touched(ino, false);
+        Ok(())
+    }
+
+    /// The directory at `path` in `area`, made with its parents where
+    /// missing; `None` when a file is in the way.
+    fn make_dirs(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        pull: &mut Pull,
+    ) -> Result<Option<Ino>> {
+        let mut at = area;
+        if path.is_empty() {
+            return Ok(Some(at));
+        }
+        for name in path.split(|&b| b == b'/') {
+            match self.store.namespace.lookup(wtxn, at, name)? {
+                Some(ino) => {
+                    if self.inode(wtxn, ino)?.kind != Kind::Dir {
+                        return Ok(None);
+                    }
+                    at = ino;
+                }
+                None => {
+                    let dir = self.inode(wtxn, at)?;
+                    let mut inode = Inode::new(at, name, Kind::Dir, 0o755, area);
+                    (inode.uid, inode.gid) = (dir.uid, dir.gid);
+                    let path = self.real_child(wtxn, at, name)?;
+                    self.real.mkdir(&path, inode.perm).or_else(exists_ok)?;
+                    let ino = self.insert(wtxn, at, name, &inode)?;
+                    pull.forget.push((at, name.to_vec()));
+                    at = ino;
+                }
+            }
+        }
+        Ok(Some(at))
+    }
+
+    /// Ends a pull, also one cut short: stashed files whose blob an unreal
+    /// file of this pull shows move there (the two halves of a rename came
+    /// in that order); the rest of the stash goes to the cache; directories
+    /// the peer removed go once empty.
+    pub fn finish_pull(&self, mut pull: Pull) -> Result<()> {
+        let mut unclaimed = Vec::new();
+        let mut wtxn = self.store.write()?;
+        for (hash, files) in std::mem::take(&mut pull.stash) {
+            let mut targets = pull.unreal.remove(&hash).unwrap_or_default();
+            for file in files {
+                let target = loop {
+                    match targets.pop() {
+                        Some((area, ino)) => match self.store.namespace.get(&wtxn, ino)? {
+                            Some(inode) if inode.unreal && inode.parent != 0 => {
+                                break Some((area, ino, inode));
+                            }
+                            _ => continue,
+                        },
+                        None => break None,
+                    }
+                };
+                match target {
+                    Some((area, ino, mut inode)) => {
+                        let path = self.real_path(&wtxn, ino)?;
+                        self.real.rename_in(&file, &path)?;
+                        self.real.chmod(&path, inode.perm)?;
+                        inode.unreal = false;
+                        self.store.namespace.put(&mut wtxn, ino, &inode)?;
+                        let path = self.area_path(&wtxn, ino)?;
+                        self.hold(&mut wtxn, area, &path, Some(hash))?;
+                    }
+                    None => unclaimed.push((file, hash)),
+                }
+            }
+        }
+        pull.rmdirs.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
+        for (area, path) in std::mem::take(&mut pull.rmdirs) {
+            let gone = self
+                .store
+                .versions
+                .get(&wtxn, area, &path)?
+                .and_then(|r| r.siblings.first().map(|w| w.content == Content::Deleted))
+                .unwrap_or(false);
+            if let (true, Some(ino)) = (gone, self.ino_at(&wtxn, area, &path)?)
+                && self.store.namespace.is_empty(&wtxn, ino)?
+            {
+                let inode = self.inode(&wtxn, ino)?;
+                self.remove_shown(&mut wtxn, area, &path, ino, inode, &mut pull)?;
+            }
+        }
+        wtxn.commit()?;
+        for (parent, name) in pull.forget.drain(..) {
+            self.forget_entry(parent, &name);
+        }
+        // After the commit: the cache takes them in transactions of its own.
+        for (file, hash) in unclaimed {
+            self.stash_to_cache(&file, hash)?;
+        }
+        // An unreal file where another blob was (stashed, or cached here)
+        // is likely an edit of it: its fetch starts from that blob.
+        let txn = self.store.read()?;
+        for (area, path, old) in std::mem::take(&mut pull.replaced) {
+            let cached = self
+                .store
+                .cache
+                .get(&txn, &old)?
+                .is_some_and(|c| c.verified);
+            if cached
+                && let Some(ino) = self.ino_at(&txn, area, &path)?
+                && let Some(inode) = self.store.namespace.get(&txn, ino)?
+                && let (true, Some(new)) = (inode.unreal, inode.hash)
+            {
+                self.note_base(new, old);
+            }
+        }
+        // One mode lookup per directory, not per file.
+        let mut modes = HashMap::new();
+        let mut real = Vec::new();
+        for (parent, ino) in std::mem::take(&mut pull.brought) {
+            let mode = match modes.get(&parent) {
+                Some(mode) => *mode,
+                None => {
+                    let mode = self.effective_mode(&txn, parent).map(|m| m.0).ok();
+                    modes.insert(parent, mode);
+                    mode
+                }
+            };
+            if mode == Some(crate::store::namespace::Mode::Real) {
+                real.push(ino);
+            }
+        }
+        drop(txn);
+        self.life_after_pull(real);
+        Ok(())
+    }
+
+    /// Moves a stashed file that holds blob `hash` into the cache, as a
+    /// whole verified blob; a file that does not match stays in the stash
+    /// (logged), since nothing else may know its bytes. Returns whether it
+    /// moved.
+    pub(super) fn stash_to_cache(&self, file: &std::path::Path, hash: [u8; 32]) -> Result<()> {
+        let mut wtxn = self.store.write()?;
+        if self
+            .store
+            .cache
+            .get(&wtxn, &hash)?
+            .is_some_and(|c| c.verified)
+        {
+            drop(wtxn);
+            return Ok(std::fs::remove_file(file).or_else(missing_ok)?);
+        }
+        let opened = std::fs::File::open(file)?;
+        let size = opened.metadata()?.len();
+        // With its outboard known, the file is trusted as recorded: reads
+        // from the cache verify each piece anyway. Otherwise it is hashed.
+        if size <= crate::blob::PIECE || self.store.cache.outboard(&wtxn, &hash)?.is_none() {
+            let (actual, outboard) = crate::blob::outboard_file(&opened)?;
+            if actual != hash {
+                tracing::warn!(
+                    "{} does not hold the blob it was recorded with: left in the stash",
+                    file.display()
+                );
+                return Ok(());
+            }
+            self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
+        }
+        std::fs::rename(file, self.cache.path(&hash))?;
+        let cached = crate::store::cache::Cached::whole(size);
+        self.store.cache.put(&mut wtxn, &hash, &cached)?;
+        wtxn.commit()?;
+        if let Err(e) = self.cache_grew(size) {
+            tracing::warn!("keeping the cache within its bound: {e}");
+        }
+        Ok(())
+    }
+
+    /// `DATA/stash`, where files removed by a peer wait for the pull to end.
+    pub(super) fn stash_dir(&self) -> PathBuf {
+        self.real.location().with_file_name("stash")
+    }
+}
+
+fn exists_ok(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn missing_ok(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
