@@ -29,5 +29,6 @@ pub mod fuse;
 pub mod ids;
 pub mod net;
 pub mod real;
+pub mod stats;
 pub mod store;
 pub mod sync;

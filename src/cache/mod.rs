@@ -9,19 +9,39 @@
 //! counts, and a handle is counted ([`Cache::opened`]) before it opens the
 //! file: so no open handle ever reads a file swapped under it.
 //!
-//! [`chunks`] owns the chunks on their way and their waiters,
-//! [`fetches`] the bookkeeping of fetches (transfers, delta bases,
-//! outboard fetches, peers in trouble). Still in `crate::fs` and to move
-//! here: starting fetches, verification against outboards, eviction
-//! policy and patching deltas.
+//! - [`fetch`]: fetching chunks from holders into cache files;
+//! - [`verify`]: outboards and pieces verified before use;
+//! - [`delta`]: building an edited blob from its base;
+//! - [`evict`]: the cache's bound, eviction and `/.ctl/cache`;
+//! - [`chunks`]: the chunks on their way and their waiters;
+//! - [`fetches`]: the bookkeeping of fetches (transfers, delta bases,
+//!   outboard fetches, peers in trouble).
+//!
+//! The cache reads and writes LMDB ([`crate::store`]) and asks the
+//! network ([`crate::net::Household`]) for bytes; it knows nothing of the
+//! namespace: a fetch names its blob by [`BlobRef`] (hash, size, and the
+//! area and path a holder serves it at).
 
 pub mod chunks;
+pub mod delta;
+mod error;
+pub mod evict;
+pub mod fetch;
 pub mod fetches;
+pub mod verify;
+
+pub use error::{Error, Result};
+pub use fetch::BlobRef;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::ids::PeerId;
+use crate::net::Household;
+use crate::stats::Stats;
+use crate::store::Store;
 
 /// Open unreal handles (and pins) per blob.
 pub type OpenCounts = HashMap<[u8; 32], u32>;
@@ -31,8 +51,15 @@ pub fn count(counts: &OpenCounts, hash: &[u8; 32]) -> u32 {
     counts.get(hash).copied().unwrap_or(0)
 }
 
-/// The blob cache's directory, open counts and usage.
+/// The blob cache: its directory, open counts and usage, and the fetches
+/// that fill it.
 pub struct Cache {
+    store: Arc<Store>,
+    household: Arc<Household>,
+    stats: Arc<Stats>,
+    peer_id: PeerId,
+    /// This cache, for fetches that outlive a call.
+    me: Weak<Cache>,
     dir: PathBuf,
     /// Open unreal handles per blob: these are pinned.
     open: Mutex<OpenCounts>,
@@ -51,17 +78,30 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Cache {
-    /// The cache in `dir` (`DATA/cache`), created when absent.
-    pub fn open(dir: &Path) -> std::io::Result<Cache> {
+    /// The cache in `dir` (`DATA/cache`, created when absent) of peer
+    /// `peer_id`, its records in `store`, fetching through `household` and
+    /// counting into `stats`.
+    pub fn open(
+        dir: &Path,
+        store: Arc<Store>,
+        household: Arc<Household>,
+        stats: Arc<Stats>,
+        peer_id: PeerId,
+    ) -> std::io::Result<Arc<Cache>> {
         std::fs::create_dir_all(dir)?;
-        Ok(Cache {
+        Ok(Arc::new_cyclic(|me| Cache {
+            store,
+            household,
+            stats,
+            peer_id,
+            me: me.clone(),
             dir: dir.to_path_buf(),
             open: Mutex::default(),
             used: AtomicU64::new(u64::MAX),
             evicted: AtomicU64::new(0),
             chunks: chunks::Chunks::default(),
             fetches: fetches::Fetches::default(),
-        })
+        }))
     }
 
     /// `DATA/cache`.

@@ -1,6 +1,6 @@
 //! The dispatcher's error type and its mapping to errno, in one place.
 
-use crate::store;
+use crate::{cache, store};
 
 /// Why a file or control operation failed. [`Error::errno`] is the errno
 /// the kernel (and so the user's `write(2)` or `open(2)`) sees; the text
@@ -78,6 +78,9 @@ pub enum Error {
     /// The database failed (EIO).
     #[error("database: {0}")]
     Store(#[from] store::Error),
+    /// The blob cache failed: its own error, kept whole.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::Error),
 }
 
 impl From<heed::Error> for Error {
@@ -113,6 +116,14 @@ impl Error {
             Error::BadHandle => libc::EBADF,
             Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             Error::Store(_) => libc::EIO,
+            Error::Cache(e) => match e {
+                cache::Error::Unreachable(_) => libc::EHOSTUNREACH,
+                cache::Error::Corrupt(_) => libc::EIO,
+                cache::Error::NoSpace(_) => libc::ENOSPC,
+                cache::Error::Busy(_) => libc::EBUSY,
+                cache::Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+                cache::Error::Store(_) => libc::EIO,
+            },
         }
     }
 

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Weak};
 use std::time::Duration;
 
-use super::unreal::BlobRef;
 use super::{Error, Fs, Result, lock, wait};
+use crate::cache::BlobRef;
 use crate::net::Command;
 use crate::net::protocol::Message;
 use crate::store::Ino;
@@ -369,7 +369,7 @@ impl Fs {
             return false;
         }
         matches!(
-            rx.recv_timeout(self.net_timeout() + Duration::from_secs(1)),
+            rx.recv_timeout(self.cache.net_timeout() + Duration::from_secs(1)),
             Ok(Ok(Message::Held { held: true }))
         )
     }
@@ -427,7 +427,7 @@ impl Fs {
         tracing::debug!("unrealized inode {ino} at {real}");
         self.stats.unrealized.fetch_add(1, Ordering::Relaxed);
         if had.is_none()
-            && let Err(e) = self.cache_grew(size)
+            && let Err(e) = self.cache.cache_grew(size)
         {
             tracing::warn!("keeping the cache within its bound: {e}");
         }
@@ -438,13 +438,13 @@ impl Fs {
     /// `cache.min_free`, evicting cached blobs first: ENOSPC when even an
     /// empty cache would not do.
     pub(super) fn make_room(&self, bytes: u64) -> Result<()> {
-        let (_, min_free, free) = self.cache_limits()?;
+        let (_, min_free, free) = self.cache.cache_limits()?;
         let need = bytes.saturating_add(min_free);
         if free >= need {
             return Ok(());
         }
-        self.evict_bytes(need - free)?;
-        let (_, _, free) = self.cache_limits()?;
+        self.cache.evict_bytes(need - free)?;
+        let (_, _, free) = self.cache.cache_limits()?;
         if free >= need {
             return Ok(());
         }

@@ -9,21 +9,21 @@
 //! - [`recorder`]: turning rested writes into history;
 //! - [`reconcile`]: noticing at mount what changed in the Real meanwhile;
 //! - [`remote`]: peers' versions merged and shown in the namespace;
-//! - [`unreal`]: unreal files, chunk fetches into the blob cache, copy-up;
+//! - [`unreal`]: opening unreal files, prefetching, copy-up (the fetches
+//!   themselves are [`crate::cache`]'s);
 //! - [`reads`]: event-driven reads of unreal files;
+//! - [`held`]: the blobs this peer serves to peers;
 //! - [`sharing`]: what peers see of the areas (shares, offers, held blobs,
 //!   conflicts cleared);
 //! - [`ctl`]: the control tree.
 
-mod cache;
 pub mod ctl;
-mod delta;
 mod dirops;
 mod error;
+mod held;
 mod io;
 pub(crate) mod life;
 mod peering;
-mod pieces;
 mod reads;
 mod real;
 mod reconcile;
@@ -160,7 +160,7 @@ struct OpenInode {
 
 /// The dispatcher.
 pub struct Fs {
-    store: Store,
+    store: Arc<Store>,
     real: crate::real::Real,
     peer_id: PeerId,
     handles: Mutex<HashMap<u64, io::Handle>>,
@@ -168,13 +168,13 @@ pub struct Fs {
     open: Mutex<HashMap<Ino, OpenInode>>,
     recorder: recorder::Recorder,
     /// Counters of `/.ctl/stats`.
-    pub stats: ctl::stats::Stats,
+    pub stats: Arc<crate::stats::Stats>,
     errors: ctl::errors::ErrorLog,
     kernel: std::sync::OnceLock<Box<dyn KernelCache>>,
-    household: crate::net::Household,
+    household: Arc<crate::net::Household>,
     unreal: unreal::Unreal,
     life: life::Life,
-    cache: crate::cache::Cache,
+    cache: Arc<crate::cache::Cache>,
     timers: waits::Timers,
     /// This dispatcher, for work that outlives a call (fetches).
     me: std::sync::Weak<Fs>,
@@ -218,7 +218,16 @@ impl Fs {
     /// the mount-time reconciliation before returning; [`Fs::start`] then
     /// starts the background recorder.
     pub fn new(store: Store, real: PathBuf, peer_id: PeerId) -> Result<Arc<Fs>> {
-        let cache = crate::cache::Cache::open(&real.with_file_name("cache"))?;
+        let store = Arc::new(store);
+        let household = Arc::new(crate::net::Household::default());
+        let stats = Arc::new(crate::stats::Stats::default());
+        let cache = crate::cache::Cache::open(
+            &real.with_file_name("cache"),
+            Arc::clone(&store),
+            Arc::clone(&household),
+            Arc::clone(&stats),
+            peer_id,
+        )?;
         let real = crate::real::Real::open(&real)?;
         let timers = waits::Timers::start()?;
         let fs = Arc::new_cyclic(|me| Fs {
@@ -229,10 +238,10 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             open: Mutex::new(HashMap::new()),
             recorder: recorder::Recorder::default(),
-            stats: ctl::stats::Stats::default(),
+            stats,
             errors: ctl::errors::ErrorLog::default(),
             kernel: std::sync::OnceLock::new(),
-            household: crate::net::Household::default(),
+            household,
             unreal: unreal::Unreal::default(),
             life: life::Life::default(),
             cache,

@@ -105,7 +105,7 @@ impl Core for Fs {
     }
 
     fn net_timeout(&self) -> Duration {
-        Fs::net_timeout(self)
+        self.cache.net_timeout()
     }
 
     fn policy(&self) -> Policy {

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::unreal::{READAHEAD, RETRY, UnrealFile, error};
+use super::unreal::UnrealFile;
 use super::waits::{ReadDone, with_read_buffer};
 use super::{Error, Fs, Result, lock};
 use crate::cache::chunks::{Chunks, Failure};
+use crate::cache::fetch::{READAHEAD, RETRY, error};
 use crate::store::cache::CHUNK;
 
 /// A FUSE read of an unreal file that waits for chunks: answered by the
@@ -75,7 +76,7 @@ impl PendingRead {
             (state.chunk, failure)
         };
         chunks.give_up((self.uf.blob.hash, chunk), failure.clone());
-        self.finish(Err(error(&failure)));
+        self.finish(Err(error(&failure).into()));
     }
 }
 
@@ -95,8 +96,8 @@ impl Fs {
         let count = blob.size.div_ceil(CHUNK);
         if sequential {
             for c in last + 1..(last + 1 + READAHEAD).min(count) {
-                if let Err(e) = self.start_chunk(blob, c) {
-                    return done(Err(e));
+                if let Err(e) = self.cache.start_chunk(blob, c) {
+                    return done(Err(e.into()));
                 }
             }
         }
@@ -105,7 +106,7 @@ impl Fs {
             uf: Arc::clone(&uf),
             offset,
             len: (end - offset) as usize,
-            deadline: Instant::now() + self.net_timeout(),
+            deadline: Instant::now() + self.cache.net_timeout(),
             state: Mutex::new(PendingState {
                 done: Some(done),
                 timer: None,
@@ -126,16 +127,16 @@ impl Fs {
         let blob = &p.uf.blob;
         let end = p.offset + p.len as u64;
         for c in p.offset / CHUNK..=(end - 1) / CHUNK {
-            let waiter = match self.start_chunk(blob, c) {
+            let waiter = match self.cache.start_chunk(blob, c) {
                 Ok(None) => continue,
                 Ok(Some(waiter)) => waiter,
-                Err(e) => return p.finish(Err(e)),
+                Err(e) => return p.finish(Err(e.into())),
             };
             if self.read_realized(p) {
                 return;
             }
             if let Some(failure) = self.cache.chunks.gave_up(&(blob.hash, c)) {
-                return p.finish(Err(error(&failure)));
+                return p.finish(Err(error(&failure).into()));
             }
             lock(&p.state).chunk = c;
             self.arm_deadline(p);
@@ -159,10 +160,13 @@ impl Fs {
             return;
         }
         let damaged = with_read_buffer(p.len, |buf| {
-            match self.read_verified(&p.uf.file, blob.hash, blob.size, p.offset, buf) {
+            match self
+                .cache
+                .read_verified(&p.uf.file, blob.hash, blob.size, p.offset, buf)
+            {
                 Ok(Ok(())) => p.finish(Ok(buf)),
                 Ok(Err(piece)) => return Some(piece),
-                Err(e) => p.finish(Err(e)),
+                Err(e) => p.finish(Err(e.into())),
             }
             None
         });
@@ -170,8 +174,8 @@ impl Fs {
         // once (outside the buffer, which the next read may take).
         if let Some(piece) = damaged {
             let again = !std::mem::replace(&mut lock(&p.state).damaged, true);
-            match self.cache_damaged(blob.hash, piece) {
-                Err(e) => p.finish(Err(e)),
+            match self.cache.cache_damaged(blob.hash, piece) {
+                Err(e) => p.finish(Err(e.into())),
                 Ok(()) if again => self.advance(p),
                 Ok(()) => p.finish(Err(Error::Corrupt(
                     "the cache keeps failing verification".into(),

@@ -469,7 +469,7 @@ impl Fs {
                 && let Some(inode) = self.store.namespace.get(&txn, ino)?
                 && let (true, Some(new)) = (inode.unreal, inode.hash)
             {
-                self.note_base(new, old);
+                self.cache.note_base(new, old);
             }
         }
         // One mode lookup per directory, not per file.
@@ -527,7 +527,7 @@ impl Fs {
         let cached = crate::store::cache::Cached::whole(size);
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
         wtxn.commit()?;
-        if let Err(e) = self.cache_grew(size) {
+        if let Err(e) = self.cache.cache_grew(size) {
             tracing::warn!("keeping the cache within its bound: {e}");
         }
         Ok(())

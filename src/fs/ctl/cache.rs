@@ -10,7 +10,7 @@ use crate::store::config::SetError;
 
 /// The cache's figures, one `key value` line each.
 pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
-    let r = fs.cache_report()?;
+    let r = fs.cache.cache_report()?;
     Ok(format!(
         "used {}\nmax {}\nblobs {}\npinned {}\nevicted {}\n",
         r.used, r.max, r.blobs, r.pinned, r.evicted
@@ -37,12 +37,12 @@ const COMMANDS: &[Cmd] = &[
                     other => Error::Invalid(other.to_string()),
                 })?;
             wtxn.commit()?;
-            fs.cache_grew(0)
+            Ok(fs.cache.cache_grew(0)?)
         },
     },
     Cmd {
         name: "evict",
         args: "",
-        run: |fs, _, _| fs.evict_all().map(|_| ()),
+        run: |fs, _, _| Ok(fs.cache.evict_all().map(|_| ())?),
     },
 ];

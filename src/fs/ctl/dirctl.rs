@@ -63,7 +63,7 @@ fn on_entry(fs: &Fs, owner: Ino, verb: &str, name: &str) -> Result<()> {
         }
         ("fetch", _) if !inode.unreal => Ok(()),
         ("fetch", _) => fs.fetch_into_cache(ino),
-        ("evict", Some(hash)) if inode.unreal => fs.evict_blob(hash),
+        ("evict", Some(hash)) if inode.unreal => Ok(fs.cache.evict_blob(hash)?),
         ("evict", _) => Err(Error::Busy(
             "the file is real, not cached: mark it unreal to let it go".into(),
         )),

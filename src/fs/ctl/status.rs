@@ -79,7 +79,7 @@ impl Fs {
             "conflict"
         } else if inode.unreal {
             let (bytes, size, verified) = match inode.hash {
-                Some(hash) => self.cached_state(txn, &hash)?,
+                Some(hash) => self.cache.cached_state(txn, &hash)?,
                 None => (0, 0, false),
             };
             if verified {

@@ -8,7 +8,7 @@ use crate::store::Ino;
 /// One line per running fetch.
 pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
     let mut out = String::new();
-    for (hash, t) in fs.transfers() {
+    for (hash, t) in fs.cache.transfers() {
         let secs = t.started.elapsed().as_secs_f64().max(0.001);
         out.push_str(&format!(
             "{} {} {} {} {} {} {}\n",

@@ -6,7 +6,7 @@
 //!
 //! The base is the blob the edited path showed here before the pull that
 //! brought the edit, kept in the cache by that pull
-//! ([`super::remote::Pull`]). When no open file reads the base, its cache
+//! (`fs::remote::Pull`). When no open file reads the base, its cache
 //! file becomes the new blob's (renamed, then patched in place), so a
 //! small edit of a large file costs neither a copy nor a hash of it.
 
@@ -14,39 +14,39 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
-use super::unreal::BlobRef;
-use super::{Fs, Result};
+use super::fetch::BlobRef;
+use super::{Cache, Result};
 use crate::blob::{Outboard, PIECE};
 use crate::store::cache::CHUNK;
 
 /// Largest run of differing pieces fetched in one request.
 const RUN: u64 = CHUNK;
 
-impl Fs {
+impl Cache {
     /// Notes that blob `new` was edited from `base`, which this peer has in
     /// its cache.
-    pub(super) fn note_base(&self, new: [u8; 32], base: [u8; 32]) {
-        self.cache.fetches.note_base(new, base);
+    pub(crate) fn note_base(&self, new: [u8; 32], base: [u8; 32]) {
+        self.fetches.note_base(new, base);
     }
 
     /// Fills the cache file of `blob` from its base when there is one:
     /// chunks whose pieces all equal the base's are marked present,
     /// differing pieces are fetched and verified. Does nothing (and the
     /// chunks are fetched whole) when the base is gone or not verified.
-    pub(super) fn build_from_base(&self, blob: &BlobRef) -> Result<()> {
-        let Some(base) = self.cache.fetches.base_of(&blob.hash) else {
+    pub(crate) fn build_from_base(&self, blob: &BlobRef) -> Result<()> {
+        let Some(base) = self.fetches.base_of(&blob.hash) else {
             return Ok(());
         };
         if blob.size <= PIECE {
-            self.cache.fetches.forget_base(&blob.hash);
+            self.fetches.forget_base(&blob.hash);
             return Ok(());
         }
         // The base stays while it is read from; its file can become the
         // new blob's only when no open file reads it.
-        let alone = self.cache.pin_alone(base);
+        let alone = self.pin_alone(base);
         let result = self.patch_base(blob, base, alone);
-        self.cache.closed(base);
-        self.cache.fetches.forget_base(&blob.hash);
+        self.closed(base);
+        self.fetches.forget_base(&blob.hash);
         result
     }
 
@@ -57,7 +57,7 @@ impl Fs {
         };
         let started = self.store.cache.get(&txn, &blob.hash)?.is_some();
         drop(txn);
-        let base_path = self.cache.path(&base);
+        let base_path = self.path(&base);
         let Some(old) = self.local_outboard(base, based.size, &File::open(&base_path)?)? else {
             return Ok(());
         };
@@ -67,13 +67,12 @@ impl Fs {
         // chunk of it is on its way). The check, the reservation of the
         // new blob's chunks (no fetch writes into the file while it is
         // patched) and the swap happen with no handle opening meanwhile.
-        let target = self.cache.path(&blob.hash);
+        let target = self.path(&blob.hash);
         let adopted = match alone && !started {
             false => None,
-            true => self.cache.with_open(|open| -> Result<Option<Vec<u64>>> {
-                let untouched = crate::cache::count(open, &blob.hash) <= 1
-                    && crate::cache::count(open, &base) <= 1
-                    && {
+            true => self.with_open(|open| -> Result<Option<Vec<u64>>> {
+                let untouched =
+                    super::count(open, &blob.hash) <= 1 && super::count(open, &base) <= 1 && {
                         let txn = self.store.read()?;
                         self.store.cache.get(&txn, &blob.hash)?.is_none()
                     };
@@ -101,7 +100,7 @@ impl Fs {
             })?,
         };
         if adopted.is_some() {
-            self.cache.shrank(based.bytes());
+            self.shrank(based.bytes());
         }
         let from = match adopted {
             Some(_) => None,
@@ -124,7 +123,7 @@ impl Fs {
         new: &Outboard,
         from: Option<&File>,
     ) -> Result<()> {
-        let target = self.cache.path(&blob.hash);
+        let target = self.path(&blob.hash);
         let file = File::options()
             .write(true)
             .create(true)

@@ -1,128 +1,26 @@
 //! Verified pieces (DESIGN.md "Sync", [`crate::blob`]): outboards fetched
 //! and checked against their blob's hash, bytes from the cache checked
 //! piece by piece before they are read or sent, and damaged cache files
-//! fetched again. Real files are the user's files: they are read as they
-//! are (a peer that receives them verifies them).
+//! fetched again.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::unreal::BlobRef;
-use super::{Error, Fs, Result, lock};
+use super::fetch::BlobRef;
+use super::{Cache, Error, Result, lock};
 use crate::blob::{Outboard, PIECE, root_of};
 use crate::ids::PeerId;
 use crate::net::protocol::{BlobRange, MAX_READ};
 use crate::net::{Command, Fetch};
-use crate::store::Ino;
 use crate::store::cache::CHUNK;
-use crate::store::namespace::Kind;
 
-impl Fs {
-    /// The file that holds blob `hash`, shown at `path` of `area`: the
-    /// real file there (its recorded content, no write pending), or the
-    /// blob's verified copy in the cache when the file there is unreal
-    /// (`true`). Nothing otherwise: a peer gets bytes only through a path
-    /// of an area shared with it. Opened for reading.
-    fn held_file(&self, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<Option<(File, bool)>> {
-        let txn = self.store.read()?;
-        let Some(ino) = self.ino_at(&txn, area, path)? else {
-            return Ok(None);
-        };
-        let inode = self.inode(&txn, ino)?;
-        if inode.kind != Kind::File || inode.hash != Some(hash) {
-            return Ok(None);
-        }
-        if !inode.unreal {
-            if self.recorder.is_pending(ino) {
-                return Ok(None);
-            }
-            let path = self.real_path(&txn, ino)?;
-            let file = self.real.open_file(&path, crate::real::Open::read())?;
-            return Ok(Some((file, false)));
-        }
-        let verified = self
-            .store
-            .cache
-            .get(&txn, &hash)?
-            .is_some_and(|c| c.verified);
-        if verified {
-            return Ok(Some((File::open(self.cache.path(&hash))?, true)));
-        }
-        Ok(None)
-    }
-
-    /// Up to `len` bytes at `offset` of blob `hash` held at `path` of
-    /// `area` (see [`Fs::held_file`]), for a peer. Bytes from the cache
-    /// are verified first; a damaged cache file is dropped and nothing is
-    /// sent (`None`, as when the blob is not held here).
-    pub fn read_held(
-        &self,
-        area: Ino,
-        path: &[u8],
-        hash: [u8; 32],
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Vec<u8>>> {
-        let Some((file, cached)) = self.held_file(area, path, hash)? else {
-            return Ok(None);
-        };
-        let size = file.metadata()?.len();
-        let len = len.min(size.saturating_sub(offset));
-        if !cached {
-            let mut bytes = vec![0; len as usize];
-            file.read_exact_at(&mut bytes, offset)?;
-            return Ok(Some(bytes));
-        }
-        let mut bytes = vec![0; len as usize];
-        match self.read_verified(&file, hash, size, offset, &mut bytes)? {
-            Ok(()) => Ok(Some(bytes)),
-            Err(piece) => {
-                self.cache_damaged(hash, piece)?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// The outboard of blob `hash` held at `path` of `area`, for a peer:
-    /// from LMDB, or computed from the file (and kept) when it matches
-    /// the hash.
-    pub fn outboard_held(
-        &self,
-        area: Ino,
-        path: &[u8],
-        hash: [u8; 32],
-    ) -> Result<Option<Outboard>> {
-        let Some((file, _)) = self.held_file(area, path, hash)? else {
-            return Ok(None);
-        };
-        let size = file.metadata()?.len();
-        self.local_outboard(hash, size, &file)
-    }
-
-    /// Whether this peer holds blob `hash` real at `path` of `area` and
-    /// keeps it: asked by a peer before it drops its own copy, so `false`
-    /// while this peer is dropping the blob itself.
-    pub fn keeps(&self, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<bool> {
-        if lock(&self.unreal.dropping).contains(&hash) {
-            return Ok(false);
-        }
-        let txn = self.store.read()?;
-        let Some(ino) = self.ino_at(&txn, area, path)? else {
-            return Ok(false);
-        };
-        let inode = self.inode(&txn, ino)?;
-        Ok(inode.kind == Kind::File
-            && !inode.unreal
-            && inode.hash == Some(hash)
-            && !self.recorder.is_pending(ino))
-    }
-
+impl Cache {
     /// The outboard of blob `hash` (`size` bytes) whose bytes are in
     /// `file`: from LMDB, or computed from the file and kept when the file
     /// matches the hash; `None` when it does not (damaged).
-    pub(super) fn local_outboard(
+    pub(crate) fn local_outboard(
         &self,
         hash: [u8; 32],
         size: u64,
@@ -152,7 +50,7 @@ impl Fs {
     /// (unless `cache.verify` is off); `Err(piece)` names the first piece
     /// that does not match. A read of whole pieces is verified where it
     /// lands; another is read with the rest of its pieces first.
-    pub(super) fn read_verified(
+    pub(crate) fn read_verified(
         &self,
         file: &File,
         hash: [u8; 32],
@@ -221,7 +119,7 @@ impl Fs {
     /// A piece of blob `hash` in the cache no longer matches (bit rot, a
     /// damaged DATA): counted, logged, and its chunk marked absent so that
     /// it is fetched again.
-    pub(super) fn cache_damaged(&self, hash: [u8; 32], piece: u64) -> Result<()> {
+    pub(crate) fn cache_damaged(&self, hash: [u8; 32], piece: u64) -> Result<()> {
         self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
         let hex = crate::format::format_hash(Some(&hash));
         tracing::warn!(
@@ -239,31 +137,31 @@ impl Fs {
 
     /// The outboard of `blob`, fetched from its holders (`first` first)
     /// when LMDB lacks it, and checked against the blob's hash.
-    pub(super) fn outboard_for(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<Outboard> {
+    pub(crate) fn outboard_for(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<Outboard> {
         if blob.size <= PIECE {
             return Ok(Outboard::default());
         }
-        let known = |fs: &Fs| -> Result<Option<Outboard>> {
-            let txn = fs.store.read()?;
-            Ok(fs.store.cache.outboard(&txn, &blob.hash)?)
+        let known = |cache: &Cache| -> Result<Option<Outboard>> {
+            let txn = cache.store.read()?;
+            Ok(cache.store.cache.outboard(&txn, &blob.hash)?)
         };
         if let Some(outboard) = known(self)? {
             return Ok(outboard);
         }
-        let one = self.cache.fetches.outboard_lock(blob.hash);
+        let one = self.fetches.outboard_lock(blob.hash);
         let _fetching = lock(&one);
         if let Some(outboard) = known(self)? {
             return Ok(outboard);
         }
         let result = self.fetch_outboard(blob, first);
-        self.cache.fetches.outboard_fetched(&blob.hash);
+        self.fetches.outboard_fetched(&blob.hash);
         result
     }
 
     /// Chaining values `first..first + count` of `blob`'s outboard (the
     /// outboard fetched first from `peer` and the holders when unknown);
     /// empty for a blob of one piece.
-    pub(super) fn piece_values(
+    pub(crate) fn piece_values(
         &self,
         blob: &BlobRef,
         first: u64,
@@ -320,7 +218,7 @@ impl Fs {
     /// Reads `len` bytes at `offset` of `blob` (or of its outboard) from
     /// its holders (`first` first), waiting at most `net.timeout`: the
     /// bytes, unverified, and who sent them.
-    pub(super) fn fetch_range(
+    pub(crate) fn fetch_range(
         &self,
         blob: &BlobRef,
         offset: u64,
@@ -346,9 +244,9 @@ impl Fs {
             },
             outboard,
             done: Box::new(move |outcome| {
-                if let Some(fs) = me.upgrade() {
+                if let Some(cache) = me.upgrade() {
                     for peer in &outcome.passed_over {
-                        fs.cache.fetches.in_trouble(*peer);
+                        cache.fetches.in_trouble(*peer);
                     }
                 }
                 let _ = tx.try_send(outcome.result);
@@ -364,9 +262,9 @@ impl Fs {
 
     /// Counts and logs bytes from `peer` that do not match blob `hash`,
     /// and asks `peer` last for a while.
-    pub(super) fn failed_verification(&self, hash: [u8; 32], peer: PeerId) -> Error {
+    pub(crate) fn failed_verification(&self, hash: [u8; 32], peer: PeerId) -> Error {
         self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
-        self.cache.fetches.in_trouble(peer);
+        self.fetches.in_trouble(peer);
         let hex = crate::format::format_hash(Some(&hash));
         tracing::warn!("blob {hex}: bytes from {peer} do not match its hash: dropped");
         Error::Corrupt(format!("blob {hex} from {peer} failed verification"))

@@ -7,8 +7,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Fs, Result};
-use crate::cache::count;
+use super::count;
+use super::{Cache, Result};
 use crate::store::cache::Cached;
 
 /// A blob of the cache and its record.
@@ -28,10 +28,10 @@ pub struct CacheReport {
     pub evicted: u64,
 }
 
-impl Fs {
+impl Cache {
     /// `cache.max` in bytes, `cache.min_free`, and the bytes free on the
-    /// disk of DATA (one `statvfs`, the one `statfs` makes).
-    pub(super) fn cache_limits(&self) -> Result<(u64, u64, u64)> {
+    /// disk of DATA (one `statvfs` of the cache directory).
+    pub(crate) fn cache_limits(&self) -> Result<(u64, u64, u64)> {
         let txn = self.store.read()?;
         let max = self
             .store
@@ -41,14 +41,14 @@ impl Fs {
             .store
             .config
             .get(&txn, crate::store::config::Key::CacheMinFree)?;
-        let st = self.statfs()?;
-        let bsize = u64::from(st.bsize);
+        let st = nix::sys::statvfs::statvfs(&self.dir).map_err(std::io::Error::from)?;
+        let bsize = st.fragment_size();
         let max = match max.strip_suffix('%') {
-            Some(p) => st.blocks * bsize / 100 * p.parse::<u64>().unwrap_or(10),
+            Some(p) => st.blocks() * bsize / 100 * p.parse::<u64>().unwrap_or(10),
             None => crate::format::parse_size(&max).unwrap_or(u64::MAX),
         };
         let min_free = crate::format::parse_size(&min_free).unwrap_or(0);
-        Ok((max, min_free, st.bavail * bsize))
+        Ok((max, min_free, st.blocks_available() * bsize))
     }
 
     /// Every blob with bytes in the cache, and their total.
@@ -61,7 +61,7 @@ impl Fs {
 
     /// Counts `bytes` more in the cache, and evicts when over the bound.
     pub(crate) fn cache_grew(&self, bytes: u64) -> Result<()> {
-        let used = &self.cache.used;
+        let used = &self.used;
         if used.load(Ordering::Relaxed) == u64::MAX {
             let (_, total) = self.cached_blobs()?;
             used.store(total, Ordering::Relaxed);
@@ -82,8 +82,8 @@ impl Fs {
     /// Evicts blob `hash` (`evict NAME`); EBUSY while a file has it open
     /// or a fetch is filling it.
     pub fn evict_blob(&self, hash: [u8; 32]) -> Result<()> {
-        let gone = self.cache.with_open(|open| -> Result<Option<Cached>> {
-            if count(open, &hash) > 0 || self.cache.chunks.fetching(&hash) {
+        let gone = self.with_open(|open| -> Result<Option<Cached>> {
+            if count(open, &hash) > 0 || self.chunks.fetching(&hash) {
                 return Err(super::Error::Busy(
                     "the file is open or being fetched".into(),
                 ));
@@ -93,8 +93,8 @@ impl Fs {
         let Some(cached) = gone else {
             return Ok(());
         };
-        self.cache.shrank(cached.bytes());
-        self.cache.evicted.fetch_add(1, Ordering::Relaxed);
+        self.shrank(cached.bytes());
+        self.evicted.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -106,13 +106,13 @@ impl Fs {
         let cached = self.store.cache.get(&wtxn, &hash)?;
         self.store.cache.remove(&mut wtxn, &hash)?;
         wtxn.commit()?;
-        let _ = std::fs::remove_file(self.cache.path(&hash));
+        let _ = std::fs::remove_file(self.path(&hash));
         Ok(cached)
     }
 
     /// Evicts least recently read blobs until `bytes` left the cache (or
     /// nothing more may go); returns how many went.
-    pub(super) fn evict_bytes(&self, bytes: u64) -> Result<u64> {
+    pub(crate) fn evict_bytes(&self, bytes: u64) -> Result<u64> {
         let (_, used) = self.cached_blobs()?;
         self.evict_down_to(used.saturating_sub(bytes))
     }
@@ -132,8 +132,8 @@ impl Fs {
             if used <= target {
                 break;
             }
-            let removed = self.cache.with_open(|open| {
-                if count(open, &hash) > 0 || self.cache.chunks.fetching(&hash) {
+            let removed = self.with_open(|open| {
+                if count(open, &hash) > 0 || self.chunks.fetching(&hash) {
                     return Ok(None);
                 }
                 self.remove_blob(hash)
@@ -144,8 +144,8 @@ impl Fs {
             used -= cached.bytes();
             gone += 1;
         }
-        self.cache.used.store(used, Ordering::Relaxed);
-        self.cache.evicted.fetch_add(gone, Ordering::Relaxed);
+        self.used.store(used, Ordering::Relaxed);
+        self.evicted.fetch_add(gone, Ordering::Relaxed);
         Ok(gone)
     }
 
@@ -155,14 +155,14 @@ impl Fs {
         let (max, _, _) = self.cache_limits()?;
         let pinned = blobs
             .iter()
-            .filter(|(h, _)| self.cache.pinned(h) || self.cache.chunks.fetching(h))
+            .filter(|(h, _)| self.pinned(h) || self.chunks.fetching(h))
             .count() as u64;
         Ok(CacheReport {
             used,
             max,
             blobs: blobs.len() as u64,
             pinned,
-            evicted: self.cache.evicted.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
         })
     }
 }

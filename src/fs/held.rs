@@ -1,0 +1,117 @@
+//! What this peer serves (DESIGN.md "Sync"): the bytes and outboards of
+//! blobs it holds, real or verified in the cache, and whether it keeps a
+//! blob a peer is about to drop. Bytes from the cache are verified first
+//! ([`crate::cache::verify`]); real files are the user's files and are
+//! read as they are (the peer that receives them verifies them).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::{Fs, Result, lock};
+use crate::blob::Outboard;
+use crate::store::Ino;
+use crate::store::namespace::Kind;
+
+impl Fs {
+    /// The file that holds blob `hash`, shown at `path` of `area`: the
+    /// real file there (its recorded content, no write pending), or the
+    /// blob's verified copy in the cache when the file there is unreal
+    /// (`true`). Nothing otherwise: a peer gets bytes only through a path
+    /// of an area shared with it. Opened for reading.
+    fn held_file(&self, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<Option<(File, bool)>> {
+        let txn = self.store.read()?;
+        let Some(ino) = self.ino_at(&txn, area, path)? else {
+            return Ok(None);
+        };
+        let inode = self.inode(&txn, ino)?;
+        if inode.kind != Kind::File || inode.hash != Some(hash) {
+            return Ok(None);
+        }
+        if !inode.unreal {
+            if self.recorder.is_pending(ino) {
+                return Ok(None);
+            }
+            let path = self.real_path(&txn, ino)?;
+            let file = self.real.open_file(&path, crate::real::Open::read())?;
+            return Ok(Some((file, false)));
+        }
+        let verified = self
+            .store
+            .cache
+            .get(&txn, &hash)?
+            .is_some_and(|c| c.verified);
+        if verified {
+            return Ok(Some((File::open(self.cache.path(&hash))?, true)));
+        }
+        Ok(None)
+    }
+
+    /// Up to `len` bytes at `offset` of blob `hash` held at `path` of
+    /// `area` (see [`Fs::held_file`]), for a peer. Bytes from the cache
+    /// are verified first; a damaged cache file is dropped and nothing is
+    /// sent (`None`, as when the blob is not held here).
+    pub fn read_held(
+        &self,
+        area: Ino,
+        path: &[u8],
+        hash: [u8; 32],
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some((file, cached)) = self.held_file(area, path, hash)? else {
+            return Ok(None);
+        };
+        let size = file.metadata()?.len();
+        let len = len.min(size.saturating_sub(offset));
+        if !cached {
+            let mut bytes = vec![0; len as usize];
+            file.read_exact_at(&mut bytes, offset)?;
+            return Ok(Some(bytes));
+        }
+        let mut bytes = vec![0; len as usize];
+        match self
+            .cache
+            .read_verified(&file, hash, size, offset, &mut bytes)?
+        {
+            Ok(()) => Ok(Some(bytes)),
+            Err(piece) => {
+                self.cache.cache_damaged(hash, piece)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The outboard of blob `hash` held at `path` of `area`, for a peer:
+    /// from LMDB, or computed from the file (and kept) when it matches
+    /// the hash.
+    pub fn outboard_held(
+        &self,
+        area: Ino,
+        path: &[u8],
+        hash: [u8; 32],
+    ) -> Result<Option<Outboard>> {
+        let Some((file, _)) = self.held_file(area, path, hash)? else {
+            return Ok(None);
+        };
+        let size = file.metadata()?.len();
+        Ok(self.cache.local_outboard(hash, size, &file)?)
+    }
+
+    /// Whether this peer holds blob `hash` real at `path` of `area` and
+    /// keeps it: asked by a peer before it drops its own copy, so `false`
+    /// while this peer is dropping the blob itself.
+    pub fn keeps(&self, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<bool> {
+        if lock(&self.unreal.dropping).contains(&hash) {
+            return Ok(false);
+        }
+        let txn = self.store.read()?;
+        let Some(ino) = self.ino_at(&txn, area, path)? else {
+            return Ok(false);
+        };
+        let inode = self.inode(&txn, ino)?;
+        Ok(inode.kind == Kind::File
+            && !inode.unreal
+            && inode.hash == Some(hash)
+            && !self.recorder.is_pending(ino))
+    }
+}
