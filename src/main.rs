@@ -122,7 +122,7 @@ fn mount(
     let fs =
         Fs::new(store, real, peer_id).map_err(|e| format!("reading {}: {e}", root.display()))?;
     let network = Network::start(
-        fs.clone() as std::sync::Arc<dyn realize::net::core::Core>,
+        fs.tree().clone() as std::sync::Arc<dyn realize::net::core::Core>,
         &identity,
         listen,
     )

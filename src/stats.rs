@@ -1,8 +1,12 @@
-//! The counters of `/.ctl/stats` that the core keeps: every concern
-//! (the dispatcher, the cache, sync) counts into one shared [`Stats`];
-//! [`crate::fs::ctl`] formats them.
+//! What the core reports: the counters of `/.ctl/stats` ([`Stats`]) and
+//! the failed commands of `/.ctl/errors` ([`ErrorLog`]). Every concern
+//! (the dispatcher, the cache, sync) writes into the one shared instance;
+//! [`crate::fs::ctl`] shows them.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 /// The counters kept by the file system core. `net.*` and
 /// `handshake.refused` come from the [`crate::net::Household`].
@@ -39,5 +43,36 @@ impl Stats {
     /// Counts one FUSE request.
     pub fn fuse_op(&self) {
         self.fuse_ops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How many lines are kept.
+pub const KEEP: usize = 100;
+
+/// The in-memory log of failed commands (it starts empty at each mount).
+#[derive(Default)]
+pub struct ErrorLog {
+    lines: Mutex<VecDeque<String>>,
+}
+
+impl ErrorLog {
+    /// Appends a failure, dropping the oldest past [`KEEP`].
+    pub fn push(&self, file: &str, command: &str, error: &dyn std::fmt::Display) {
+        let reason = error.to_string().replace('\n', " ");
+        let line = format!(
+            "{} {file} {command}: {reason}\n",
+            crate::format::format_time(SystemTime::now())
+        );
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == KEEP {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// The log, oldest first, one line each.
+    pub fn lines(&self) -> String {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().map(String::as_str).collect()
     }
 }

@@ -54,7 +54,7 @@ impl Peer {
         if std::env::var_os("REALIZE_TEST_LIFE").is_some() {
             fs.start().unwrap();
         }
-        net.join(id, fs.clone() as Arc<dyn Core>);
+        net.join(id, fs.tree().clone() as Arc<dyn Core>);
         Peer { fs, id, _dir: dir }
     }
 
@@ -125,7 +125,7 @@ impl Peer {
             wait_for(|done| fs.write(fh, offset, bytes, done)).unwrap();
         }
         fs.release(fh).unwrap();
-        fs.record_closed().unwrap();
+        fs.tree().record_closed().unwrap();
     }
 
     /// What this peer knows of `path`: its state and hash.

@@ -6,7 +6,7 @@
 //!
 //! The base is the blob the edited path showed here before the pull that
 //! brought the edit, kept in the cache by that pull
-//! (`fs::remote::Pull`). When no open file reads the base, its cache
+//! ([`crate::sync::remote::Pull`]). When no open file reads the base, its cache
 //! file becomes the new blob's (renamed, then patched in place), so a
 //! small edit of a large file costs neither a copy nor a hash of it.
 

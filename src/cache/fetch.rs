@@ -84,14 +84,10 @@ impl Cache {
     /// `config net.timeout` (30 s when it cannot be read): how long a read
     /// or a request waits for a peer.
     pub(crate) fn net_timeout(&self) -> Duration {
-        self.store
-            .read()
-            .and_then(|txn| {
-                self.store
-                    .config
-                    .duration(&txn, crate::store::config::Key::NetTimeout)
-            })
-            .unwrap_or(Duration::from_secs(30))
+        self.store.duration_or(
+            crate::store::config::Key::NetTimeout,
+            Duration::from_secs(30),
+        )
     }
 
     pub(crate) fn has_chunk(&self, hash: &[u8; 32], c: u64) -> Result<bool> {

@@ -12,9 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use super::ctl::CtlNode;
 use super::io::Opened;
 use super::{Attr, Caller, Error, Fs, Result, check_new_name};
-use crate::store::areas::Area;
 use crate::store::history::{Op, OpKind};
-use crate::store::namespace::{Inode, Kind, Mode, Timestamp};
+use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::{Ino, ROOT, RwTxn};
 
 /// A removal from the Real that finds nothing to remove is fine: the
@@ -93,7 +92,7 @@ impl Fs {
                 "only areas (directories) live at the root".into(),
             ));
         }
-        let dir = self.inode(wtxn, parent)?;
+        let dir = self.tree.inode(wtxn, parent)?;
         if dir.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
@@ -101,29 +100,6 @@ impl Fs {
             return Err(Error::Exists("already exists".into()));
         }
         Ok(dir)
-    }
-
-    /// Adds `inode` as `name` in `parent`, updating the parent's times.
-    pub(super) fn insert(
-        &self,
-        wtxn: &mut RwTxn,
-        parent: Ino,
-        name: &[u8],
-        inode: &Inode,
-    ) -> Result<Ino> {
-        let ino = self.store.meta.alloc_ino(wtxn)?;
-        self.store.namespace.put(wtxn, ino, inode)?;
-        self.store.namespace.link(wtxn, parent, name, ino)?;
-        self.touch_dir(wtxn, parent)?;
-        Ok(ino)
-    }
-
-    /// Sets a directory's mtime and ctime to now.
-    pub(super) fn touch_dir(&self, wtxn: &mut RwTxn, dir: Ino) -> Result<()> {
-        let mut inode = self.inode(wtxn, dir)?;
-        inode.mtime = Timestamp::now();
-        inode.ctime = inode.mtime;
-        Ok(self.store.namespace.put(wtxn, dir, &inode)?)
     }
 
     /// Creates directory `name` in `parent`; at the root, a new area.
@@ -146,17 +122,17 @@ impl Fs {
         let dir = self
             .new_entry_parent(&wtxn, parent, name)
             .map_err(|e| self.refuse_entry(parent, name, "mkdir", e))?;
-        let path = self.real_child(&wtxn, parent, name)?;
+        let path = self.tree.real_child(&wtxn, parent, name)?;
         self.real.mkdir(&path, perm)?;
         self.real.chmod(&path, perm)?;
         let mut inode = Inode::new(parent, name, Kind::Dir, perm, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
-        let ino = self.insert(&mut wtxn, parent, name, &inode)?;
-        let area_path = self.area_path(&wtxn, ino)?;
-        self.record(
+        let ino = self.tree.insert(&mut wtxn, parent, name, &inode)?;
+        let area_path = self.tree.area_path(&wtxn, ino)?;
+        self.tree.record(
             &mut wtxn,
             dir.area,
-            Self::op(OpKind::Mkdir, area_path, None),
+            crate::sync::Tree::op(OpKind::Mkdir, area_path, None),
         )?;
         let attr = self.attr_of(&wtxn, ino, &inode)?;
         wtxn.commit()?;
@@ -181,19 +157,19 @@ impl Fs {
         let dir = self
             .new_entry_parent(&wtxn, parent, name)
             .map_err(|e| self.refuse_entry(parent, name, "create", e))?;
-        let path = self.real_child(&wtxn, parent, name)?;
+        let path = self.tree.real_child(&wtxn, parent, name)?;
         let file = self
             .real
             .open_file(&path, crate::real::Open::create_new(u32::from(perm)))?;
         let mut inode = Inode::new(parent, name, Kind::File, perm, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
-        let ino = self.insert(&mut wtxn, parent, name, &inode)?;
+        let ino = self.tree.insert(&mut wtxn, parent, name, &inode)?;
         let attr = self.attr_of(&wtxn, ino, &inode)?;
         wtxn.commit()?;
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        self.recorder.touched(ino, false);
+        self.tree.recorder.touched(ino, false);
         if writable {
-            self.recorder.opened_for_write(ino);
+            self.tree.recorder.opened_for_write(ino);
         }
         let file = if passthrough || writable {
             file
@@ -217,19 +193,19 @@ impl Fs {
         let dir = self
             .new_entry_parent(&wtxn, parent, name)
             .map_err(|e| self.refuse_entry(parent, name, "symlink", e))?;
-        let path = self.real_child(&wtxn, parent, name)?;
+        let path = self.tree.real_child(&wtxn, parent, name)?;
         self.real.symlink(target, &path)?;
         let mut inode = Inode::new(parent, name, Kind::Symlink, 0o777, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
         inode.target = target.to_vec();
         inode.size = target.len() as u64;
         inode.hash = Some(crate::blob::hash_bytes(target));
-        let ino = self.insert(&mut wtxn, parent, name, &inode)?;
-        let area_path = self.area_path(&wtxn, ino)?;
-        self.record(
+        let ino = self.tree.insert(&mut wtxn, parent, name, &inode)?;
+        let area_path = self.tree.area_path(&wtxn, ino)?;
+        self.tree.record(
             &mut wtxn,
             dir.area,
-            Self::op(OpKind::Create, area_path, inode.hash),
+            crate::sync::Tree::op(OpKind::Create, area_path, inode.hash),
         )?;
         let attr = self.attr_of(&wtxn, ino, &inode)?;
         wtxn.commit()?;
@@ -254,20 +230,7 @@ impl Fs {
             .namespace
             .lookup(txn, parent, name)?
             .ok_or_else(Error::not_found)?;
-        Ok((ino, self.inode(txn, ino)?))
-    }
-
-    /// Drops inode `ino` (already unlinked): kept as an orphan while open,
-    /// removed otherwise.
-    pub(super) fn drop_inode(&self, wtxn: &mut RwTxn, ino: Ino, mut inode: Inode) -> Result<()> {
-        self.recorder.forget(ino);
-        if self.open_file(ino).is_some() {
-            inode.parent = 0;
-            Ok(self.store.namespace.put(wtxn, ino, &inode)?)
-        } else {
-            self.store.xattrs.remove_all(wtxn, ino)?;
-            Ok(self.store.namespace.remove(wtxn, ino)?)
-        }
+        Ok((ino, self.tree.inode(txn, ino)?))
     }
 
     /// Removes file or symlink `name` from `parent`. An open file stays
@@ -279,15 +242,19 @@ impl Fs {
         if inode.kind == Kind::Dir {
             return Err(Error::IsDir);
         }
-        let area_path = self.area_path(&wtxn, ino)?;
-        let path = self.real_path(&wtxn, ino)?;
+        let area_path = self.tree.area_path(&wtxn, ino)?;
+        let path = self.tree.real_path(&wtxn, ino)?;
         gone_already_ok(self.real.remove_file(&path))?;
         self.store.namespace.unlink(&mut wtxn, parent, name)?;
-        self.touch_dir(&mut wtxn, parent)?;
+        self.tree.touch_dir(&mut wtxn, parent)?;
         let (area, hash) = (inode.area, inode.hash);
-        self.drop_inode(&mut wtxn, ino, inode)?;
+        self.tree.drop_inode(&mut wtxn, ino, inode)?;
         if hash.is_some() {
-            self.record(&mut wtxn, area, Self::op(OpKind::Delete, area_path, hash))?;
+            self.tree.record(
+                &mut wtxn,
+                area,
+                crate::sync::Tree::op(OpKind::Delete, area_path, hash),
+            )?;
         }
         wtxn.commit()?;
         Ok(())
@@ -308,13 +275,17 @@ impl Fs {
         if !self.store.namespace.is_empty(&wtxn, ino)? {
             return Err(Error::NotEmpty);
         }
-        let area_path = self.area_path(&wtxn, ino)?;
-        self.real.remove_dir(&self.real_path(&wtxn, ino)?)?;
+        let area_path = self.tree.area_path(&wtxn, ino)?;
+        self.real.remove_dir(&self.tree.real_path(&wtxn, ino)?)?;
         self.store.namespace.unlink(&mut wtxn, parent, name)?;
-        self.touch_dir(&mut wtxn, parent)?;
+        self.tree.touch_dir(&mut wtxn, parent)?;
         let area = inode.area;
-        self.drop_inode(&mut wtxn, ino, inode)?;
-        self.record(&mut wtxn, area, Self::op(OpKind::Rmdir, area_path, None))?;
+        self.tree.drop_inode(&mut wtxn, ino, inode)?;
+        self.tree.record(
+            &mut wtxn,
+            area,
+            crate::sync::Tree::op(OpKind::Rmdir, area_path, None),
+        )?;
         wtxn.commit()?;
         Ok(())
     }
@@ -363,8 +334,8 @@ impl Fs {
         let ino = ns
             .lookup(&wtxn, parent, name)?
             .ok_or_else(Error::not_found)?;
-        let mut inode = self.inode(&wtxn, ino)?;
-        let newdir = self.inode(&wtxn, newparent)?;
+        let mut inode = self.tree.inode(&wtxn, ino)?;
+        let newdir = self.tree.inode(&wtxn, newparent)?;
         if newdir.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
@@ -380,7 +351,7 @@ impl Fs {
                 return Err(Error::Exists("target exists".into()));
             }
             Some(t) => {
-                let t_inode = self.inode(&wtxn, t)?;
+                let t_inode = self.tree.inode(&wtxn, t)?;
                 match (inode.kind == Kind::Dir, t_inode.kind == Kind::Dir) {
                     (true, false) => return Err(Error::NotDir),
                     (false, true) => return Err(Error::IsDir),
@@ -390,9 +361,9 @@ impl Fs {
             }
             None => None,
         };
-        let old_path = self.area_path(&wtxn, ino)?;
-        let from = self.real_child(&wtxn, parent, name)?;
-        let to = self.real_child(&wtxn, newparent, newname)?;
+        let old_path = self.tree.area_path(&wtxn, ino)?;
+        let from = self.tree.real_child(&wtxn, parent, name)?;
+        let to = self.tree.real_child(&wtxn, newparent, newname)?;
         if inode.unreal {
             // No bytes in the Real; a stale file in the way must go.
             gone_already_ok(self.real.remove_file(&to))?;
@@ -401,7 +372,7 @@ impl Fs {
         }
         if let Some((t, t_inode)) = target {
             ns.unlink(&mut wtxn, newparent, newname)?;
-            self.drop_inode(&mut wtxn, t, t_inode)?;
+            self.tree.drop_inode(&mut wtxn, t, t_inode)?;
         }
         ns.unlink(&mut wtxn, parent, name)?;
         inode.parent = newparent;
@@ -409,15 +380,15 @@ impl Fs {
         inode.ctime = Timestamp::now();
         ns.put(&mut wtxn, ino, &inode)?;
         ns.link(&mut wtxn, newparent, newname, ino)?;
-        self.touch_dir(&mut wtxn, parent)?;
-        self.touch_dir(&mut wtxn, newparent)?;
+        self.tree.touch_dir(&mut wtxn, parent)?;
+        self.tree.touch_dir(&mut wtxn, newparent)?;
         if inode.kind == Kind::Dir || inode.hash.is_some() {
-            let new_path = self.area_path(&wtxn, ino)?;
+            let new_path = self.tree.area_path(&wtxn, ino)?;
             let op = Op {
                 new_path: Some(new_path),
-                ..Self::op(OpKind::Rename, old_path, inode.hash)
+                ..crate::sync::Tree::op(OpKind::Rename, old_path, inode.hash)
             };
-            self.record(&mut wtxn, inode.area, op)?;
+            self.tree.record(&mut wtxn, inode.area, op)?;
         }
         wtxn.commit()?;
         Ok(())
@@ -427,38 +398,12 @@ impl Fs {
     /// `config mode.local`, with `DATA/real/NAME` behind it.
     pub fn create_area(&self, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
         check_new_name(name)?;
-        let mut wtxn = self.store.write()?;
-        if self.store.namespace.lookup(&wtxn, ROOT, name)?.is_some() {
-            return Err(Error::Exists(format!(
-                "area {} exists",
-                crate::format::escape(name)
-            )));
-        }
-        let path = self.real_child(&wtxn, ROOT, name)?;
-        match self.real.mkdir(&path, perm) {
-            Err(e)
-                if !(e.kind() == std::io::ErrorKind::AlreadyExists
-                    && self.real.metadata(&path).is_ok_and(|m| m.is_dir())) =>
-            {
-                return Err(e.into());
-            }
-            _ => {}
-        }
-        self.real.chmod(&path, perm)?;
-        let mode = self
-            .store
-            .config
-            .get(&wtxn, crate::store::config::Key::ModeLocal)?;
-        let mut inode = Inode::new(ROOT, name, Kind::Dir, perm, 0);
-        (inode.uid, inode.gid) = (caller.uid, caller.gid);
-        inode.mode = Some(Mode::parse(&mode).unwrap_or(Mode::Real));
-        let ino = self.insert(&mut wtxn, ROOT, name, &inode)?;
-        inode.area = ino;
-        self.store.namespace.put(&mut wtxn, ino, &inode)?;
-        self.store.areas.put(&mut wtxn, ino, &Area::default())?;
-        let attr = self.attr_of(&wtxn, ino, &inode)?;
-        wtxn.commit()?;
-        Ok(attr)
+        let ino = self
+            .tree
+            .make_area(name, perm, (caller.uid, caller.gid), None)?;
+        let txn = self.store.read()?;
+        let inode = self.tree.inode(&txn, ino)?;
+        self.attr_of(&txn, ino, &inode)
     }
 
     /// Removes area `name`, which must be empty (ENOTEMPTY otherwise), with
@@ -473,14 +418,14 @@ impl Fs {
         if !self.store.namespace.is_empty(&wtxn, ino)? {
             return Err(Error::NotEmpty);
         }
-        gone_already_ok(self.real.remove_dir(&self.real_path(&wtxn, ino)?))?;
+        gone_already_ok(self.real.remove_dir(&self.tree.real_path(&wtxn, ino)?))?;
         self.store.namespace.unlink(&mut wtxn, ROOT, name)?;
         self.store.namespace.remove(&mut wtxn, ino)?;
         self.store.xattrs.remove_all(&mut wtxn, ino)?;
         self.store.areas.remove(&mut wtxn, ino)?;
         self.store.history.remove_area(&mut wtxn, ino)?;
         self.store.versions.remove_area(&mut wtxn, ino)?;
-        self.touch_dir(&mut wtxn, ROOT)?;
+        self.tree.touch_dir(&mut wtxn, ROOT)?;
         wtxn.commit()?;
         Ok(())
     }

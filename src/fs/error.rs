@@ -1,6 +1,6 @@
 //! The dispatcher's error type and its mapping to errno, in one place.
 
-use crate::{cache, store};
+use crate::{cache, store, sync};
 
 /// Why a file or control operation failed. [`Error::errno`] is the errno
 /// the kernel (and so the user's `write(2)` or `open(2)`) sees; the text
@@ -81,6 +81,10 @@ pub enum Error {
     /// The blob cache failed: its own error, kept whole.
     #[error(transparent)]
     Cache(#[from] crate::cache::Error),
+    /// Sync failed (the namespace, recording, modes): its own error, kept
+    /// whole.
+    #[error(transparent)]
+    Sync(#[from] crate::sync::Error),
 }
 
 impl From<heed::Error> for Error {
@@ -116,20 +120,39 @@ impl Error {
             Error::BadHandle => libc::EBADF,
             Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             Error::Store(_) => libc::EIO,
-            Error::Cache(e) => match e {
-                cache::Error::Unreachable(_) => libc::EHOSTUNREACH,
-                cache::Error::Corrupt(_) => libc::EIO,
-                cache::Error::NoSpace(_) => libc::ENOSPC,
-                cache::Error::Busy(_) => libc::EBUSY,
-                cache::Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
-                cache::Error::Store(_) => libc::EIO,
+            Error::Cache(e) => cache_errno(e),
+            Error::Sync(e) => match e {
+                sync::Error::NotFound(_) => libc::ENOENT,
+                sync::Error::Exists(_) => libc::EEXIST,
+                sync::Error::NoSpace(_) => libc::ENOSPC,
+                sync::Error::TimedOut(_) => libc::ETIMEDOUT,
+                sync::Error::Unreachable(_) => libc::EHOSTUNREACH,
+                sync::Error::Cache(e) => cache_errno(e),
+                sync::Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+                sync::Error::Store(_) => libc::EIO,
             },
         }
+    }
+
+    /// Whether this is "no such entry", whichever concern said it.
+    pub fn is_not_found(&self) -> bool {
+        self.errno() == libc::ENOENT
     }
 
     /// A plain "no such entry".
     pub fn not_found() -> Error {
         Error::NotFound("no such file or directory".into())
+    }
+}
+
+fn cache_errno(e: &cache::Error) -> i32 {
+    match e {
+        cache::Error::Unreachable(_) => libc::EHOSTUNREACH,
+        cache::Error::Corrupt(_) => libc::EIO,
+        cache::Error::NoSpace(_) => libc::ENOSPC,
+        cache::Error::Busy(_) => libc::EBUSY,
+        cache::Error::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        cache::Error::Store(_) => libc::EIO,
     }
 }
 

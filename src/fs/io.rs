@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use super::ctl::{CtlHandle, CtlNode};
 use super::waits::{Done, ReadDone, with_read_buffer};
-use super::{Error, Fs, OpenInode, Result, lock};
+use super::{Error, Fs, Result, lock};
 use crate::store::Ino;
 use crate::store::namespace::Kind;
 
@@ -26,7 +26,7 @@ pub(super) enum Handle {
         writable: bool,
     },
     /// An unreal file, read through the blob cache.
-    Unreal(Arc<super::unreal::UnrealFile>),
+    Unreal(Arc<crate::sync::unreal::UnrealFile>),
     /// A control file.
     Ctl(CtlHandle),
 }
@@ -71,7 +71,7 @@ impl Fs {
                 // Unrealized again between the copy-up and the open: rare,
                 // so a few tries.
                 for _ in 0..3 {
-                    fs.copy_up(ino)?;
+                    fs.tree.copy_up(ino)?;
                     if let Some(opened) = fs.open_now(ino, flags, passthrough)? {
                         return Ok(opened);
                     }
@@ -89,7 +89,7 @@ impl Fs {
             return self.ctl_open(node, flags).map(Some);
         }
         let txn = self.store.read()?;
-        let inode = self.inode(&txn, ino)?;
+        let inode = self.tree.inode(&txn, ino)?;
         match inode.kind {
             Kind::Dir => return Err(Error::IsDir),
             Kind::Symlink => return Err(Error::Invalid("cannot open a symlink".into())),
@@ -98,9 +98,9 @@ impl Fs {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if inode.unreal {
             if !writable {
-                let uf = self.open_unreal(ino)?;
+                let uf = self.tree.open_unreal(ino)?;
                 if inode.size <= crate::store::cache::CHUNK {
-                    self.prefetch_after(inode.parent, &inode.name)?;
+                    self.tree.prefetch_after(inode.parent, &inode.name)?;
                 }
                 let fh = self.new_handle(Handle::Unreal(Arc::new(uf)));
                 return Ok(Some(Opened {
@@ -124,9 +124,9 @@ impl Fs {
             )?;
             return self.open_now(ino, flags, passthrough);
         }
-        let path = self.real_path(&txn, ino)?;
+        let path = self.tree.real_path(&txn, ino)?;
         drop(txn);
-        if writable && !self.writer_arrives(ino)? {
+        if writable && !self.tree.writer_arrives(ino)? {
             return self.open_now(ino, flags, passthrough); // unrealized meanwhile
         }
         let how = if passthrough {
@@ -145,7 +145,7 @@ impl Fs {
             Err(e) => {
                 tracing::debug!("opening inode {ino} at {path}: {e}");
                 if writable {
-                    self.recorder.released(ino);
+                    self.tree.recorder.released(ino);
                 }
                 return Err(e.into());
             }
@@ -156,7 +156,7 @@ impl Fs {
         }
         let opened = self.open_real(ino, file, writable, passthrough);
         if truncate {
-            self.recorder.touched(ino, true);
+            self.tree.recorder.touched(ino, true);
         }
         Ok(Some(opened))
     }
@@ -171,13 +171,7 @@ impl Fs {
         passthrough: bool,
     ) -> Opened {
         let file = Arc::new(file);
-        lock(&self.open)
-            .entry(ino)
-            .and_modify(|o| o.count += 1)
-            .or_insert_with(|| OpenInode {
-                count: 1,
-                file: Arc::clone(&file),
-            });
+        self.tree.opened(ino, &file);
         let fh = self.new_handle(Handle::Real {
             ino,
             file: Arc::clone(&file),
@@ -197,11 +191,6 @@ impl Fs {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, handle);
         fh
-    }
-
-    /// One open backing file of `ino`, if any handle is open.
-    pub(super) fn open_file(&self, ino: Ino) -> Option<Arc<File>> {
-        lock(&self.open).get(&ino).map(|o| Arc::clone(&o.file))
     }
 
     /// The backing file of handle `fh`, if it is a real file.
@@ -307,31 +296,9 @@ impl Fs {
             return Ok(());
         };
         if writable {
-            self.recorder.released(ino);
+            self.tree.recorder.released(ino);
         }
-        let last = {
-            let mut open = lock(&self.open);
-            match open.get_mut(&ino) {
-                Some(o) if o.count > 1 => {
-                    o.count -= 1;
-                    false
-                }
-                _ => {
-                    open.remove(&ino);
-                    true
-                }
-            }
-        };
-        if last {
-            let mut wtxn = self.store.write()?;
-            if let Some(inode) = self.store.namespace.get(&wtxn, ino)?
-                && inode.parent == 0
-            {
-                self.store.xattrs.remove_all(&mut wtxn, ino)?;
-                self.store.namespace.remove(&mut wtxn, ino)?;
-                wtxn.commit()?;
-            }
-        }
+        self.tree.closed(ino)?;
         Ok(())
     }
 }

@@ -5,38 +5,25 @@
 //! - [`dirops`]: mkdir, create, symlink, unlink, rmdir, rename (and areas);
 //! - [`io`]: open, read, write, flush, fsync, release;
 //! - [`xattr`]: extended attributes;
-//! - [`real`]: where an inode lives in the Real ([`crate::real`]);
-//! - [`recorder`]: turning rested writes into history;
-//! - [`reconcile`]: noticing at mount what changed in the Real meanwhile;
-//! - [`remote`]: peers' versions merged and shown in the namespace;
-//! - [`unreal`]: opening unreal files, prefetching, copy-up (the fetches
-//!   themselves are [`crate::cache`]'s);
 //! - [`reads`]: event-driven reads of unreal files;
-//! - [`held`]: the blobs this peer serves to peers;
-//! - [`sharing`]: what peers see of the areas (shares, offers, held blobs,
-//!   conflicts cleared);
+//! - [`waits`]: replies handed off the FUSE workers, and their deadlines;
 //! - [`ctl`]: the control tree.
+//!
+//! The namespace, recording, remote changes and the life of files are
+//! [`crate::sync::Tree`]'s; the blob cache and its fetches are
+//! [`crate::cache::Cache`]'s; the Real is [`crate::real::Real`]'s.
 
 pub mod ctl;
 mod dirops;
 mod error;
-mod held;
 mod io;
-pub(crate) mod life;
-mod peering;
 mod reads;
-mod real;
-mod reconcile;
-mod recorder;
-pub mod remote;
-mod sharing;
-pub mod unreal;
 pub mod waits;
 mod xattr;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{File, Permissions};
+use std::fs::Permissions;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
@@ -49,11 +36,8 @@ pub use io::{Opened, OpenedKind};
 pub use waits::{Done, ReadDone};
 
 use crate::ids::PeerId;
-use crate::store::history::{Op, OpKind};
 use crate::store::namespace::{Inode, Kind, Timestamp};
-use crate::store::{Ino, ROOT, RoTxn, RwTxn, Store};
-use crate::sync::local::Left;
-use crate::sync::merge::Content;
+use crate::store::{Ino, ROOT, RoTxn, Store};
 use ctl::CtlNode;
 
 /// Longest name accepted, in bytes (NAME_MAX).
@@ -142,41 +126,26 @@ pub struct Statfs {
     pub bsize: u32,
 }
 
-/// The kernel's caches, for changes the kernel did not make itself
-/// (control commands now, remote changes later). Implemented over fuser's
-/// notifier by [`crate::fuse`]; absent when tests call the dispatcher
-/// directly.
-pub trait KernelCache: Send + Sync {
-    /// Forgets the cached entry `name` of directory `parent`.
-    fn forget_entry(&self, parent: u64, name: &[u8]);
-}
+pub use crate::sync::KernelCache;
 
-/// Open state of an inode: how many handles, and one open file to `fstat`
-/// when the inode has no path any more (unlinked while open).
-struct OpenInode {
-    count: u32,
-    file: Arc<File>,
-}
-
-/// The dispatcher.
+/// The dispatcher: FUSE requests in, calls on the concerns below out. It
+/// owns only what the kernel's requests are about (handles); the
+/// namespace and the life of files are [`crate::sync::Tree`]'s, the blob
+/// cache [`crate::cache::Cache`]'s, the Real [`crate::real::Real`]'s.
 pub struct Fs {
     store: Arc<Store>,
-    real: crate::real::Real,
+    real: Arc<crate::real::Real>,
+    cache: Arc<crate::cache::Cache>,
+    household: Arc<crate::net::Household>,
+    tree: Arc<crate::sync::Tree>,
     peer_id: PeerId,
     handles: Mutex<HashMap<u64, io::Handle>>,
     next_fh: AtomicU64,
-    open: Mutex<HashMap<Ino, OpenInode>>,
-    recorder: recorder::Recorder,
     /// Counters of `/.ctl/stats`.
     pub stats: Arc<crate::stats::Stats>,
-    errors: ctl::errors::ErrorLog,
-    kernel: std::sync::OnceLock<Box<dyn KernelCache>>,
-    household: Arc<crate::net::Household>,
-    unreal: unreal::Unreal,
-    life: life::Life,
-    cache: Arc<crate::cache::Cache>,
+    errors: Arc<crate::stats::ErrorLog>,
     timers: waits::Timers,
-    /// This dispatcher, for work that outlives a call (fetches).
+    /// This dispatcher, for work that outlives a call (waiting requests).
     me: std::sync::Weak<Fs>,
 }
 
@@ -184,18 +153,6 @@ pub struct Fs {
 /// must not take the whole mount down).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Waits on `cv` with `guard` for at most `timeout`, past a poisoned lock
-/// like [`lock`].
-fn wait<'a, T>(
-    cv: &std::sync::Condvar,
-    guard: MutexGuard<'a, T>,
-    timeout: Duration,
-) -> MutexGuard<'a, T> {
-    cv.wait_timeout(guard, timeout)
-        .unwrap_or_else(|e| e.into_inner())
-        .0
 }
 
 /// Checks a name given by the kernel for a new entry.
@@ -214,13 +171,15 @@ fn check_new_name(name: &[u8]) -> Result<()> {
 }
 
 impl Fs {
-    /// A dispatcher over `store` and the Real at `real` (DATA/real). Runs
-    /// the mount-time reconciliation before returning; [`Fs::start`] then
-    /// starts the background recorder.
+    /// A dispatcher over `store` and the Real at `real` (DATA/real), with
+    /// the cache beside it (DATA/cache). Runs the mount-time
+    /// reconciliation before returning; [`Fs::start`] then starts the
+    /// background threads.
     pub fn new(store: Store, real: PathBuf, peer_id: PeerId) -> Result<Arc<Fs>> {
         let store = Arc::new(store);
         let household = Arc::new(crate::net::Household::default());
         let stats = Arc::new(crate::stats::Stats::default());
+        let errors = Arc::new(crate::stats::ErrorLog::default());
         let cache = crate::cache::Cache::open(
             &real.with_file_name("cache"),
             Arc::clone(&store),
@@ -228,68 +187,55 @@ impl Fs {
             Arc::clone(&stats),
             peer_id,
         )?;
-        let real = crate::real::Real::open(&real)?;
+        let real = Arc::new(crate::real::Real::open(&real)?);
+        let tree = crate::sync::Tree::open(crate::sync::Parts {
+            store: Arc::clone(&store),
+            real: Arc::clone(&real),
+            cache: Arc::clone(&cache),
+            household: Arc::clone(&household),
+            stats: Arc::clone(&stats),
+            errors: Arc::clone(&errors),
+            peer_id,
+        })?;
         let timers = waits::Timers::start()?;
-        let fs = Arc::new_cyclic(|me| Fs {
+        Ok(Arc::new_cyclic(|me| Fs {
             store,
             real,
+            cache,
+            household,
+            tree,
             peer_id,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            open: Mutex::new(HashMap::new()),
-            recorder: recorder::Recorder::default(),
             stats,
-            errors: ctl::errors::ErrorLog::default(),
-            kernel: std::sync::OnceLock::new(),
-            household,
-            unreal: unreal::Unreal::default(),
-            life: life::Life::default(),
-            cache,
+            errors,
             timers,
             me: me.clone(),
-        });
-        fs.reconcile()?;
-        Ok(fs)
+        }))
     }
 
     /// Starts the thread that records rested writes into history, and the
-    /// one that realizes and unrealizes files by their modes (after a scan
-    /// of every area); returns the recorder's.
+    /// one that realizes and unrealizes files by their modes; returns the
+    /// recorder's.
     pub fn start(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let weak = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("life".into())
-            .spawn(move || Fs::run_life(weak))?;
-        self.life_job(life::Job::Scan(ROOT));
-        let fs = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("recorder".into())
-            .spawn(move || fs.run_recorder())
+        self.tree.start()
     }
 
-    /// Records every pending write now, whatever its rest, stops the
-    /// recorder and flushes LMDB to disk. Called at unmount.
+    /// Records every pending write now, stops the background threads and
+    /// flushes LMDB to disk. Called at unmount.
     pub fn shutdown(&self) {
-        self.life.stop();
-        self.recorder.stop();
-        if let Err(e) = self.record_pending(true) {
-            tracing::error!("recording pending writes at unmount: {e}");
-        }
-        if let Err(e) = self.store.sync() {
-            tracing::error!("flushing the database: {e}");
-        }
+        self.tree.shutdown();
     }
 
     /// Connects the kernel's caches, once the mount exists.
     pub fn set_kernel_cache(&self, kernel: Box<dyn KernelCache>) {
-        let _ = self.kernel.set(kernel);
+        self.tree.set_kernel_cache(kernel);
     }
 
-    /// Tells the kernel that entry `name` of `parent` changed.
-    pub(crate) fn forget_entry(&self, parent: Ino, name: &[u8]) {
-        if let Some(kernel) = self.kernel.get() {
-            kernel.forget_entry(parent, name);
-        }
+    /// The namespace as sync keeps it: what the network reaches the core
+    /// through ([`crate::net::core::Core`]).
+    pub fn tree(&self) -> &Arc<crate::sync::Tree> {
+        &self.tree
     }
 
     /// What the control tree shares with the network.
@@ -346,83 +292,6 @@ impl Fs {
         error
     }
 
-    fn inode(&self, txn: &RoTxn, ino: Ino) -> Result<Inode> {
-        self.store
-            .namespace
-            .get(txn, ino)?
-            .ok_or_else(Error::not_found)
-    }
-
-    /// Appends an op to the history of `area` with its next sequence
-    /// number, and the versions it makes (what it left at its path is read
-    /// from the namespace, so call it after the change).
-    fn record(&self, wtxn: &mut RwTxn, area: Ino, op: Op) -> Result<()> {
-        let left = match self.ino_at(wtxn, area, &op.path)? {
-            Some(ino) => {
-                let inode = self.inode(wtxn, ino)?;
-                let content = match inode.kind {
-                    Kind::Dir => Content::Dir,
-                    Kind::Symlink => Content::Symlink(inode.target.clone()),
-                    Kind::File => match inode.hash {
-                        Some(hash) => Content::File(hash),
-                        None => Content::Deleted,
-                    },
-                };
-                Some(Left {
-                    content,
-                    mtime: inode.mtime.secs,
-                    size: if inode.kind == Kind::File {
-                        inode.size
-                    } else {
-                        0
-                    },
-                    perm: inode.perm,
-                })
-            }
-            None => None,
-        };
-        crate::sync::local::note(&self.store, wtxn, self.peer_id, area, &op, left)?;
-        // Numbered after its versions: a peer that applied the feed up to
-        // an op's number has all the op did, and the op may be trimmed.
-        let seq = self.store.areas.next_seq(wtxn, area)?;
-        self.store.history.append(wtxn, area, seq, &op)?;
-        let name = self.inode(wtxn, area)?.name;
-        self.household.send(crate::net::Command::Changed {
-            area: name,
-            kind: op.kind,
-        });
-        Ok(())
-    }
-
-    /// The inode at `path` (components joined by `/`) inside `area`.
-    pub(crate) fn ino_at(&self, txn: &RoTxn, area: Ino, path: &[u8]) -> Result<Option<Ino>> {
-        let mut at = area;
-        for name in path.split(|&b| b == b'/') {
-            match self.store.namespace.lookup(txn, at, name)? {
-                Some(ino) => at = ino,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(at))
-    }
-
-    /// The op for a path: `kind` at `path` with `hash`.
-    fn op(kind: OpKind, path: Vec<u8>, hash: Option<[u8; 32]>) -> Op {
-        Op {
-            time: Timestamp::now(),
-            kind,
-            path,
-            hash,
-            base: None,
-            new_path: None,
-        }
-    }
-
-    /// The path of `ino` inside its area, joined by `/`.
-    fn area_path(&self, txn: &RoTxn, ino: Ino) -> Result<Vec<u8>> {
-        Ok(self.store.namespace.path_in_area(txn, ino)?.join(&b'/'))
-    }
-
     /// Attributes of `ino`, whose record is `inode`. Files and symlinks
     /// take size and times from the backing file, which passthrough writes
     /// change without telling us.
@@ -443,9 +312,9 @@ impl Fs {
         if inode.kind == Kind::File && inode.unreal {
             attr.blocks = 0;
         } else if inode.kind == Kind::File {
-            let meta = match self.open_file(ino) {
+            let meta = match self.tree.open_file(ino) {
                 Some(file) if inode.parent == 0 => file.metadata()?,
-                _ => match self.real.metadata(&self.real_path(txn, ino)?) {
+                _ => match self.real.metadata(&self.tree.real_path(txn, ino)?) {
                     Ok(meta) => meta,
                     // Unrealized since `txn` began: the record says the
                     // same of its content, and its bytes are in the cache.
@@ -473,7 +342,7 @@ impl Fs {
             return self.ctl_lookup(node, name);
         }
         let txn = self.store.read()?;
-        let dir = self.inode(&txn, parent)?;
+        let dir = self.tree.inode(&txn, parent)?;
         if dir.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
@@ -489,7 +358,7 @@ impl Fs {
             .namespace
             .lookup(&txn, parent, name)?
             .ok_or_else(Error::not_found)?;
-        let inode = self.inode(&txn, ino)?;
+        let inode = self.tree.inode(&txn, ino)?;
         self.attr_of(&txn, ino, &inode)
     }
 
@@ -499,7 +368,7 @@ impl Fs {
             return Ok(self.ctl_attr(node));
         }
         let txn = self.store.read()?;
-        let inode = self.inode(&txn, ino)?;
+        let inode = self.tree.inode(&txn, ino)?;
         self.attr_of(&txn, ino, &inode)
     }
 
@@ -510,14 +379,14 @@ impl Fs {
     pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr, done: Done<Attr>) {
         let unreal = || -> Result<bool> {
             let txn = self.store.read()?;
-            Ok(self.inode(&txn, ino)?.unreal)
+            Ok(self.tree.inode(&txn, ino)?.unreal)
         };
         let copy_up = CtlNode::parse(ino).is_none() && set.size.is_some_and(|s| s > 0);
         match copy_up.then(unreal).transpose() {
             Err(e) => done(Err(e)),
             // Cut or grown, not emptied: the old bytes are needed first.
             Ok(Some(true)) => self.later("copy-up", done, move |fs| {
-                fs.copy_up(ino)?;
+                fs.tree.copy_up(ino)?;
                 fs.setattr_now(ino, fh, set)
             }),
             Ok(_) => done(self.setattr_now(ino, fh, set)),
@@ -532,22 +401,22 @@ impl Fs {
             return Ok(self.ctl_attr(node));
         }
         let mut wtxn = self.store.write()?;
-        let mut inode = self.inode(&wtxn, ino)?;
+        let mut inode = self.tree.inode(&wtxn, ino)?;
         if inode.unreal && set.size == Some(0) {
             // Cut to nothing: no need for the old bytes (no copy-up).
             let how = crate::real::Open::flags(libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC);
-            let path = self.real_path(&wtxn, ino)?;
+            let path = self.tree.real_path(&wtxn, ino)?;
             let mode = inode.perm.into();
             self.real
                 .open_file(&path, crate::real::Open { mode, ..how })?;
             inode.unreal = false;
         }
         let path = (inode.parent != 0 && !inode.unreal)
-            .then(|| self.real_path(&wtxn, ino))
+            .then(|| self.tree.real_path(&wtxn, ino))
             .transpose()?;
         let file = fh
             .and_then(|fh| self.handle_file(fh))
-            .or_else(|| self.open_file(ino));
+            .or_else(|| self.tree.open_file(ino));
         if let Some(mode) = set.mode {
             inode.perm = (mode & 0o7777) as u16;
             match (&file, &path) {
@@ -575,7 +444,7 @@ impl Fs {
                 _ if inode.unreal => return Err(Error::Unreal),
                 _ => return Err(Error::not_found()),
             }
-            self.recorder.touched(ino, size == 0);
+            self.tree.recorder.touched(ino, size == 0);
         }
         if set.atime.is_some() || set.mtime.is_some() {
             if let Some(path) = &path {
@@ -589,7 +458,7 @@ impl Fs {
                     Some(path) => self.real.metadata(path)?.modified()?,
                     None => mtime.unwrap_or_else(SystemTime::now),
                 };
-                if inode.kind != Kind::File || !self.recorder.is_pending(ino) {
+                if inode.kind != Kind::File || !self.tree.recorder.is_pending(ino) {
                     inode.mtime = mtime.into();
                 }
             }
@@ -604,7 +473,7 @@ impl Fs {
     /// The target of symlink `ino`.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let txn = self.store.read()?;
-        let inode = self.inode(&txn, ino)?;
+        let inode = self.tree.inode(&txn, ino)?;
         if inode.kind != Kind::Symlink {
             return Err(Error::Invalid("not a symlink".into()));
         }
@@ -626,7 +495,7 @@ impl Fs {
             return self.ctl_readdir(node, offset, emit);
         }
         let txn = self.store.read()?;
-        let dir = self.inode(&txn, ino)?;
+        let dir = self.tree.inode(&txn, ino)?;
         if dir.kind != Kind::Dir {
             return Err(Error::NotDir);
         }

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::unreal::UnrealFile;
 use super::waits::{ReadDone, with_read_buffer};
 use super::{Error, Fs, Result, lock};
 use crate::cache::chunks::{Chunks, Failure};
 use crate::cache::fetch::{READAHEAD, RETRY, error};
 use crate::store::cache::CHUNK;
+use crate::sync::unreal::UnrealFile;
 
 /// A FUSE read of an unreal file that waits for chunks: answered by the
 /// thread that stores its last chunk, or at its deadline.
@@ -193,9 +193,9 @@ impl Fs {
             let Ok(txn) = self.store.read() else {
                 return false;
             };
-            match self.inode(&txn, p.uf.ino) {
+            match self.tree.inode(&txn, p.uf.ino) {
                 Ok(inode) if !inode.unreal && inode.hash == Some(p.uf.blob.hash) => {
-                    match self.real_path(&txn, p.uf.ino) {
+                    match self.tree.real_path(&txn, p.uf.ino) {
                         Ok(path) => path,
                         Err(_) => return false,
                     }

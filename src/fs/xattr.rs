@@ -54,10 +54,11 @@ impl Fs {
         let Some(field) = name.strip_prefix(REALIZE) else {
             return self.store.xattrs.get(&txn, ino, name)?.ok_or(Error::NoData);
         };
-        let inode = self.inode(&txn, ino)?;
+        let inode = self.tree.inode(&txn, ino)?;
         let status = self.entry_status(&txn, ino, &inode)?;
         match field {
             b"mode" => Ok(self
+                .tree
                 .effective_mode(&txn, ino)?
                 .0
                 .as_str()
@@ -92,10 +93,10 @@ impl Fs {
                 .trim_end_matches('\n');
             let mode =
                 super::ctl::parse_mode_word(word).map_err(|e| self.refuse(&path, &command, e))?;
-            return self.set_mode(ino, mode);
+            return Ok(self.tree.set_mode(ino, mode)?);
         }
         let mut wtxn = self.store.write()?;
-        self.inode(&wtxn, ino)?;
+        self.tree.inode(&wtxn, ino)?;
         let exists = self.store.xattrs.get(&wtxn, ino, name)?.is_some();
         if flags & XATTR_CREATE != 0 && exists {
             return Err(Error::Exists("attribute exists".into()));
@@ -114,7 +115,7 @@ impl Fs {
             return Ok(Vec::new());
         }
         let txn = self.store.read()?;
-        let inode = self.inode(&txn, ino)?;
+        let inode = self.tree.inode(&txn, ino)?;
         let mut out = Vec::new();
         for field in REALIZE_NAMES {
             if field == "hash" && inode.hash.is_none() {
@@ -143,7 +144,7 @@ impl Fs {
         })?;
         if name.starts_with(REALIZE) {
             if name == b"user.realize.mode" {
-                return self.set_mode(ino, None);
+                return Ok(self.tree.set_mode(ino, None)?);
             }
             return Err(Error::Perm("read-only attribute".into()));
         }

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::store::versions::Content;
 use crate::store::versions::PathRecord;
-use crate::sync::merge::Content;
 
 /// Protocol version spoken here; a hello with another is refused.
 pub const VERSION: u16 = 2;

@@ -164,6 +164,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Duration setting `key`, read in a transaction of its own;
+    /// `fallback` when the database cannot be read.
+    pub fn duration_or(
+        &self,
+        key: config::Key,
+        fallback: std::time::Duration,
+    ) -> std::time::Duration {
+        self.read()
+            .and_then(|txn| self.config.duration(&txn, key))
+            .unwrap_or(fallback)
+    }
+
     /// Starts a read transaction (a consistent snapshot).
     pub fn read(&self) -> Result<RoTxn<'_, heed::WithoutTls>> {
         Ok(self.env.read_txn()?)

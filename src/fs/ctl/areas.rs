@@ -29,7 +29,7 @@ pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
     let mut failed = None;
     store.namespace.children(&txn, ROOT, 0, |_, entry| {
         let line = (|| -> Result<String> {
-            let (mode, _) = fs.effective_mode(&txn, entry.ino)?;
+            let (mode, _) = fs.tree.effective_mode(&txn, entry.ino)?;
             let area = store.areas.get(&txn, entry.ino)?.unwrap_or_default();
             let peers = if area.shares.is_empty() {
                 "-".to_string()
@@ -116,7 +116,7 @@ const COMMANDS: &[Cmd] = &[
                 }
                 other => other,
             })?;
-            fs.forget_entry(ROOT, &name);
+            fs.tree.forget_entry(ROOT, &name);
             Ok(())
         },
     },
@@ -128,7 +128,7 @@ fn share(fs: &Fs, name: &str, peer: &str) -> Result<()> {
     let peer = super::peers::known_peer(fs, peer)?;
     let wanted = name_field(name)?;
     if !wanted.contains(&b'/') {
-        fs.area_named(&wanted, true)?;
+        fs.tree.area_named(&wanted, true)?;
     }
     let (ino, _) = area(fs, name)?;
     change_shares(fs, ino, |shares| {

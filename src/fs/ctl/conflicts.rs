@@ -53,8 +53,9 @@ const COMMANDS: &[Cmd] = &[Cmd {
     run: |fs, _, args| {
         let (area, path) = (name_field(args[0])?, name_field(args[1])?);
         let ino = fs
+            .tree
             .area_named(&area, false)?
             .ok_or_else(|| Error::NotFound(format!("no area {}", escape(&area))))?;
-        fs.clear_conflict(ino, &path)
+        Ok(fs.tree.clear_conflict(ino, &path)?)
     },
 }];

@@ -96,7 +96,7 @@ const COMMANDS: &[Cmd] = &[Cmd {
                 return now(fs, Some(peer), None);
             }
             let name = name_field(target)?;
-            if fs.area_named(&name, false)?.is_none() {
+            if fs.tree.area_named(&name, false)?.is_none() {
                 return Err(Error::NotFound(format!("no peer or area {target}")));
             }
             now(fs, None, Some(name))

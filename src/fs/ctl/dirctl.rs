@@ -55,18 +55,18 @@ fn on_entry(fs: &Fs, owner: Ino, verb: &str, name: &str) -> Result<()> {
             .namespace
             .lookup(&txn, owner, &name)?
             .ok_or_else(|| Error::NotFound(format!("no entry {}", crate::format::escape(&name))))?;
-        (ino, fs.inode(&txn, ino)?)
+        (ino, fs.tree.inode(&txn, ino)?)
     };
     match (verb, inode.hash) {
         ("fetch" | "evict", _) if inode.kind != Kind::File => {
             Err(Error::Invalid(format!("{verb} takes a file")))
         }
         ("fetch", _) if !inode.unreal => Ok(()),
-        ("fetch", _) => fs.fetch_into_cache(ino),
+        ("fetch", _) => Ok(fs.tree.fetch_into_cache(ino)?),
         ("evict", Some(hash)) if inode.unreal => Ok(fs.cache.evict_blob(hash)?),
         ("evict", _) => Err(Error::Busy(
             "the file is real, not cached: mark it unreal to let it go".into(),
         )),
-        (word, _) => fs.set_mode(ino, parse_mode_word(word)?),
+        (word, _) => Ok(fs.tree.set_mode(ino, parse_mode_word(word)?)?),
     }
 }

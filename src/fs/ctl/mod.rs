@@ -33,8 +33,7 @@ use super::{Attr, DirEntry, Error, Fs, Result};
 use crate::store::namespace::Kind;
 use crate::store::{Ino, ROOT};
 
-/// The name of the control directory.
-pub const CTL_NAME: &str = ".ctl";
+pub use crate::sync::CTL_NAME;
 
 const CTL_BIT: u64 = 1 << 63;
 

@@ -34,9 +34,9 @@ impl Fs {
             Kind::Dir => "dir",
             Kind::Symlink => "link",
         };
-        let dirty =
-            inode.kind == Kind::File && (inode.hash.is_none() || self.recorder.is_pending(ino));
-        let (mode, own) = self.effective_mode(txn, ino)?;
+        let dirty = inode.kind == Kind::File
+            && (inode.hash.is_none() || self.tree.recorder.is_pending(ino));
+        let (mode, own) = self.tree.effective_mode(txn, ino)?;
         let size = match inode.kind {
             Kind::Dir => None,
             _ => Some(self.attr_of(txn, ino, inode)?.size),
@@ -45,7 +45,7 @@ impl Fs {
             0 => None,
             _ if inode.area == 0 || inode.area == ino => None,
             _ => {
-                let path = self.area_path(txn, ino)?;
+                let path = self.tree.area_path(txn, ino)?;
                 self.store.versions.get(txn, inode.area, &path)?
             }
         };

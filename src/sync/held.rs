@@ -7,12 +7,12 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{Fs, Result, lock};
+use super::{Result, Tree, lock};
 use crate::blob::Outboard;
 use crate::store::Ino;
 use crate::store::namespace::Kind;
 
-impl Fs {
+impl Tree {
     /// The file that holds blob `hash`, shown at `path` of `area`: the
     /// real file there (its recorded content, no write pending), or the
     /// blob's verified copy in the cache when the file there is unreal
@@ -47,7 +47,7 @@ impl Fs {
     }
 
     /// Up to `len` bytes at `offset` of blob `hash` held at `path` of
-    /// `area` (see [`Fs::held_file`]), for a peer. Bytes from the cache
+    /// `area` (see [`Tree::held_file`]), for a peer. Bytes from the cache
     /// are verified first; a damaged cache file is dropped and nothing is
     /// sent (`None`, as when the blob is not held here).
     pub fn read_held(

@@ -2,15 +2,15 @@
 //! shared with, what a hello offers, the files a peer may read from here,
 //! and the conflicts a user clears.
 
+use super::local::{Left, put_local};
+use super::merge::losers;
 use super::remote::shown;
-use super::{Fs, Result};
+use super::{Result, Tree};
 use crate::ids::PeerId;
 use crate::store::namespace::Mode;
 use crate::store::{Ino, ROOT};
-use crate::sync::local::{Left, put_local};
-use crate::sync::merge::losers;
 
-impl Fs {
+impl Tree {
     /// The area called `name`; with `create`, an area that does not exist
     /// is made in `config mode.remote` (a share accepted from a peer).
     pub fn area_named(&self, name: &[u8], create: bool) -> Result<Option<Ino>> {
@@ -22,27 +22,19 @@ impl Fs {
         if !create {
             return Ok(None);
         }
-        let root = self.getattr(ROOT)?;
-        let caller = super::Caller {
-            uid: root.uid,
-            gid: root.gid,
+        let (owner, mode) = {
+            let txn = self.store.read()?;
+            let root = self.inode(&txn, ROOT)?;
+            let mode = self
+                .store
+                .config
+                .get(&txn, crate::store::config::Key::ModeRemote)?;
+            (
+                (root.uid, root.gid),
+                Mode::parse(&mode).unwrap_or(Mode::Unreal),
+            )
         };
-        self.create_area(name, 0o755, caller)?;
-        let mut wtxn = self.store.write()?;
-        let ino = self
-            .store
-            .namespace
-            .lookup(&wtxn, ROOT, name)?
-            .ok_or_else(super::Error::not_found)?;
-        let mut inode = self.inode(&wtxn, ino)?;
-        let mode = self
-            .store
-            .config
-            .get(&wtxn, crate::store::config::Key::ModeRemote)?;
-        inode.mode = Some(Mode::parse(&mode).unwrap_or(Mode::Unreal));
-        self.store.namespace.put(&mut wtxn, ino, &inode)?;
-        wtxn.commit()?;
-        Ok(Some(ino))
+        Ok(Some(self.make_area(name, 0o755, owner, Some(mode))?))
     }
 
     /// Every (peer, area name) this peer shares an area with.

@@ -1,18 +1,11 @@
-//! Unreal files: opening them, fetching their chunks from holders into
-//! the blob cache, and copy-up. Reads of them are [`super::reads`].
+//! Unreal files: opening them from the blob cache, prefetching the small
+//! files that follow one in its directory, and copy-up (making one real
+//! before a write).
 //!
 //! An unreal file's bytes live in a sparse cache file `DATA/cache/HASH`,
-//! filled chunk by chunk ([`CHUNK`], 4 MiB) from the peers that hold the
-//! blob; which chunks are present is kept in LMDB ([`crate::store::cache`]).
-//! A read waits for the chunks it covers (at most `net.timeout`, then
-//! EHOSTUNREACH) and, when reads follow each other, starts fetching the
-//! next [`READAHEAD`] chunks so that a cold sequential read keeps the link
-//! busy. A chunk is written to the cache only once it arrived whole and
-//! each of its pieces matched the blob's outboard ([`super::pieces`]); a
-//! chunk that does not is dropped, counted in `verify.failures`, and
-//! fetched again from another holder. A blob whose chunks are all in is
-//! `verified`. Chunks are spread over the blob's holders, and a holder
-//! slower than [`crate::net::blobs::HEDGE`] is passed over.
+//! filled chunk by chunk from the peers that hold the blob
+//! ([`crate::cache::fetch`]); an open unreal file pins its blob there.
+//! Reads of it are the dispatcher's (`fs/reads.rs`).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -20,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Error, Fs, Result, lock, wait};
+use super::{Error, Result, Tree, lock, wait};
 use crate::cache::BlobRef;
 use crate::store::Ino;
 use crate::store::cache::CHUNK;
@@ -29,11 +22,11 @@ pub use crate::cache::fetches::Transfer;
 
 /// What copy-ups and unrealizes have in hand.
 #[derive(Default)]
-pub(super) struct Unreal {
-    /// Inodes being copied up (see [`Fs::copy_up`]).
+pub(crate) struct Unreal {
+    /// Inodes being copied up (see [`Tree::copy_up`]).
     copying: (Mutex<HashSet<Ino>>, Condvar),
-    /// Blobs this peer is dropping from its Real (see [`Fs::keeps`]).
-    pub(super) dropping: Mutex<HashSet<[u8; 32]>>,
+    /// Blobs this peer is dropping from its Real (see [`Tree::keeps`]).
+    pub(crate) dropping: Mutex<HashSet<[u8; 32]>>,
 }
 
 /// The turn of one copy-up of an inode: taken when no other copy-up of it
@@ -68,7 +61,7 @@ pub const PREFETCH_FILES: usize = 32;
 
 /// Keeps a blob pinned in the cache while it lives.
 struct Pin {
-    fs: std::sync::Weak<Fs>,
+    fs: std::sync::Weak<Tree>,
     hash: [u8; 32],
 }
 
@@ -83,19 +76,19 @@ impl Drop for Pin {
 /// What an open unreal file reads from. Its descriptor of the cache file
 /// stays right: the file is never swapped while a handle has the blob
 /// open (see [`crate::cache::Cache::with_open`]).
-pub(super) struct UnrealFile {
-    /// The inode: it may become real while open (see [`Fs::read_realized`]).
-    pub(super) ino: Ino,
-    pub(super) blob: BlobRef,
-    pub(super) file: File,
+pub(crate) struct UnrealFile {
+    /// The inode: it may become real while open (see [`Tree::read_realized`]).
+    pub(crate) ino: Ino,
+    pub(crate) blob: BlobRef,
+    pub(crate) file: File,
     _pin: Pin,
     /// Where the last read ended: a read starting there is sequential.
-    pub(super) next: AtomicU64,
+    pub(crate) next: AtomicU64,
 }
 
-impl Fs {
+impl Tree {
     /// Opens unreal file `ino` for reading from the cache.
-    pub(super) fn open_unreal(&self, ino: Ino) -> Result<UnrealFile> {
+    pub(crate) fn open_unreal(&self, ino: Ino) -> Result<UnrealFile> {
         let txn = self.store.read()?;
         let inode = self.inode(&txn, ino)?;
         let hash = inode.hash.ok_or_else(Error::not_found)?;
@@ -138,7 +131,7 @@ impl Fs {
     /// Starts fetching the small unreal files that follow entry `name` of
     /// directory `parent` (see [`PREFETCH_FILES`]); failures are left to
     /// the reads that will need them.
-    pub(super) fn prefetch_after(&self, parent: Ino, name: &[u8]) -> Result<()> {
+    pub(crate) fn prefetch_after(&self, parent: Ino, name: &[u8]) -> Result<()> {
         let txn = self.store.read()?;
         let Some(cookie) = self.store.namespace.cookie(&txn, parent, name)? else {
             return Ok(());
@@ -182,11 +175,11 @@ impl Fs {
 
     /// Makes unreal file `ino` real (copy-up before a write, and a realize
     /// by mode): makes room, fetches it whole and moves it into the Real
-    /// ([`Fs::realize_cached`]). The recorded hash stays, so a write that
+    /// ([`Tree::realize_cached`]). The recorded hash stays, so a write that
     /// follows is recorded as an edit based on it. One copy-up of an inode
     /// at a time: a second one (a writer while the life thread realizes
     /// it) waits for the first and finds the file real.
-    pub(super) fn copy_up(&self, ino: Ino) -> Result<()> {
+    pub(crate) fn copy_up(&self, ino: Ino) -> Result<()> {
         let _turn = CopyTurn::take(&self.unreal.copying, ino);
         {
             let txn = self.store.read()?;

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Fs, Result, lock};
+use super::{Result, Tree, lock};
 use crate::store::Ino;
 use crate::store::history::{Op, OpKind};
 
@@ -56,7 +56,7 @@ impl State {
 
 /// The in-memory set of written files not yet recorded.
 #[derive(Default)]
-pub(super) struct Recorder {
+pub(crate) struct Recorder {
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -78,12 +78,12 @@ impl Recorder {
     }
 
     /// A handle that may write `ino` was opened.
-    pub(super) fn opened_for_write(&self, ino: Ino) {
+    pub(crate) fn opened_for_write(&self, ino: Ino) {
         self.change(ino, |p| p.writers += 1);
     }
 
     /// A writing handle of `ino` was closed; its rest starts now.
-    pub(super) fn released(&self, ino: Ino) {
+    pub(crate) fn released(&self, ino: Ino) {
         let mut state = lock(&self.state);
         let closed = state.pending.get_mut(&ino).is_some_and(|p| {
             p.writers = p.writers.saturating_sub(1);
@@ -97,22 +97,22 @@ impl Recorder {
 
     /// `ino` changed without a handle (truncate, create); `overwrite` when
     /// its content was cut to nothing.
-    pub(super) fn touched(&self, ino: Ino, overwrite: bool) {
+    pub(crate) fn touched(&self, ino: Ino, overwrite: bool) {
         self.change(ino, |p| p.overwrite |= overwrite);
     }
 
     /// `ino` is gone: nothing to record.
-    pub(super) fn forget(&self, ino: Ino) {
+    pub(crate) fn forget(&self, ino: Ino) {
         lock(&self.state).pending.remove(&ino);
     }
 
     /// Whether `ino` waits to be recorded (its status is `dirty`).
-    pub(super) fn is_pending(&self, ino: Ino) -> bool {
+    pub(crate) fn is_pending(&self, ino: Ino) -> bool {
         lock(&self.state).pending.contains_key(&ino)
     }
 
     /// Stops the background thread.
-    pub(super) fn stop(&self) {
+    pub(crate) fn stop(&self) {
         lock(&self.state).stopped = true;
         self.wake.notify_all();
     }
@@ -166,10 +166,10 @@ impl Recorder {
     }
 }
 
-impl Fs {
+impl Tree {
     /// The recorder thread's loop: record what has rested, flush LMDB now
     /// and then, sleep until the next file is due.
-    pub(super) fn run_recorder(&self) {
+    pub(crate) fn run_recorder(&self) {
         let mut synced = Instant::now();
         loop {
             if let Err(e) = self.record_pending(false) {
@@ -188,14 +188,10 @@ impl Fs {
     }
 
     fn rest(&self) -> Duration {
-        self.store
-            .read()
-            .and_then(|txn| {
-                self.store
-                    .config
-                    .duration(&txn, crate::store::config::Key::ConsensusRest)
-            })
-            .unwrap_or(Duration::from_secs(10))
+        self.store.duration_or(
+            crate::store::config::Key::ConsensusRest,
+            Duration::from_secs(10),
+        )
     }
 
     /// Records every closed file now, rested or not (as `sync(1)`
@@ -206,7 +202,7 @@ impl Fs {
 
     /// Records the closed files that have rested (all closed ones with
     /// `all`).
-    pub(super) fn record_pending(&self, all: bool) -> Result<()> {
+    pub(crate) fn record_pending(&self, all: bool) -> Result<()> {
         for (ino, changed, overwrite) in self.recorder.due(self.rest(), all) {
             self.record_write(ino, changed, overwrite)?;
         }

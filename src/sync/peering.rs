@@ -1,14 +1,14 @@
-//! The core as the network sees it: [`crate::net::Core`] over the
-//! dispatcher. Every answer for a peer first checks that the area is
+//! The core as the network sees it: [`crate::net::core::Core`] over the
+//! tree. Every answer for a peer first checks that the area is
 //! shared with it; what it serves is read and checked here (see
-//! [`Fs::read_held`]), what it applies is merged here (see
-//! [`Fs::apply_remote`]).
+//! [`Tree::read_held`]), what it applies is merged here (see
+//! [`Tree::apply_remote`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::Fs;
+use super::Tree;
 use super::remote::Pull;
 use crate::ids::PeerId;
 use crate::net::core::{AreaPull, Core, KnownPeer, Page, Policy};
@@ -23,7 +23,7 @@ fn local<E: std::fmt::Display>(e: E) -> RequestError {
     RequestError::Local(e.to_string())
 }
 
-impl Fs {
+impl Tree {
     /// The area `name` when it is shared with `peer`; refused otherwise,
     /// so that nothing of an area leaves for a peer it is not shared with.
     fn area_shared_with(&self, peer: PeerId, name: &[u8]) -> Result<Ino, RequestError> {
@@ -70,7 +70,7 @@ impl Fs {
 
 /// A pull of one area from one peer (see [`AreaPull`]).
 struct PullOf {
-    fs: Arc<Fs>,
+    fs: Arc<Tree>,
     area: Ino,
     peer: PeerId,
     since: u64,
@@ -99,7 +99,7 @@ impl AreaPull for PullOf {
     }
 }
 
-impl Core for Fs {
+impl Core for Tree {
     fn household(&self) -> &Household {
         &self.household
     }
@@ -160,11 +160,11 @@ impl Core for Fs {
     }
 
     fn offers(&self, peer: PeerId) -> Result<Offers, RequestError> {
-        Fs::offers(self, peer).map_err(local)
+        Tree::offers(self, peer).map_err(local)
     }
 
     fn shared_areas(&self) -> Result<Vec<(PeerId, Vec<u8>)>, RequestError> {
-        Fs::shared_areas(self).map_err(local)
+        Tree::shared_areas(self).map_err(local)
     }
 
     fn has_area(&self, area: &[u8]) -> Result<bool, RequestError> {
@@ -172,7 +172,7 @@ impl Core for Fs {
     }
 
     fn round_needed(&self, peer: PeerId, area: &[u8], theirs: u64) -> Result<bool, RequestError> {
-        Fs::round_needed(self, peer, area, theirs).map_err(local)
+        Tree::round_needed(self, peer, area, theirs).map_err(local)
     }
 
     fn changes(&self, peer: PeerId, area: &[u8], since: u64) -> Result<Page, RequestError> {

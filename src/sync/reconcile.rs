@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use super::{Caller, Fs, Result};
+use super::{Result, Tree};
 use crate::real::RealPath;
 use crate::store::history::OpKind;
 use crate::store::namespace::{Inode, Kind, Timestamp};
@@ -30,9 +30,9 @@ fn kind_of(meta: &Metadata) -> Option<Kind> {
     }
 }
 
-impl Fs {
+impl Tree {
     /// Brings the namespace in line with the Real (see the module doc).
-    pub(super) fn reconcile(&self) -> Result<()> {
+    pub(crate) fn reconcile(&self) -> Result<()> {
         // Files a peer removed during a pull the process did not finish go
         // to the cache (`HASH-N`; anything else stays).
         let stash = self.stash_dir();
@@ -48,19 +48,15 @@ impl Fs {
                 self.stash_to_cache(&path, hash)?;
             }
         }
-        // Areas first, each in its own transaction (create_area takes one).
+        // Areas first, each in its own transaction (make_area takes one).
         for (name, meta) in self.real.read_dir(&RealPath::root())? {
             let known = {
                 let txn = self.store.read()?;
                 self.store.namespace.lookup(&txn, ROOT, &name)?
             };
-            if known.is_none() && meta.is_dir() && name != super::ctl::CTL_NAME.as_bytes() {
-                let caller = Caller {
-                    uid: meta.uid(),
-                    gid: meta.gid(),
-                };
+            if known.is_none() && meta.is_dir() && name != super::CTL_NAME.as_bytes() {
                 let perm = (meta.permissions().mode() & 0o7777) as u16;
-                self.create_area(&name, perm, caller)?;
+                self.make_area(&name, perm, (meta.uid(), meta.gid()), None)?;
             }
         }
         let mut wtxn = self.store.write()?;
@@ -107,8 +103,7 @@ impl Fs {
         for (name, meta) in self.real.read_dir(path)? {
             let name = name.as_slice();
             let child_path = path.join(name);
-            let Some(kind) = kind_of(&meta).filter(|_| name != super::ctl::CTL_NAME.as_bytes())
-            else {
+            let Some(kind) = kind_of(&meta).filter(|_| name != super::CTL_NAME.as_bytes()) else {
                 tracing::warn!("ignoring {child_path} in the Real");
                 continue;
             };

@@ -7,7 +7,7 @@
 //! so the Real never holds half a file: a crash leaves the file unreal,
 //! or real and whole (reconciliation takes it at the next mount).
 //! Unrealizing needs `copies` other holders, each asked first whether it
-//! still holds the blob and keeps it ([`Fs::keeps`]); a peer dropping the
+//! still holds the blob and keeps it ([`Tree::keeps`]); a peer dropping the
 //! blob itself says no, so two peers never drop their last two copies at
 //! once. The file is hard-linked into the cache, made unreal in LMDB,
 //! then unlinked from the Real: a crash between leaves it real. Files that
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Weak};
 use std::time::Duration;
 
-use super::{Error, Fs, Result, lock, wait};
+use super::{Error, Result, Tree, lock, wait};
 use crate::cache::BlobRef;
 use crate::net::Command;
 use crate::net::protocol::Message;
@@ -30,7 +30,7 @@ const RETRY: Duration = Duration::from_secs(30);
 
 /// Work for the life thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) enum Job {
+pub(crate) enum Job {
     /// Look at every file under an entry whose mode changed.
     Scan(Ino),
     /// Realize an unreal file if its mode is real.
@@ -48,7 +48,7 @@ struct Queue {
 
 /// The life thread's queue.
 #[derive(Default)]
-pub(super) struct Life {
+pub(crate) struct Life {
     queue: Mutex<Queue>,
     wake: Condvar,
     /// Real files under an unreal mode that wait for `copies` holders.
@@ -64,15 +64,15 @@ pub(super) struct Life {
 
 impl Life {
     /// Stops the thread after its current job.
-    pub(super) fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.wake.notify_all();
     }
 }
 
-impl Fs {
+impl Tree {
     /// Queues `job` for the life thread.
-    pub(super) fn life_job(&self, job: Job) {
+    pub(crate) fn life_job(&self, job: Job) {
         let mut queue = lock(&self.life.queue);
         if queue.queued.insert(job) {
             queue.order.push_back(job);
@@ -82,7 +82,7 @@ impl Fs {
 
     /// After a pull: realize the files it brought under a real mode, and
     /// try again the files that waited for holders or a peer.
-    pub(super) fn life_after_pull(&self, real: Vec<Ino>) {
+    pub(crate) fn life_after_pull(&self, real: Vec<Ino>) {
         for ino in real {
             self.life_job(Job::Realize(ino));
         }
@@ -103,7 +103,7 @@ impl Fs {
 
     /// The life thread: runs jobs until the mount ends. Errors are logged
     /// and put in `/.ctl/errors`; the file stays as it was.
-    pub(super) fn run_life(fs: Weak<Fs>) {
+    pub(crate) fn run_life(fs: Weak<Tree>) {
         // Background work: yield the CPU to requests and rounds.
         // SAFETY: setpriority on this thread's own id has no memory effects.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
@@ -138,10 +138,12 @@ impl Fs {
                 Ok(()) => {}
                 Err(Error::NotFound(_)) => {} // gone meanwhile
                 Err(e) => {
-                    if matches!(e, Error::Unreachable(_) | Error::TimedOut(_)) {
+                    if e.unreachable() {
                         lock(&me.life.unreachable).insert(job);
                     }
-                    me.refuse("mode", &me.job_label(job), e);
+                    let label = me.job_label(job);
+                    tracing::info!("mode {label}: {e}");
+                    me.errors.push("mode", &label, &e);
                 }
             }
         }
@@ -222,7 +224,7 @@ impl Fs {
     /// (renamed when no other handle reads it, copied otherwise), through
     /// the stash, and notes that this peer holds it. Nothing happens when
     /// the file was changed meanwhile.
-    pub(super) fn realize_cached(&self, ino: Ino, blob: &BlobRef) -> Result<()> {
+    pub(crate) fn realize_cached(&self, ino: Ino, blob: &BlobRef) -> Result<()> {
         let txn = self.store.read()?;
         let verified = self
             .store
@@ -332,9 +334,9 @@ impl Fs {
     /// Counts a writer of real file `ino` with the recorder, after any
     /// unrealize of it has finished; `false` when the file was unrealized
     /// meanwhile (the open starts again). Under the lock that
-    /// [`Fs::drop_real`] takes, so a writer is either counted before the
+    /// [`Tree::drop_real`] takes, so a writer is either counted before the
     /// unrealize looks, or comes after it.
-    pub(super) fn writer_arrives(&self, ino: Ino) -> Result<bool> {
+    pub(crate) fn writer_arrives(&self, ino: Ino) -> Result<bool> {
         let mut moving = lock(&self.life.moving);
         while moving.contains(&ino) {
             moving = wait(&self.life.moved, moving, Duration::from_millis(100));
@@ -391,7 +393,7 @@ impl Fs {
         outcome
     }
 
-    /// The moves of [`Fs::drop_real`], writers held off.
+    /// The moves of [`Tree::drop_real`], writers held off.
     fn move_to_cache(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
         let txn = self.store.read()?;
         let real = self.real_path(&txn, ino)?;
@@ -437,7 +439,7 @@ impl Fs {
     /// Makes sure `bytes` more fit on the disk of DATA above
     /// `cache.min_free`, evicting cached blobs first: ENOSPC when even an
     /// empty cache would not do.
-    pub(super) fn make_room(&self, bytes: u64) -> Result<()> {
+    pub(crate) fn make_room(&self, bytes: u64) -> Result<()> {
         let (_, min_free, free) = self.cache.cache_limits()?;
         let need = bytes.saturating_add(min_free);
         if free >= need {

@@ -1,7 +1,7 @@
 //! Remote versions into the namespace (DESIGN.md "Sync").
 //!
 //! A pull brings records of paths from a peer, page by page. Each record
-//! is merged into what this peer knows ([`crate::sync::merge`]); when the
+//! is merged into what this peer knows ([`super::merge`]); when the
 //! siblings of a path change, what the path shows changes with them:
 //! the winner at the path, each loser at its conflict copy. New files
 //! appear unreal (their bytes stay with their holders). A real file a peer
@@ -15,14 +15,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{Fs, Result};
+use super::merge::{Content, Version, add_sibling, conflict_path, losers};
+use super::{Result, Tree};
 use crate::ids::PeerId;
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::versions::{Holding, PathRecord};
 use crate::store::{Ino, RwTxn};
-use crate::sync::merge::{Content, Version, add_sibling, conflict_path, losers};
 
-/// What one pull has done so far; [`Fs::finish_pull`] ends it.
+/// What one pull has done so far; [`Tree::finish_pull`] ends it.
 #[derive(Default)]
 pub struct Pull {
     /// Real files removed by the peer, by blob, waiting in `DATA/stash`.
@@ -51,7 +51,7 @@ pub struct Pull {
 type Shown = (Option<Version<PeerId>>, Vec<(Vec<u8>, Version<PeerId>)>);
 
 /// What a path shows, from its siblings.
-pub(super) fn shown(path: &[u8], siblings: &[Version<PeerId>]) -> Shown {
+pub(crate) fn shown(path: &[u8], siblings: &[Version<PeerId>]) -> Shown {
     let winner = siblings
         .first()
         .filter(|w| w.content != Content::Deleted)
@@ -71,7 +71,7 @@ fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-impl Fs {
+impl Tree {
     /// Merges one page of records from `peer` into `area` and shows the
     /// changes, in one transaction that also notes `last`, the peer's feed
     /// number of the page's last record, as applied.
@@ -265,7 +265,7 @@ impl Fs {
     }
 
     /// Notes in `path`'s record that this peer holds `hash` there.
-    pub(super) fn hold(
+    pub(crate) fn hold(
         &self,
         wtxn: &mut RwTxn,
         area: Ino,
@@ -497,7 +497,7 @@ impl Fs {
     /// whole verified blob; a file that does not match stays in the stash
     /// (logged), since nothing else may know its bytes. Returns whether it
     /// moved.
-    pub(super) fn stash_to_cache(&self, file: &std::path::Path, hash: [u8; 32]) -> Result<()> {
+    pub(crate) fn stash_to_cache(&self, file: &std::path::Path, hash: [u8; 32]) -> Result<()> {
         let mut wtxn = self.store.write()?;
         if self
             .store
@@ -534,7 +534,7 @@ impl Fs {
     }
 
     /// `DATA/stash`, where files removed by a peer wait for the pull to end.
-    pub(super) fn stash_dir(&self) -> PathBuf {
+    pub(crate) fn stash_dir(&self) -> PathBuf {
         self.real.location().with_file_name("stash")
     }
 }
