@@ -12,6 +12,7 @@
 //! and two blobs' outboards say which pieces differ (delta edits). A blob
 //! of one piece or less has an empty outboard: it is verified whole.
 
+use crate::ids::BlobHash;
 use std::fs::File;
 use std::io::{self, Read};
 
@@ -35,8 +36,8 @@ pub struct Outboard {
 }
 
 /// BLAKE3 hash of `bytes`.
-pub fn hash_bytes(bytes: &[u8]) -> [u8; 32] {
-    *blake3::hash(bytes).as_bytes()
+pub fn hash_bytes(bytes: &[u8]) -> BlobHash {
+    BlobHash(*blake3::hash(bytes).as_bytes())
 }
 
 /// The chaining value of piece `index` whose bytes are `bytes` (at most
@@ -50,7 +51,7 @@ pub fn piece_value(index: u64, bytes: &[u8]) -> ChainingValue {
 
 /// Reads `file` from its current offset to its end: its hash and outboard
 /// in one pass.
-pub fn outboard_file(mut file: &File) -> io::Result<([u8; 32], Outboard)> {
+pub fn outboard_file(mut file: &File) -> io::Result<(BlobHash, Outboard)> {
     let mut pieces = Vec::new();
     let mut buf = vec![0; 16 * PIECE as usize];
     let mut size = 0u64;
@@ -91,13 +92,13 @@ fn read_full(file: &mut &File, buf: &mut [u8]) -> io::Result<usize> {
 /// The hash that `outboard`'s pieces merge to for a blob of `size` bytes,
 /// or zeros when the outboard does not have the blob's number of pieces
 /// (more than one).
-pub fn root_of(outboard: &Outboard, size: u64) -> [u8; 32] {
+pub fn root_of(outboard: &Outboard, size: u64) -> BlobHash {
     let count = size.div_ceil(PIECE);
     if count < 2 || outboard.pieces.len() as u64 != count {
-        return [0; 32];
+        return BlobHash([0; 32]);
     }
     let (left, right) = halves(outboard, 0, size);
-    *merge_subtrees_root(&left, &right, Mode::Hash).as_bytes()
+    BlobHash(*merge_subtrees_root(&left, &right, Mode::Hash).as_bytes())
 }
 
 /// The chaining values of the two halves of the subtree covering bytes
@@ -141,7 +142,7 @@ impl Outboard {
 
     /// Whether `bytes` are piece `index` of the blob `hash` of `size`
     /// bytes that this outboard describes (trusted: see [`root_of`]).
-    pub fn verify(&self, hash: &[u8; 32], size: u64, index: u64, bytes: &[u8]) -> bool {
+    pub fn verify(&self, hash: &BlobHash, size: u64, index: u64, bytes: &[u8]) -> bool {
         if size <= PIECE {
             return index == 0 && bytes.len() as u64 == size && hash_bytes(bytes) == *hash;
         }
@@ -156,7 +157,7 @@ impl Outboard {
     /// Verifies `bytes`, which start at piece `first` and cover whole
     /// pieces (the last piece of the blob may be short): the index of the
     /// first piece that does not match, if any.
-    pub fn verify_span(&self, hash: &[u8; 32], size: u64, first: u64, bytes: &[u8]) -> Option<u64> {
+    pub fn verify_span(&self, hash: &BlobHash, size: u64, first: u64, bytes: &[u8]) -> Option<u64> {
         self.verify_part(hash, size, 0, first, bytes)
     }
 
@@ -165,7 +166,7 @@ impl Outboard {
     /// [`crate::store::cache::Cache::pieces`]).
     pub fn verify_part(
         &self,
-        hash: &[u8; 32],
+        hash: &BlobHash,
         size: u64,
         from: u64,
         first: u64,
@@ -197,7 +198,7 @@ mod tests {
         (0..size).map(|i| (i * 7 + i / 4096) as u8).collect()
     }
 
-    fn outboard_of(bytes: &[u8]) -> ([u8; 32], Outboard) {
+    fn outboard_of(bytes: &[u8]) -> (BlobHash, Outboard) {
         let mut file = tempfile::tempfile().expect("temp file");
         file.write_all(bytes).expect("write");
         use std::io::Seek;
@@ -245,7 +246,7 @@ mod tests {
         outboard.pieces[4][0] ^= 1;
         assert_ne!(root_of(&outboard, bytes.len() as u64), hash);
         outboard.pieces.pop();
-        assert_eq!(root_of(&outboard, bytes.len() as u64), [0; 32]);
+        assert_eq!(root_of(&outboard, bytes.len() as u64), BlobHash([0; 32]));
         let back = Outboard::from_bytes(&outboard.to_bytes()).expect("whole values");
         assert_eq!(back, outboard);
         assert!(Outboard::from_bytes(&[0; 33]).is_none());

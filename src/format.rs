@@ -5,6 +5,7 @@
 //! Everything here is pure and unit-tested; control files call these and
 //! nothing else to read or write a field.
 
+use crate::ids::BlobHash;
 use std::time::{Duration, SystemTime};
 
 /// Why a field could not be parsed; the text is shown in `/.ctl/errors`.
@@ -143,19 +144,16 @@ pub fn format_time(time: SystemTime) -> String {
 }
 
 /// Formats a BLAKE3 hash as 64 lowercase hex characters, or `-` for none.
-pub fn format_hash(hash: Option<&[u8; 32]>) -> String {
+pub fn format_hash(hash: Option<&BlobHash>) -> String {
     match hash {
-        Some(hash) => blake3::Hash::from_bytes(*hash).to_hex().to_string(),
+        Some(hash) => hash.to_string(),
         None => "-".to_string(),
     }
 }
 
 /// Parses a hash written by [`format_hash`] (64 lowercase hex characters).
-pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
-        return None;
-    }
-    blake3::Hash::from_hex(text).ok().map(|h| *h.as_bytes())
+pub fn parse_hash(text: &str) -> Option<BlobHash> {
+    text.parse().ok()
 }
 
 /// Splits a command line into fields at single spaces, after dropping one

@@ -4,9 +4,11 @@
 //!   written as 52 characters of lowercase RFC 4648 base32 without padding
 //!   (DESIGN.md "Words").
 //!
-//! Blob hashes (32 bytes, 64 lowercase hex characters in text), inode
-//! numbers and sequence numbers are still plain `[u8; 32]` and `u64`
-//! (`crate::store::Ino`); their newtypes belong here next.
+//! - [`BlobHash`]: a blob, known by the BLAKE3 hash of its bytes,
+//!   written as 64 lowercase hex characters.
+//!
+//! Each serializes as its inner value (postcard writes a newtype as its
+//! field), so records and frames keep their encoding.
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,5 +55,54 @@ impl FromStr for PeerId {
             return Err(bad());
         }
         Ok(id)
+    }
+}
+
+/// A blob's BLAKE3 hash (for blobs of more than one 64 KiB piece, the root
+/// of its outboard: [`crate::blob`]). Text form: 64 lowercase hex digits.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct BlobHash(pub [u8; 32]);
+
+impl BlobHash {
+    /// The 32 bytes, as LMDB keys and the wire take them.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 32 bytes as a slice.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for BlobHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(blake3::Hash::from_bytes(self.0).to_hex().as_str())
+    }
+}
+
+impl fmt::Debug for BlobHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobHash({self})")
+    }
+}
+
+/// Why a blob hash did not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad hash {0:?}: expected 64 lowercase hex digits")]
+pub struct BadBlobHash(pub String);
+
+impl FromStr for BlobHash {
+    type Err = BadBlobHash;
+    fn from_str(text: &str) -> Result<BlobHash, BadBlobHash> {
+        if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(BadBlobHash(text.to_string()));
+        }
+        blake3::Hash::from_hex(text)
+            .map(|h| BlobHash(*h.as_bytes()))
+            .map_err(|_| BadBlobHash(text.to_string()))
     }
 }

@@ -64,9 +64,9 @@ fn an_edit_records_the_blob_it_is_based_on() {
         .unwrap();
     let kinds: Vec<OpKind> = ops.iter().map(|(_, op)| op.kind).collect();
     assert_eq!(kinds, [OpKind::Create, OpKind::Edit, OpKind::Overwrite]);
-    assert_eq!(ops[0].1.hash, Some(*blake3::hash(b"base").as_bytes()));
-    assert_eq!(ops[1].1.base, Some(*blake3::hash(b"base").as_bytes()));
-    assert_eq!(ops[1].1.hash, Some(*blake3::hash(b"base more").as_bytes()));
+    assert_eq!(ops[0].1.hash, Some(realize::blob::hash_bytes(b"base")));
+    assert_eq!(ops[1].1.base, Some(realize::blob::hash_bytes(b"base")));
+    assert_eq!(ops[1].1.hash, Some(realize::blob::hash_bytes(b"base more")));
     assert_eq!(ops[2].1.base, None);
 }
 

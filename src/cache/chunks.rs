@@ -7,6 +7,7 @@
 //! [`Chunks`] owns the waiters of every chunk on its way, and remembers
 //! for [`GAVE_UP`] the chunks a read gave up on.
 
+use crate::ids::BlobHash;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 pub const GAVE_UP: Duration = Duration::from_secs(1);
 
 /// A chunk of a blob: (BLAKE3 hash, index from 0).
-pub type ChunkKey = ([u8; 32], u64);
+pub type ChunkKey = (BlobHash, u64);
 
 /// Why a fetch of a chunk failed, as every reader waiting for it sees it.
 #[derive(Clone, Debug)]
@@ -149,7 +150,7 @@ impl Chunks {
     }
 
     /// Whether a chunk of blob `hash` is on its way.
-    pub fn fetching(&self, hash: &[u8; 32]) -> bool {
+    pub fn fetching(&self, hash: &BlobHash) -> bool {
         lock(&self.waiters).keys().any(|(h, _)| h == hash)
     }
 
@@ -158,7 +159,7 @@ impl Chunks {
     /// Fetches of them then wait until each is settled.
     pub fn reserve(
         &self,
-        hash: [u8; 32],
+        hash: BlobHash,
         count: u64,
         may: impl FnOnce() -> bool,
     ) -> Option<Vec<u64>> {

@@ -10,6 +10,7 @@
 //! file becomes the new blob's (renamed, then patched in place), so a
 //! small edit of a large file costs neither a copy nor a hash of it.
 
+use crate::ids::BlobHash;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -25,7 +26,7 @@ const RUN: u64 = CHUNK;
 impl Cache {
     /// Notes that blob `new` was edited from `base`, which this peer has in
     /// its cache.
-    pub(crate) fn note_base(&self, new: [u8; 32], base: [u8; 32]) {
+    pub(crate) fn note_base(&self, new: BlobHash, base: BlobHash) {
         self.fetches.note_base(new, base);
     }
 
@@ -50,7 +51,7 @@ impl Cache {
         result
     }
 
-    fn patch_base(&self, blob: &BlobRef, base: [u8; 32], alone: bool) -> Result<()> {
+    fn patch_base(&self, blob: &BlobRef, base: BlobHash, alone: bool) -> Result<()> {
         let txn = self.store.read()?;
         let Some(based) = self.store.cache.get(&txn, &base)?.filter(|c| c.verified) else {
             return Ok(());

@@ -5,6 +5,7 @@
 //! it (so that a read storm does not scan the cache per chunk); the blobs
 //! of open files and of fetches under way are never evicted.
 
+use crate::ids::BlobHash;
 use std::sync::atomic::Ordering;
 
 use super::count;
@@ -12,7 +13,7 @@ use super::{Cache, Result};
 use crate::store::cache::Cached;
 
 /// A blob of the cache and its record.
-type CachedBlob = ([u8; 32], Cached);
+type CachedBlob = (BlobHash, Cached);
 
 /// What `/.ctl/cache` shows.
 pub struct CacheReport {
@@ -81,7 +82,7 @@ impl Cache {
 
     /// Evicts blob `hash` (`evict NAME`); EBUSY while a file has it open
     /// or a fetch is filling it.
-    pub fn evict_blob(&self, hash: [u8; 32]) -> Result<()> {
+    pub fn evict_blob(&self, hash: BlobHash) -> Result<()> {
         let gone = self.with_open(|open| -> Result<Option<Cached>> {
             if count(open, &hash) > 0 || self.chunks.fetching(&hash) {
                 return Err(super::Error::Busy(
@@ -101,7 +102,7 @@ impl Cache {
     /// Removes blob `hash` from the cache, record first (a crash between
     /// leaves a file without a record, never the reverse); what its record
     /// said, if it had one. Called within [`crate::cache::Cache::with_open`].
-    fn remove_blob(&self, hash: [u8; 32]) -> Result<Option<Cached>> {
+    fn remove_blob(&self, hash: BlobHash) -> Result<Option<Cached>> {
         let mut wtxn = self.store.write()?;
         let cached = self.store.cache.get(&wtxn, &hash)?;
         self.store.cache.remove(&mut wtxn, &hash)?;

@@ -7,6 +7,7 @@
 //! `verify.failures`, and fetched again from another holder; a holder
 //! slower than the hedge delay (`net::blobs::HEDGE`) is passed over.
 
+use crate::ids::BlobHash;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ pub(crate) fn error(failure: &Failure) -> Error {
 #[derive(Clone, Debug)]
 pub struct BlobRef {
     /// The blob's BLAKE3 hash.
-    pub hash: [u8; 32],
+    pub hash: BlobHash,
     /// Its size in bytes.
     pub size: u64,
     /// The area's inode on this peer (for the holders recorded there).
@@ -90,7 +91,7 @@ impl Cache {
         )
     }
 
-    pub(crate) fn has_chunk(&self, hash: &[u8; 32], c: u64) -> Result<bool> {
+    pub(crate) fn has_chunk(&self, hash: &BlobHash, c: u64) -> Result<bool> {
         let txn = self.store.read()?;
         Ok(self.store.cache.get(&txn, hash)?.is_some_and(|r| r.has(c)))
     }
@@ -185,7 +186,7 @@ impl Cache {
             peers.rotate_left(turn);
         }
         if let Some(area) = self.store.areas.get(&txn, uf.area)? {
-            for peer in area.shares.into_iter().map(PeerId) {
+            for peer in area.shares {
                 if !peers.contains(&peer) {
                     peers.push(peer);
                 }
@@ -212,7 +213,7 @@ impl Cache {
         self.settle_chunk(blob.hash, c, outcome);
     }
 
-    fn settle_chunk(&self, hash: [u8; 32], c: u64, outcome: Outcome) {
+    fn settle_chunk(&self, hash: BlobHash, c: u64, outcome: Outcome) {
         if outcome.is_err() {
             // A read that still needs the blob starts a new transfer.
             self.fetches.ended(&hash);
@@ -272,7 +273,7 @@ impl Cache {
 
     /// Marks chunk `c` of blob `hash` present (verified bytes in the cache
     /// file), and the blob verified when it was the last.
-    pub(crate) fn chunk_stored(&self, hash: [u8; 32], size: u64, c: u64) -> Result<Cached> {
+    pub(crate) fn chunk_stored(&self, hash: BlobHash, size: u64, c: u64) -> Result<Cached> {
         let mut wtxn = self.store.write()?;
         let mut cached = self
             .store
@@ -291,7 +292,7 @@ impl Cache {
     pub(crate) fn cached_state(
         &self,
         txn: &crate::store::RoTxn,
-        hash: &[u8; 32],
+        hash: &BlobHash,
     ) -> Result<(u64, u64, bool)> {
         Ok(match self.store.cache.get(txn, hash)? {
             Some(c) => (c.bytes(), c.size, c.verified),
@@ -314,7 +315,7 @@ impl Cache {
 
     /// Ends a reservation of [`Cache::reserve_chunks`]: chunks now in the
     /// cache wake their readers, the others are fetched again by them.
-    pub(crate) fn release_chunks(&self, hash: [u8; 32], chunks: &[u64], why: Option<&Error>) {
+    pub(crate) fn release_chunks(&self, hash: BlobHash, chunks: &[u64], why: Option<&Error>) {
         for &c in chunks {
             let stored = self.has_chunk(&hash, c).unwrap_or(false);
             let outcome = match (stored, why) {
@@ -327,7 +328,7 @@ impl Cache {
     }
 
     /// The blobs being fetched.
-    pub fn transfers(&self) -> Vec<([u8; 32], Transfer)> {
+    pub fn transfers(&self) -> Vec<(BlobHash, Transfer)> {
         self.fetches.transfers()
     }
 }

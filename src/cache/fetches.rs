@@ -3,6 +3,7 @@
 //! each edited blob can be built from (delta edits), one lock per outboard
 //! being fetched, and the peers that failed lately and are asked last.
 
+use crate::ids::BlobHash;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -39,25 +40,25 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The fetch bookkeeping of the cache (see the module doc).
 #[derive(Default)]
 pub struct Fetches {
-    transfers: Mutex<HashMap<[u8; 32], Transfer>>,
+    transfers: Mutex<HashMap<BlobHash, Transfer>>,
     /// Blob → the blob it was edited from, when this peer has the latter.
-    bases: Mutex<HashMap<[u8; 32], [u8; 32]>>,
+    bases: Mutex<HashMap<BlobHash, BlobHash>>,
     /// One lock per outboard being fetched, so that the readers of one
     /// blob fetch its outboard once.
-    outboards: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,
+    outboards: Mutex<HashMap<BlobHash, Arc<Mutex<()>>>>,
     /// Peers in trouble, since when.
     trouble: Mutex<HashMap<PeerId, Instant>>,
 }
 
 impl Fetches {
     /// Starts showing a transfer of blob `hash`, unless one is shown.
-    pub fn started(&self, hash: [u8; 32], transfer: impl FnOnce() -> Transfer) {
+    pub fn started(&self, hash: BlobHash, transfer: impl FnOnce() -> Transfer) {
         lock(&self.transfers).entry(hash).or_insert_with(transfer);
     }
 
     /// A chunk of `bytes` of blob `hash` came from `peer`, and the cache
     /// now has `done` bytes of it.
-    pub fn progressed(&self, hash: [u8; 32], bytes: u64, done: u64, peer: PeerId) {
+    pub fn progressed(&self, hash: BlobHash, bytes: u64, done: u64, peer: PeerId) {
         if let Some(t) = lock(&self.transfers).get_mut(&hash) {
             t.done = done;
             t.fetched += bytes;
@@ -67,12 +68,12 @@ impl Fetches {
 
     /// The transfer of blob `hash` ended (done, or failed: a reader that
     /// still needs the blob starts a new one).
-    pub fn ended(&self, hash: &[u8; 32]) {
+    pub fn ended(&self, hash: &BlobHash) {
         lock(&self.transfers).remove(hash);
     }
 
     /// The transfers shown now.
-    pub fn transfers(&self) -> Vec<([u8; 32], Transfer)> {
+    pub fn transfers(&self) -> Vec<(BlobHash, Transfer)> {
         lock(&self.transfers)
             .iter()
             .map(|(h, t)| (*h, t.clone()))
@@ -80,30 +81,30 @@ impl Fetches {
     }
 
     /// Notes that blob `new` was edited from `base`.
-    pub fn note_base(&self, new: [u8; 32], base: [u8; 32]) {
+    pub fn note_base(&self, new: BlobHash, base: BlobHash) {
         if new != base {
             lock(&self.bases).insert(new, base);
         }
     }
 
     /// The base blob `new` can be built from, if one is known.
-    pub fn base_of(&self, new: &[u8; 32]) -> Option<[u8; 32]> {
+    pub fn base_of(&self, new: &BlobHash) -> Option<BlobHash> {
         lock(&self.bases).get(new).copied()
     }
 
     /// Forgets the base of blob `new` (built, or not worth it).
-    pub fn forget_base(&self, new: &[u8; 32]) {
+    pub fn forget_base(&self, new: &BlobHash) {
         lock(&self.bases).remove(new);
     }
 
     /// The lock of the outboard fetch of blob `hash`: hold it while
     /// fetching, then [`Fetches::outboard_fetched`].
-    pub fn outboard_lock(&self, hash: [u8; 32]) -> Arc<Mutex<()>> {
+    pub fn outboard_lock(&self, hash: BlobHash) -> Arc<Mutex<()>> {
         Arc::clone(lock(&self.outboards).entry(hash).or_default())
     }
 
     /// The outboard of blob `hash` was fetched (or failed).
-    pub fn outboard_fetched(&self, hash: &[u8; 32]) {
+    pub fn outboard_fetched(&self, hash: &BlobHash) {
         lock(&self.outboards).remove(hash);
     }
 

@@ -33,6 +33,7 @@ pub mod verify;
 pub use error::{Error, Result};
 pub use fetch::BlobRef;
 
+use crate::ids::BlobHash;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,10 +45,10 @@ use crate::stats::Stats;
 use crate::store::Store;
 
 /// Open unreal handles (and pins) per blob.
-pub type OpenCounts = HashMap<[u8; 32], u32>;
+pub type OpenCounts = HashMap<BlobHash, u32>;
 
 /// How many handles (and pins) of `counts` have blob `hash` open.
-pub fn count(counts: &OpenCounts, hash: &[u8; 32]) -> u32 {
+pub fn count(counts: &OpenCounts, hash: &BlobHash) -> u32 {
     counts.get(hash).copied().unwrap_or(0)
 }
 
@@ -110,17 +111,17 @@ impl Cache {
     }
 
     /// The cache file of blob `hash`: `DATA/cache/HASH` (64 hex digits).
-    pub fn path(&self, hash: &[u8; 32]) -> PathBuf {
+    pub fn path(&self, hash: &BlobHash) -> PathBuf {
         self.dir.join(crate::format::format_hash(Some(hash)))
     }
 
     /// A handle on blob `hash` opened (count it before opening the file).
-    pub fn opened(&self, hash: [u8; 32]) {
+    pub fn opened(&self, hash: BlobHash) {
         *lock(&self.open).entry(hash).or_default() += 1;
     }
 
     /// A handle on blob `hash` closed.
-    pub fn closed(&self, hash: [u8; 32]) {
+    pub fn closed(&self, hash: BlobHash) {
         let mut open = lock(&self.open);
         if let Some(n) = open.get_mut(&hash) {
             *n -= 1;
@@ -132,7 +133,7 @@ impl Cache {
 
     /// Pins blob `hash` like an open handle (undone by [`Cache::closed`]);
     /// whether no handle had it open before.
-    pub fn pin_alone(&self, hash: [u8; 32]) -> bool {
+    pub fn pin_alone(&self, hash: BlobHash) -> bool {
         let mut open = lock(&self.open);
         let alone = !open.contains_key(&hash);
         *open.entry(hash).or_default() += 1;
@@ -140,7 +141,7 @@ impl Cache {
     }
 
     /// Whether a handle has blob `hash` open.
-    pub fn pinned(&self, hash: &[u8; 32]) -> bool {
+    pub fn pinned(&self, hash: &BlobHash) -> bool {
         lock(&self.open).contains_key(hash)
     }
 

@@ -3,6 +3,7 @@
 //! piece by piece before they are read or sent, and damaged cache files
 //! fetched again.
 
+use crate::ids::BlobHash;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -22,7 +23,7 @@ impl Cache {
     /// matches the hash; `None` when it does not (damaged).
     pub(crate) fn local_outboard(
         &self,
-        hash: [u8; 32],
+        hash: BlobHash,
         size: u64,
         file: &File,
     ) -> Result<Option<Outboard>> {
@@ -53,7 +54,7 @@ impl Cache {
     pub(crate) fn read_verified(
         &self,
         file: &File,
-        hash: [u8; 32],
+        hash: BlobHash,
         size: u64,
         offset: u64,
         buf: &mut [u8],
@@ -119,7 +120,7 @@ impl Cache {
     /// A piece of blob `hash` in the cache no longer matches (bit rot, a
     /// damaged DATA): counted, logged, and its chunk marked absent so that
     /// it is fetched again.
-    pub(crate) fn cache_damaged(&self, hash: [u8; 32], piece: u64) -> Result<()> {
+    pub(crate) fn cache_damaged(&self, hash: BlobHash, piece: u64) -> Result<()> {
         self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
         let hex = crate::format::format_hash(Some(&hash));
         tracing::warn!(
@@ -262,7 +263,7 @@ impl Cache {
 
     /// Counts and logs bytes from `peer` that do not match blob `hash`,
     /// and asks `peer` last for a while.
-    pub(crate) fn failed_verification(&self, hash: [u8; 32], peer: PeerId) -> Error {
+    pub(crate) fn failed_verification(&self, hash: BlobHash, peer: PeerId) -> Error {
         self.stats.verify_failures.fetch_add(1, Ordering::Relaxed);
         self.fetches.in_trouble(peer);
         let hex = crate::format::format_hash(Some(&hash));

@@ -5,6 +5,7 @@
 //! system core through [`super::core::Core::read_blob`]; what arrives is
 //! verified there too, piece by piece.
 
+use crate::ids::BlobHash;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -100,7 +101,7 @@ impl Manager {
         peer: PeerId,
         area: Vec<u8>,
         path: Vec<u8>,
-        hash: [u8; 32],
+        hash: BlobHash,
     ) -> Result<Message, RequestError> {
         let core = Arc::clone(&self.core);
         let held = blocking(move || core.holds(peer, &area, &path, hash)).await?;

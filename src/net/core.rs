@@ -7,6 +7,7 @@
 //! runtime thread. Every method that acts for a peer takes the peer's id
 //! and checks itself that the area is shared with it ("area not shared").
 
+use crate::ids::BlobHash;
 use std::time::Duration;
 
 use super::protocol::BlobRange;
@@ -103,7 +104,7 @@ pub trait Core: Send + Sync + 'static {
         peer: PeerId,
         area: &[u8],
         path: &[u8],
-        hash: [u8; 32],
+        hash: BlobHash,
     ) -> Result<bool, RequestError>;
     /// A round ended with `conflicts` paths left in conflict (counters).
     fn round_ended(&self, conflicts: u64);

@@ -3,6 +3,7 @@
 //! [`MAX_MESSAGE`] is refused before anything is allocated, and every
 //! message is validated after decoding.
 
+use crate::ids::BlobHash;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -104,7 +105,7 @@ pub enum Message {
         /// Where the answerer is said to hold the blob.
         path: Vec<u8>,
         /// The blob.
-        hash: [u8; 32],
+        hash: BlobHash,
     },
     /// Answer to [`Message::Holds`]; `false` also while the answerer is
     /// dropping its own copy of the blob.
@@ -122,7 +123,7 @@ pub struct BlobRange {
     /// Where the asker saw the blob.
     pub path: Vec<u8>,
     /// The blob.
-    pub hash: [u8; 32],
+    pub hash: BlobHash,
     /// First byte.
     pub offset: u64,
     /// Bytes wanted, at most [`MAX_READ`].
@@ -384,7 +385,7 @@ mod tests {
             Message::ReadBlob(BlobRange {
                 area: b"a".to_vec(),
                 path: b"f".to_vec(),
-                hash: [0; 32],
+                hash: BlobHash([0; 32]),
                 offset: 0,
                 len,
             })

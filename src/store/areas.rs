@@ -11,6 +11,7 @@ use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Ino, Postcard, Result};
+use crate::ids::PeerId;
 
 /// What an area has beyond its directory inode.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -18,14 +19,14 @@ pub struct Area {
     /// The last sequence number taken in this area (0: none yet). Numbers
     /// start at 1, so a peer that asks for the changes since 0 gets all.
     pub last_seq: u64,
-    /// Peers (32-byte ED25519 public keys) the area is shared with.
-    pub shares: Vec<[u8; 32]>,
+    /// Peers the area is shared with.
+    pub shares: Vec<PeerId>,
     /// Per peer, the last sequence number of its feed applied here.
-    pub received: BTreeMap<[u8; 32], u64>,
+    pub received: BTreeMap<PeerId, u64>,
     /// Per peer, the last sequence number of this peer's feed it has
     /// applied (what it asked past): history up to the smallest of these
     /// over the shares is trimmed.
-    pub acked: BTreeMap<[u8; 32], u64>,
+    pub acked: BTreeMap<PeerId, u64>,
 }
 
 /// The areas database.

@@ -5,6 +5,7 @@
 //! chaining values, [`crate::blob`]), for blobs of more than one piece
 //! that were recorded here or fetched.
 
+use crate::ids::BlobHash;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
@@ -108,7 +109,7 @@ impl Cache {
 
     /// The outboard of blob `hash`, when known (trusted: it was checked
     /// against the hash before it was stored).
-    pub fn outboard(&self, txn: &RoTxn, hash: &[u8; 32]) -> Result<Option<Outboard>> {
+    pub fn outboard(&self, txn: &RoTxn, hash: &BlobHash) -> Result<Option<Outboard>> {
         match self.outboards.get(txn, hash.as_slice())? {
             Some(bytes) => Outboard::from_bytes(bytes)
                 .map(Some)
@@ -123,7 +124,7 @@ impl Cache {
     pub fn pieces(
         &self,
         txn: &RoTxn,
-        hash: &[u8; 32],
+        hash: &BlobHash,
         first: u64,
         count: u64,
     ) -> Result<Option<Outboard>> {
@@ -138,7 +139,7 @@ impl Cache {
     pub fn put_outboard(
         &self,
         wtxn: &mut RwTxn,
-        hash: &[u8; 32],
+        hash: &BlobHash,
         outboard: &Outboard,
     ) -> Result<()> {
         if !outboard.pieces.is_empty() {
@@ -149,30 +150,30 @@ impl Cache {
     }
 
     /// The record of blob `hash`.
-    pub fn get(&self, txn: &RoTxn, hash: &[u8; 32]) -> Result<Option<Cached>> {
+    pub fn get(&self, txn: &RoTxn, hash: &BlobHash) -> Result<Option<Cached>> {
         self.db
             .get(txn, hash.as_slice())
             .map_err(|_| Error::Corrupt("cache"))
     }
 
     /// Writes the record of blob `hash`.
-    pub fn put(&self, wtxn: &mut RwTxn, hash: &[u8; 32], cached: &Cached) -> Result<()> {
+    pub fn put(&self, wtxn: &mut RwTxn, hash: &BlobHash, cached: &Cached) -> Result<()> {
         Ok(self.db.put(wtxn, hash.as_slice(), cached)?)
     }
 
     /// Every blob the cache holds something of.
-    pub fn all(&self, txn: &RoTxn) -> Result<Vec<([u8; 32], Cached)>> {
+    pub fn all(&self, txn: &RoTxn) -> Result<Vec<(BlobHash, Cached)>> {
         let mut out = Vec::new();
         for item in self.db.iter(txn)? {
             let (key, cached) = item.map_err(|_| Error::Corrupt("cache"))?;
-            let hash: [u8; 32] = key.try_into().map_err(|_| Error::Corrupt("cache"))?;
+            let hash = BlobHash(key.try_into().map_err(|_| Error::Corrupt("cache"))?);
             out.push((hash, cached));
         }
         Ok(out)
     }
 
     /// Forgets blob `hash`.
-    pub fn remove(&self, wtxn: &mut RwTxn, hash: &[u8; 32]) -> Result<()> {
+    pub fn remove(&self, wtxn: &mut RwTxn, hash: &BlobHash) -> Result<()> {
         self.db.delete(wtxn, hash.as_slice())?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! [`Op`] (postcard). Sequence numbers come from the area's record
 //! ([`super::areas`]) and grow by one per op.
 
+use crate::ids::BlobHash;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
@@ -56,9 +57,9 @@ pub struct Op {
     pub path: Vec<u8>,
     /// The blob at `path` after the op (create, edit, overwrite), the blob
     /// moved (rename) or removed (delete); `None` for directories.
-    pub hash: Option<[u8; 32]>,
+    pub hash: Option<BlobHash>,
     /// For an edit, the blob it is based on.
-    pub base: Option<[u8; 32]>,
+    pub base: Option<BlobHash>,
     /// For a rename, the new path inside the area.
     pub new_path: Option<Vec<u8>>,
 }

@@ -8,6 +8,7 @@
 //!   entries are added or removed, and a directory is never loaded whole;
 //! - `names`: parent (u64 BE) ‖ name bytes → [`NameRef`], for lookup.
 
+use crate::ids::BlobHash;
 use std::time::SystemTime;
 
 use heed::byteorder::BE;
@@ -131,7 +132,7 @@ pub struct Inode {
     /// the length of the target.
     pub size: u64,
     /// BLAKE3 hash of the recorded content; `None` before the first record.
-    pub hash: Option<[u8; 32]>,
+    pub hash: Option<BlobHash>,
     /// The mode set on this entry itself, if any.
     pub mode: Option<Mode>,
     /// Symlink target.

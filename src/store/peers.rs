@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::namespace::Timestamp;
 use super::{Error, Postcard, Result};
+use crate::ids::PeerId;
 
 /// What is known of a peer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -29,26 +30,26 @@ impl Peers {
     }
 
     /// The record of `id`.
-    pub fn get(&self, txn: &RoTxn, id: &[u8; 32]) -> Result<Option<Peer>> {
-        self.db.get(txn, id).map_err(|_| Error::Corrupt("peers"))
+    pub fn get(&self, txn: &RoTxn, id: &PeerId) -> Result<Option<Peer>> {
+        self.db.get(txn, &id.0).map_err(|_| Error::Corrupt("peers"))
     }
 
     /// Writes the record of `id`.
-    pub fn put(&self, wtxn: &mut RwTxn, id: &[u8; 32], peer: &Peer) -> Result<()> {
-        Ok(self.db.put(wtxn, id, peer)?)
+    pub fn put(&self, wtxn: &mut RwTxn, id: &PeerId, peer: &Peer) -> Result<()> {
+        Ok(self.db.put(wtxn, &id.0, peer)?)
     }
 
     /// Forgets `id`; false when it was not known.
-    pub fn remove(&self, wtxn: &mut RwTxn, id: &[u8; 32]) -> Result<bool> {
-        Ok(self.db.delete(wtxn, id)?)
+    pub fn remove(&self, wtxn: &mut RwTxn, id: &PeerId) -> Result<bool> {
+        Ok(self.db.delete(wtxn, &id.0)?)
     }
 
     /// Every known peer, by id.
-    pub fn all(&self, txn: &RoTxn) -> Result<Vec<([u8; 32], Peer)>> {
+    pub fn all(&self, txn: &RoTxn) -> Result<Vec<(PeerId, Peer)>> {
         let mut out = Vec::new();
         for item in self.db.iter(txn)? {
             let (key, peer) = item.map_err(|_| Error::Corrupt("peers"))?;
-            let id: [u8; 32] = key.try_into().map_err(|_| Error::Corrupt("peers"))?;
+            let id = PeerId(key.try_into().map_err(|_| Error::Corrupt("peers"))?);
             out.push((id, peer));
         }
         Ok(out)

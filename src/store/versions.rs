@@ -19,6 +19,7 @@
 //!   changes since N gets every record that changed after N, and N = 0 is
 //!   the full index.
 
+use crate::ids::BlobHash;
 use std::collections::BTreeMap;
 
 use heed::types::Bytes;
@@ -39,7 +40,7 @@ pub enum Content {
     /// Nothing: the entry was removed.
     Deleted,
     /// A file with this blob (BLAKE3 hash).
-    File([u8; 32]),
+    File(BlobHash),
     /// A symbolic link with this target.
     Symlink(Vec<u8>),
     /// A directory.
@@ -72,7 +73,7 @@ pub struct Holding {
     /// The holder's sequence number when it said so.
     pub clock: u64,
     /// The blob it keeps real at this path.
-    pub hash: Option<[u8; 32]>,
+    pub hash: Option<BlobHash>,
 }
 
 /// Everything known of one path.
@@ -105,7 +106,7 @@ impl PathRecord {
     }
 
     /// The peers holding blob `hash` here.
-    pub fn holders_of(&self, hash: [u8; 32]) -> impl Iterator<Item = PeerId> + '_ {
+    pub fn holders_of(&self, hash: BlobHash) -> impl Iterator<Item = PeerId> + '_ {
         self.holders
             .iter()
             .filter(move |(_, h)| h.hash == Some(hash))

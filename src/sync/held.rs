@@ -4,6 +4,7 @@
 //! ([`crate::cache::verify`]); real files are the user's files and are
 //! read as they are (the peer that receives them verifies them).
 
+use crate::ids::BlobHash;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -18,7 +19,7 @@ impl Tree {
     /// blob's verified copy in the cache when the file there is unreal
     /// (`true`). Nothing otherwise: a peer gets bytes only through a path
     /// of an area shared with it. Opened for reading.
-    fn held_file(&self, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<Option<(File, bool)>> {
+    fn held_file(&self, area: Ino, path: &[u8], hash: BlobHash) -> Result<Option<(File, bool)>> {
         let txn = self.store.read()?;
         let Some(ino) = self.ino_at(&txn, area, path)? else {
             return Ok(None);
@@ -54,7 +55,7 @@ impl Tree {
         &self,
         area: Ino,
         path: &[u8],
-        hash: [u8; 32],
+        hash: BlobHash,
         offset: u64,
         len: u64,
     ) -> Result<Option<Vec<u8>>> {
@@ -88,7 +89,7 @@ impl Tree {
         &self,
         area: Ino,
         path: &[u8],
-        hash: [u8; 32],
+        hash: BlobHash,
     ) -> Result<Option<Outboard>> {
         let Some((file, _)) = self.held_file(area, path, hash)? else {
             return Ok(None);
@@ -100,7 +101,7 @@ impl Tree {
     /// Whether this peer holds blob `hash` real at `path` of `area` and
     /// keeps it: asked by a peer before it drops its own copy, so `false`
     /// while this peer is dropping the blob itself.
-    pub fn keeps(&self, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<bool> {
+    pub fn keeps(&self, area: Ino, path: &[u8], hash: BlobHash) -> Result<bool> {
         if lock(&self.unreal.dropping).contains(&hash) {
             return Ok(false);
         }

@@ -13,6 +13,7 @@
 //! then unlinked from the Real: a crash between leaves it real. Files that
 //! lack holders wait for the next pull.
 
+use crate::ids::BlobHash;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Weak};
@@ -355,7 +356,7 @@ impl Tree {
         peer: crate::ids::PeerId,
         area: &[u8],
         path: &[u8],
-        hash: [u8; 32],
+        hash: BlobHash,
     ) -> bool {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let request = Message::Holds {
@@ -378,7 +379,7 @@ impl Tree {
 
     /// Moves real file `ino` (blob `hash`) into the cache: hard link, LMDB,
     /// unlink.
-    fn drop_real(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
+    fn drop_real(&self, ino: Ino, area: Ino, path: &[u8], hash: BlobHash) -> Result<()> {
         {
             let mut moving = lock(&self.life.moving);
             if self.cache.chunks.fetching(&hash) || self.recorder.is_pending(ino) {
@@ -394,7 +395,7 @@ impl Tree {
     }
 
     /// The moves of [`Tree::drop_real`], writers held off.
-    fn move_to_cache(&self, ino: Ino, area: Ino, path: &[u8], hash: [u8; 32]) -> Result<()> {
+    fn move_to_cache(&self, ino: Ino, area: Ino, path: &[u8], hash: BlobHash) -> Result<()> {
         let txn = self.store.read()?;
         let real = self.real_path(&txn, ino)?;
         let had = self.store.cache.get(&txn, &hash)?.filter(|c| c.verified);

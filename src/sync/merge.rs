@@ -23,6 +23,7 @@
 //! deletion at the old path and a version with the same blob at the new
 //! one, so a peer holding the blob downloads nothing.
 
+use crate::ids::BlobHash;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
@@ -145,7 +146,7 @@ impl<A: Ord> Default for Tree<A> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Shown {
     /// A file with this blob.
-    File([u8; 32]),
+    File(BlobHash),
     /// A directory.
     Dir,
 }
@@ -399,7 +400,7 @@ mod tests {
                     let path = PATHS[i];
                     if self.trees[p].view().get(path) != Some(&Shown::Dir) && self.parents(p, path)
                     {
-                        self.change(p, path, Content::File([byte; 32]));
+                        self.change(p, path, Content::File(BlobHash([byte; 32])));
                     }
                 }
                 Action::Delete(p, i) => {
@@ -522,25 +523,28 @@ mod tests {
     #[test]
     fn an_edit_beats_a_concurrent_delete_and_a_write_resolves_a_conflict() {
         let mut tree: Tree<P> = Tree::default();
-        let base = tree.local("f.txt", Content::File([1; 32]), 100, P(1), 1);
+        let base = tree.local("f.txt", Content::File(BlobHash([1; 32])), 100, P(1), 1);
         tree.add("f.txt", base.clone());
         let mut seen = Tree::default();
         seen.add("f.txt", base);
-        let edit = seen.local("f.txt", Content::File([2; 32]), 200, P(2), 1);
+        let edit = seen.local("f.txt", Content::File(BlobHash([2; 32])), 200, P(2), 1);
         let delete = seen.local("f.txt", Content::Deleted, 300, P(3), 1);
         tree.add("f.txt", delete);
         tree.add("f.txt", edit);
-        assert_eq!(tree.view().get("f.txt"), Some(&Shown::File([2; 32])));
+        assert_eq!(
+            tree.view().get("f.txt"),
+            Some(&Shown::File(BlobHash([2; 32])))
+        );
         // Two concurrent edits: the later mtime wins, the other is a copy.
-        let other = seen.local("f.txt", Content::File([3; 32]), 150, P(4), 1);
+        let other = seen.local("f.txt", Content::File(BlobHash([3; 32])), 150, P(4), 1);
         tree.add("f.txt", other.clone());
         let view = tree.view();
-        assert_eq!(view.get("f.txt"), Some(&Shown::File([2; 32])));
+        assert_eq!(view.get("f.txt"), Some(&Shown::File(BlobHash([2; 32]))));
         let copy = conflict_path("f.txt", &other);
         assert_eq!(copy, "f.conflict-peer0004-19700101-000230.txt");
-        assert_eq!(view.get(&copy), Some(&Shown::File([3; 32])));
+        assert_eq!(view.get(&copy), Some(&Shown::File(BlobHash([3; 32]))));
         // Writing the path again dominates every sibling: resolved.
-        let fixed = tree.local("f.txt", Content::File([9; 32]), 400, P(1), 2);
+        let fixed = tree.local("f.txt", Content::File(BlobHash([9; 32])), 400, P(1), 2);
         tree.add("f.txt", fixed);
         assert_eq!(tree.siblings("f.txt").len(), 1);
         assert_eq!(tree.view().len(), 1);

@@ -4,6 +4,7 @@
 //! [`Tree::read_held`]), what it applies is merged here (see
 //! [`Tree::apply_remote`]).
 
+use crate::ids::BlobHash;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -34,7 +35,7 @@ impl Tree {
             .ok_or_else(not_shared)?;
         let txn = self.store.read().map_err(local)?;
         match self.store.areas.get(&txn, ino).map_err(local)? {
-            Some(area) if area.shares.contains(&peer.0) => Ok(ino),
+            Some(area) if area.shares.contains(&peer) => Ok(ino),
             _ => Err(not_shared()),
         }
     }
@@ -53,7 +54,7 @@ impl Tree {
             // Caught up with the whole feed: every op so far is applied
             // there (ops are numbered after the versions they made).
             let ack = if caught_up { record.last_seq } else { since };
-            record.acked.insert(peer.0, ack);
+            record.acked.insert(peer, ack);
             let horizon = record
                 .shares
                 .iter()
@@ -137,7 +138,7 @@ impl Core for Tree {
         Ok(peers
             .into_iter()
             .map(|(id, record)| KnownPeer {
-                id: PeerId(id),
+                id,
                 addr: record.addr,
             })
             .collect())
@@ -145,14 +146,14 @@ impl Core for Tree {
 
     fn seen(&self, peer: PeerId, name: Option<String>) -> Result<(), RequestError> {
         let mut wtxn = self.store.write().map_err(local)?;
-        if let Some(mut record) = self.store.peers.get(&wtxn, &peer.0).map_err(local)? {
+        if let Some(mut record) = self.store.peers.get(&wtxn, &peer).map_err(local)? {
             record.last_seen = Some(Timestamp::now());
             if let Some(name) = name.filter(|_| record.name == "-") {
                 record.name = name;
             }
             self.store
                 .peers
-                .put(&mut wtxn, &peer.0, &record)
+                .put(&mut wtxn, &peer, &record)
                 .map_err(local)?;
             wtxn.commit().map_err(local)?;
         }
@@ -213,7 +214,7 @@ impl Core for Tree {
             .areas
             .get(&txn, ino)
             .map_err(local)?
-            .and_then(|r| r.received.get(&peer.0).copied())
+            .and_then(|r| r.received.get(&peer).copied())
             .unwrap_or(0);
         let fs = self
             .me
@@ -259,7 +260,7 @@ impl Core for Tree {
         peer: PeerId,
         area: &[u8],
         path: &[u8],
-        hash: [u8; 32],
+        hash: BlobHash,
     ) -> Result<bool, RequestError> {
         let ino = self.area_shared_with(peer, area)?;
         self.keeps(ino, path, hash).map_err(local)

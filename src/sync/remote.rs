@@ -12,6 +12,7 @@
 //! never deleted outright: the peer that removed the file may have had no
 //! copy of its own, and a rename's other half may come in a later round.
 
+use crate::ids::BlobHash;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -26,15 +27,15 @@ use crate::store::{Ino, RwTxn};
 #[derive(Default)]
 pub struct Pull {
     /// Real files removed by the peer, by blob, waiting in `DATA/stash`.
-    stash: HashMap<[u8; 32], Vec<PathBuf>>,
+    stash: HashMap<BlobHash, Vec<PathBuf>>,
     /// Where those files, and the unreal files the peer replaced, were:
     /// (area, path, blob), for delta edits.
-    replaced: Vec<(Ino, Vec<u8>, [u8; 32])>,
+    replaced: Vec<(Ino, Vec<u8>, BlobHash)>,
     /// Unreal files this pull created: (parent, inode), to realize those
     /// under a real mode.
     brought: Vec<(Ino, Ino)>,
     /// Unreal files this pull created, by blob: (area, inode).
-    unreal: HashMap<[u8; 32], Vec<(Ino, Ino)>>,
+    unreal: HashMap<BlobHash, Vec<(Ino, Ino)>>,
     /// Directories removed by the peer that still had entries.
     rmdirs: Vec<(Ino, Vec<u8>)>,
     /// Records whose versions changed here.
@@ -113,7 +114,7 @@ impl Tree {
             }
         }
         if let Some(mut record) = self.store.areas.get(&wtxn, area)? {
-            record.received.insert(peer.0, last);
+            record.received.insert(peer, last);
             self.store.areas.put(&mut wtxn, area, &record)?;
         }
         wtxn.commit()?;
@@ -270,7 +271,7 @@ impl Tree {
         wtxn: &mut RwTxn,
         area: Ino,
         path: &[u8],
-        hash: Option<[u8; 32]>,
+        hash: Option<BlobHash>,
     ) -> Result<()> {
         let seq = self.store.areas.next_seq(wtxn, area)?;
         let mut record = self
@@ -314,11 +315,11 @@ impl Tree {
                 }
             }
             Kind::File => {
-                let dirty = inode.hash.is_none() || self.recorder.is_pending(ino);
-                if dirty {
+                let recorded = inode.hash.filter(|_| !self.recorder.is_pending(ino));
+                let Some(hash) = recorded else {
+                    // Dirty: changes not recorded yet.
                     return self.keep_local(wtxn, ino, inode, path).map(|_| true);
-                }
-                let hash = inode.hash.unwrap_or_default();
+                };
                 let hex = crate::format::format_hash(Some(&hash));
                 let to = self.stash_dir().join(format!("{hex}-{}", pull.next_stash));
                 pull.next_stash += 1;
@@ -497,7 +498,7 @@ impl Tree {
     /// whole verified blob; a file that does not match stays in the stash
     /// (logged), since nothing else may know its bytes. Returns whether it
     /// moved.
-    pub(crate) fn stash_to_cache(&self, file: &std::path::Path, hash: [u8; 32]) -> Result<()> {
+    pub(crate) fn stash_to_cache(&self, file: &std::path::Path, hash: BlobHash) -> Result<()> {
         let mut wtxn = self.store.write()?;
         if self
             .store

@@ -44,7 +44,7 @@ impl Tree {
         for (ino, area) in self.store.areas.all(&txn)? {
             let name = self.inode(&txn, ino)?.name;
             for peer in area.shares {
-                out.push((PeerId(peer), name.clone()));
+                out.push((peer, name.clone()));
             }
         }
         Ok(out)
@@ -56,7 +56,7 @@ impl Tree {
         let txn = self.store.read()?;
         let mut out = Vec::new();
         for (ino, area) in self.store.areas.all(&txn)? {
-            if area.shares.contains(&peer.0) {
+            if area.shares.contains(&peer) {
                 out.push((self.inode(&txn, ino)?.name, area.last_seq));
             }
         }
@@ -75,8 +75,8 @@ impl Tree {
         let Some(area) = self.store.areas.get(&txn, ino)? else {
             return Ok(true);
         };
-        let received = area.received.get(&peer.0).copied().unwrap_or(0);
-        let acked = area.acked.get(&peer.0).copied().unwrap_or(0);
+        let received = area.received.get(&peer).copied().unwrap_or(0);
+        let acked = area.acked.get(&peer).copied().unwrap_or(0);
         Ok(received < theirs || acked < area.last_seq)
     }
 

@@ -16,6 +16,7 @@
 //! - [`super::held`], [`super::sharing`], [`super::peering`]: what the
 //!   household sees of this peer ([`crate::net::core::Core`]).
 
+use crate::ids::BlobHash;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -255,7 +256,7 @@ impl Tree {
     }
 
     /// The op for a path: `kind` at `path` with `hash`.
-    pub(crate) fn op(kind: OpKind, path: Vec<u8>, hash: Option<[u8; 32]>) -> Op {
+    pub(crate) fn op(kind: OpKind, path: Vec<u8>, hash: Option<BlobHash>) -> Op {
         Op {
             time: Timestamp::now(),
             kind,

@@ -7,6 +7,7 @@
 //! ([`crate::cache::fetch`]); an open unreal file pins its blob there.
 //! Reads of it are the dispatcher's (`fs/reads.rs`).
 
+use crate::ids::BlobHash;
 use std::collections::HashSet;
 use std::fs::File;
 use std::sync::atomic::AtomicU64;
@@ -26,7 +27,7 @@ pub(crate) struct Unreal {
     /// Inodes being copied up (see [`Tree::copy_up`]).
     copying: (Mutex<HashSet<Ino>>, Condvar),
     /// Blobs this peer is dropping from its Real (see [`Tree::keeps`]).
-    pub(crate) dropping: Mutex<HashSet<[u8; 32]>>,
+    pub(crate) dropping: Mutex<HashSet<BlobHash>>,
 }
 
 /// The turn of one copy-up of an inode: taken when no other copy-up of it
@@ -62,7 +63,7 @@ pub const PREFETCH_FILES: usize = 32;
 /// Keeps a blob pinned in the cache while it lives.
 struct Pin {
     fs: std::sync::Weak<Tree>,
-    hash: [u8; 32],
+    hash: BlobHash,
 }
 
 impl Drop for Pin {

@@ -34,7 +34,7 @@ pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
             let peers = if area.shares.is_empty() {
                 "-".to_string()
             } else {
-                let ids: Vec<String> = area.shares.iter().map(|k| PeerId(*k).to_string()).collect();
+                let ids: Vec<String> = area.shares.iter().map(PeerId::to_string).collect();
                 ids.join(",")
             };
             let (files, bytes) = counts.get(&entry.ino).copied().unwrap_or_default();
@@ -69,7 +69,7 @@ fn area(fs: &Fs, field: &str) -> Result<(Ino, Vec<u8>)> {
 fn change_shares(
     fs: &Fs,
     ino: Ino,
-    change: impl FnOnce(&mut Vec<[u8; 32]>) -> Result<()>,
+    change: impl FnOnce(&mut Vec<PeerId>) -> Result<()>,
 ) -> Result<()> {
     let store = fs.store();
     let mut wtxn = store.write()?;
@@ -132,12 +132,12 @@ fn share(fs: &Fs, name: &str, peer: &str) -> Result<()> {
     }
     let (ino, _) = area(fs, name)?;
     change_shares(fs, ino, |shares| {
-        if shares.contains(&peer.0) {
+        if shares.contains(&peer) {
             return Err(Error::Exists(format!(
                 "{name} is already shared with {peer}"
             )));
         }
-        shares.push(peer.0);
+        shares.push(peer);
         Ok(())
     })
 }
@@ -147,10 +147,10 @@ fn unshare(fs: &Fs, name: &str, peer: &str) -> Result<()> {
     let (ino, _) = area(fs, name)?;
     let peer = super::peers::known_peer(fs, peer)?;
     change_shares(fs, ino, |shares| {
-        if !shares.contains(&peer.0) {
+        if !shares.contains(&peer) {
             return Err(Error::NotFound(format!("{name} is not shared with {peer}")));
         }
-        shares.retain(|k| *k != peer.0);
+        shares.retain(|k| *k != peer);
         Ok(())
     })
 }

@@ -19,7 +19,6 @@ pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
     let txn = fs.store().read()?;
     let mut out = String::new();
     for (id, peer) in fs.store().peers.all(&txn)? {
-        let id = PeerId(id);
         out.push_str(&format!(
             "{id} {} {} {} {}\n",
             peer.name,
@@ -43,7 +42,7 @@ pub(super) fn peer_field(field: &str) -> Result<PeerId> {
 pub(super) fn known_peer(fs: &Fs, field: &str) -> Result<PeerId> {
     let peer = peer_field(field)?;
     let txn = fs.store().read()?;
-    match fs.store().peers.get(&txn, &peer.0)? {
+    match fs.store().peers.get(&txn, &peer)? {
         Some(_) => Ok(peer),
         None => Err(Error::NotFound(format!("unknown peer {peer}"))),
     }
@@ -76,7 +75,7 @@ fn add(fs: &Fs, id: &str, addr: Option<&str>, name: Option<&str>) -> Result<()> 
     }
     let store = fs.store();
     let mut wtxn = store.write()?;
-    if store.peers.get(&wtxn, &peer.0)?.is_some() {
+    if store.peers.get(&wtxn, &peer)?.is_some() {
         return Err(Error::Exists(format!("peer {peer} is already known")));
     }
     let record = Peer {
@@ -84,7 +83,7 @@ fn add(fs: &Fs, id: &str, addr: Option<&str>, name: Option<&str>) -> Result<()> 
         addr: addr.map(str::to_string),
         last_seen: None,
     };
-    store.peers.put(&mut wtxn, &peer.0, &record)?;
+    store.peers.put(&mut wtxn, &peer, &record)?;
     wtxn.commit()?;
     fs.household().trust.allow(peer);
     fs.household().send(Command::PeersChanged);
@@ -95,7 +94,7 @@ fn remove(fs: &Fs, id: &str) -> Result<()> {
     let peer = known_peer(fs, id)?;
     let store = fs.store();
     let mut wtxn = store.write()?;
-    store.peers.remove(&mut wtxn, &peer.0)?;
+    store.peers.remove(&mut wtxn, &peer)?;
     let mut areas = Vec::new();
     store
         .namespace
@@ -105,9 +104,9 @@ fn remove(fs: &Fs, id: &str) -> Result<()> {
         })?;
     for area in areas {
         if let Some(mut record) = store.areas.get(&wtxn, area)?
-            && record.shares.contains(&peer.0)
+            && record.shares.contains(&peer)
         {
-            record.shares.retain(|k| *k != peer.0);
+            record.shares.retain(|k| *k != peer);
             store.areas.put(&mut wtxn, area, &record)?;
         }
     }

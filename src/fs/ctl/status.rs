@@ -5,6 +5,7 @@
 
 use super::super::{Fs, Result};
 use crate::format::{escape, format_hash};
+use crate::ids::BlobHash;
 use crate::ids::PeerId;
 use crate::store::namespace::{Inode, Kind};
 use crate::store::{Ino, RoTxn};
@@ -19,7 +20,7 @@ pub(crate) struct EntryStatus {
     /// Size in bytes, `None` for directories.
     pub size: Option<u64>,
     /// Recorded hash.
-    pub hash: Option<[u8; 32]>,
+    pub hash: Option<BlobHash>,
     /// Effective mode and whether set on the entry itself (`real*`).
     pub mode: String,
     /// Holders, names joined by `,`; empty for none.
@@ -116,7 +117,7 @@ impl Fs {
                 .config
                 .get(txn, crate::store::config::Key::Name)?);
         }
-        Ok(match self.store().peers.get(txn, &peer.0)? {
+        Ok(match self.store().peers.get(txn, &peer)? {
             Some(p) if p.name != "-" => p.name,
             _ => peer.to_string()[..8].to_string(),
         })
