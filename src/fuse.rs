@@ -19,6 +19,7 @@ use fuser::{
 };
 
 use crate::fs::{self, Caller, Fs, OpenedKind, SetAttr};
+use crate::ids::Ino;
 use crate::store::namespace::Kind;
 
 impl fs::KernelCache for fuser::Notifier {
@@ -54,7 +55,7 @@ pub struct Fuse {
 #[derive(Default)]
 struct Backings {
     /// Backing id of each inode with open passthrough handles.
-    by_ino: Mutex<HashMap<u64, Weak<BackingId>>>,
+    by_ino: Mutex<HashMap<Ino, Weak<BackingId>>>,
     /// Backing id held by each open passthrough handle.
     held: Mutex<HashMap<u64, Arc<BackingId>>>,
 }
@@ -64,7 +65,7 @@ impl Backings {
     /// one made by `open_backing`.
     fn backing(
         &self,
-        ino: u64,
+        ino: Ino,
         file: &std::fs::File,
         open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
     ) -> std::io::Result<Arc<BackingId>> {
@@ -86,7 +87,7 @@ impl Backings {
 
     /// Drops the backing id handle `fh` held; the last handle of inode
     /// `ino` closes it.
-    fn release(&self, ino: u64, fh: u64) {
+    fn release(&self, ino: Ino, fh: u64) {
         let held = self
             .held
             .lock()
@@ -138,7 +139,7 @@ fn kind(kind: Kind) -> FileType {
 
 fn file_attr(a: &fs::Attr) -> FileAttr {
     FileAttr {
-        ino: INodeNo(a.ino),
+        ino: INodeNo(a.ino.0),
         size: a.size,
         blocks: a.blocks,
         atime: a.atime,
@@ -226,12 +227,12 @@ impl Filesystem for Fuse {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.fs.stats.fuse_op();
-        entry(reply, self.fs.lookup(parent.0, name))
+        entry(reply, self.fs.lookup(Ino(parent.0), name))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.fs.stats.fuse_op();
-        attr(reply, self.fs.getattr(ino.0))
+        attr(reply, self.fs.getattr(Ino(ino.0)))
     }
 
     fn setattr(
@@ -262,7 +263,7 @@ impl Filesystem for Fuse {
             mtime: mtime.map(time),
         };
         self.fs.setattr(
-            ino.0,
+            Ino(ino.0),
             fh.map(|f| f.0),
             set,
             Box::new(move |result| attr(reply, result)),
@@ -271,7 +272,7 @@ impl Filesystem for Fuse {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         self.fs.stats.fuse_op();
-        match self.fs.readlink(ino.0) {
+        match self.fs.readlink(Ino(ino.0)) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(&e)),
         }
@@ -289,7 +290,7 @@ impl Filesystem for Fuse {
     ) {
         self.fs.stats.fuse_op();
         let e = fs::Error::Perm("device nodes, FIFOs and sockets are not supported".into());
-        let path = self.fs.entry_path(parent.0, name.as_bytes());
+        let path = self.fs.entry_path(Ino(parent.0), name.as_bytes());
         reply.error(errno(&self.fs.refuse(&path, "mknod", e)));
     }
 
@@ -305,18 +306,18 @@ impl Filesystem for Fuse {
         self.fs.stats.fuse_op();
         entry(
             reply,
-            self.fs.mkdir(parent.0, name, mode, umask, caller(req)),
+            self.fs.mkdir(Ino(parent.0), name, mode, umask, caller(req)),
         )
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.fs.stats.fuse_op();
-        empty(reply, self.fs.unlink(parent.0, name))
+        empty(reply, self.fs.unlink(Ino(parent.0), name))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.fs.stats.fuse_op();
-        empty(reply, self.fs.rmdir(parent.0, name))
+        empty(reply, self.fs.rmdir(Ino(parent.0), name))
     }
 
     fn symlink(
@@ -331,7 +332,7 @@ impl Filesystem for Fuse {
         entry(
             reply,
             self.fs.symlink(
-                parent.0,
+                Ino(parent.0),
                 link_name,
                 target.as_os_str().as_bytes(),
                 caller(req),
@@ -352,7 +353,7 @@ impl Filesystem for Fuse {
         self.fs.stats.fuse_op();
         match self
             .fs
-            .rename(parent.0, name, newparent.0, newname, flags.bits())
+            .rename(Ino(parent.0), name, Ino(newparent.0), newname, flags.bits())
         {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -369,7 +370,7 @@ impl Filesystem for Fuse {
     ) {
         self.fs.stats.fuse_op();
         let e = fs::Error::Perm("hard links are not supported".into());
-        let path = self.fs.entry_path(newparent.0, newname.as_bytes());
+        let path = self.fs.entry_path(Ino(newparent.0), newname.as_bytes());
         reply.error(errno(&self.fs.refuse(&path, "link", e)));
     }
 
@@ -381,7 +382,7 @@ impl Filesystem for Fuse {
             Err(e) => reply.error(errno(&e)),
         };
         self.fs
-            .open(ino.0, flags.0, self.passthrough(), Box::new(done));
+            .open(Ino(ino.0), flags.0, self.passthrough(), Box::new(done));
     }
 
     fn read(
@@ -446,7 +447,7 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         self.fs.stats.fuse_op();
-        self.backings.release(ino.0, fh.0);
+        self.backings.release(Ino(ino.0), fh.0);
         empty(reply, self.fs.release(fh.0))
     }
 
@@ -473,13 +474,13 @@ impl Filesystem for Fuse {
         self.fs.stats.fuse_op();
         let emit = |e: fs::DirEntry, _: Option<fs::Attr>| {
             !reply.add(
-                INodeNo(e.ino),
+                INodeNo(e.ino.0),
                 e.next,
                 kind(e.kind),
                 OsStr::from_bytes(&e.name),
             )
         };
-        match self.fs.readdir(ino.0, offset, emit, false) {
+        match self.fs.readdir(Ino(ino.0), offset, emit, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -496,7 +497,7 @@ impl Filesystem for Fuse {
         self.fs.stats.fuse_op();
         let emit = |e: fs::DirEntry, a: Option<fs::Attr>| match a {
             Some(a) => !reply.add(
-                INodeNo(e.ino),
+                INodeNo(e.ino.0),
                 e.next,
                 OsStr::from_bytes(&e.name),
                 &TTL,
@@ -505,7 +506,7 @@ impl Filesystem for Fuse {
             ),
             None => true,
         };
-        match self.fs.readdir(ino.0, offset, emit, true) {
+        match self.fs.readdir(Ino(ino.0), offset, emit, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -539,22 +540,22 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         self.fs.stats.fuse_op();
-        empty(reply, self.fs.setxattr(ino.0, name, value, flags))
+        empty(reply, self.fs.setxattr(Ino(ino.0), name, value, flags))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         self.fs.stats.fuse_op();
-        reply_xattr(self.fs.getxattr(ino.0, name), size, reply);
+        reply_xattr(self.fs.getxattr(Ino(ino.0), name), size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.fs.stats.fuse_op();
-        reply_xattr(self.fs.listxattr(ino.0), size, reply);
+        reply_xattr(self.fs.listxattr(Ino(ino.0)), size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.fs.stats.fuse_op();
-        empty(reply, self.fs.removexattr(ino.0, name))
+        empty(reply, self.fs.removexattr(Ino(ino.0), name))
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -574,7 +575,7 @@ impl Filesystem for Fuse {
     ) {
         self.fs.stats.fuse_op();
         let (attr, opened) = match self.fs.create(
-            parent.0,
+            Ino(parent.0),
             name,
             mode & !umask,
             flags,

@@ -7,6 +7,8 @@
 //! - [`BlobHash`]: a blob, known by the BLAKE3 hash of its bytes,
 //!   written as 64 lowercase hex characters.
 //!
+//! - [`Ino`]: an inode number, as FUSE and LMDB know it.
+//!
 //! Each serializes as its inner value (postcard writes a newtype as its
 //! field), so records and frames keep their encoding.
 
@@ -104,5 +106,37 @@ impl FromStr for BlobHash {
         blake3::Hash::from_hex(text)
             .map(|h| BlobHash(*h.as_bytes()))
             .map_err(|_| BadBlobHash(text.to_string()))
+    }
+}
+
+/// An inode number: the mount's root is 1 (FUSE_ROOT_ID, `store::ROOT`);
+/// the others are allocated from a persistent counter and never reused.
+/// 0 is no inode (the parent of an orphan: unlinked while open).
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Ino(pub u64);
+
+impl Ino {
+    /// No inode: the parent of an orphan, the area of the root.
+    pub const NONE: Ino = Ino(0);
+}
+
+impl fmt::Display for Ino {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for Ino {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ino({})", self.0)
+    }
+}
+
+impl From<Ino> for u64 {
+    fn from(ino: Ino) -> u64 {
+        ino.0
     }
 }

@@ -26,7 +26,7 @@ use realize::net::memory::MemoryNet;
 use realize::store::namespace::Kind;
 
 const ME: Caller = Caller { uid: 0, gid: 0 };
-const ROOT: u64 = 1;
+use realize::store::{Ino, ROOT};
 const AREA: &str = "area";
 
 /// One peer: its core and its DATA.
@@ -72,7 +72,7 @@ impl Peer {
     }
 
     /// The inode at `path` of the area.
-    fn ino(&self, path: &str) -> Option<u64> {
+    fn ino(&self, path: &str) -> Option<Ino> {
         let mut at = self.fs.lookup(ROOT, OsStr::new(AREA)).ok()?.ino;
         for name in path.split('/') {
             at = self.fs.lookup(at, OsStr::new(name)).ok()?.ino;
@@ -81,7 +81,7 @@ impl Peer {
     }
 
     /// The directory holding `path`, made when missing.
-    fn parent(&self, path: &str) -> (u64, String) {
+    fn parent(&self, path: &str) -> (Ino, String) {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         let mut at = self.fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
         for part in dir.split('/').filter(|p| !p.is_empty()) {
@@ -146,7 +146,7 @@ impl Peer {
         )
     }
 
-    fn read(&self, ino: u64) -> Vec<u8> {
+    fn read(&self, ino: Ino) -> Vec<u8> {
         let fs = &self.fs;
         let opened = wait_for(|done| fs.open(ino, libc::O_RDONLY, false, done)).unwrap();
         let mut bytes = Vec::new();

@@ -8,6 +8,7 @@ use realize::data::DataDir;
 use realize::fs::waits::wait_for;
 use realize::fs::{Caller, Fs};
 use realize::store::history::OpKind;
+use realize::store::{Ino, ROOT};
 
 const ME: Caller = Caller { uid: 0, gid: 0 };
 
@@ -20,7 +21,7 @@ fn fs(dir: &std::path::Path) -> Arc<Fs> {
     Fs::new(store, real, id).unwrap()
 }
 
-fn write_file(fs: &Fs, parent: u64, name: &str, content: &[u8], flags: i32) -> u64 {
+fn write_file(fs: &Fs, parent: Ino, name: &str, content: &[u8], flags: i32) -> Ino {
     let ino = match fs.lookup(parent, OsStr::new(name)) {
         Ok(attr) => attr.ino,
         Err(_) => {
@@ -46,7 +47,10 @@ fn write_file(fs: &Fs, parent: u64, name: &str, content: &[u8], flags: i32) -> u
 fn an_edit_records_the_blob_it_is_based_on() {
     let dir = tempfile::tempdir().unwrap();
     let fs = fs(dir.path());
-    let area = fs.mkdir(1, OsStr::new("area"), 0o755, 0, ME).unwrap().ino;
+    let area = fs
+        .mkdir(ROOT, OsStr::new("area"), 0o755, 0, ME)
+        .unwrap()
+        .ino;
     write_file(&fs, area, "f", b"base", 0);
     fs.shutdown(); // records everything pending
     write_file(&fs, area, "f", b" more", libc::O_APPEND);
@@ -74,7 +78,10 @@ fn an_edit_records_the_blob_it_is_based_on() {
 fn a_directory_of_100k_entries_streams_in_pages() {
     let dir = tempfile::tempdir().unwrap();
     let fs = fs(dir.path());
-    let area = fs.mkdir(1, OsStr::new("area"), 0o755, 0, ME).unwrap().ino;
+    let area = fs
+        .mkdir(ROOT, OsStr::new("area"), 0o755, 0, ME)
+        .unwrap()
+        .ino;
     let big = fs.mkdir(area, OsStr::new("big"), 0o755, 0, ME).unwrap().ino;
     const N: usize = 100_000;
     for i in 0..N {

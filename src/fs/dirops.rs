@@ -69,7 +69,7 @@ impl Fs {
         let mut at = ino;
         while at != ROOT {
             match self.store.namespace.get(&txn, at) {
-                Ok(Some(inode)) if inode.parent != 0 => {
+                Ok(Some(inode)) if inode.parent != Ino::NONE => {
                     names.push(crate::format::escape(&inode.name));
                     at = inode.parent;
                 }
@@ -105,7 +105,7 @@ impl Fs {
     /// Creates directory `name` in `parent`; at the root, a new area.
     pub fn mkdir(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &OsStr,
         mode: u32,
         umask: u32,
@@ -144,7 +144,7 @@ impl Fs {
     /// Its create op is recorded once it is closed and has rested.
     pub fn create(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &OsStr,
         mode: u32,
         flags: i32,
@@ -183,7 +183,7 @@ impl Fs {
     /// create whose hash is that of the target text.
     pub fn symlink(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &OsStr,
         target: &[u8],
         caller: Caller,
@@ -235,7 +235,7 @@ impl Fs {
 
     /// Removes file or symlink `name` from `parent`. An open file stays
     /// readable through its handles. A file never recorded leaves no op.
-    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
+    pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
         let name = name.as_bytes();
         let mut wtxn = self.store.write()?;
         let (ino, inode) = self.entry_to_remove(&wtxn, parent, name, "unlink")?;
@@ -261,7 +261,7 @@ impl Fs {
     }
 
     /// Removes empty directory `name` from `parent`; at the root, an area.
-    pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
+    pub fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
         let name = name.as_bytes();
         let mut wtxn = self.store.write()?;
         let (ino, inode) = self.entry_to_remove(&wtxn, parent, name, "rmdir")?;
@@ -295,9 +295,9 @@ impl Fs {
     /// refused with EINVAL. A recorded entry gets one rename op.
     pub fn rename(
         &self,
-        parent: u64,
+        parent: Ino,
         name: &OsStr,
-        newparent: u64,
+        newparent: Ino,
         newname: &OsStr,
         flags: u32,
     ) -> Result<()> {

@@ -37,7 +37,7 @@ pub enum OpenedKind {
     /// handles of one inode share the same backing file while any is open.
     Real {
         /// The inode.
-        ino: u64,
+        ino: Ino,
         /// The backing file (opened read-write when `passthrough`).
         file: Arc<File>,
         /// Whether the file was opened to be passed through.
@@ -63,7 +63,7 @@ impl Fs {
     /// so that every handle of the inode can share it with the kernel.
     /// Opening an unreal file for writing (without O_TRUNC) copies it up
     /// first: fetched whole on a thread of its own, `done` called after.
-    pub fn open(&self, ino: u64, flags: i32, passthrough: bool, done: Done<Opened>) {
+    pub fn open(&self, ino: Ino, flags: i32, passthrough: bool, done: Done<Opened>) {
         match self.open_now(ino, flags, passthrough) {
             Ok(Some(opened)) => done(Ok(opened)),
             Err(e) => done(Err(e)),
@@ -84,7 +84,7 @@ impl Fs {
     /// Opens `ino` without waiting on peers; `None` when it is unreal and
     /// opened for writing without O_TRUNC, so that a copy-up must come
     /// first.
-    fn open_now(&self, ino: u64, flags: i32, passthrough: bool) -> Result<Option<Opened>> {
+    fn open_now(&self, ino: Ino, flags: i32, passthrough: bool) -> Result<Option<Opened>> {
         if let Some(node) = CtlNode::parse(ino) {
             return self.ctl_open(node, flags).map(Some);
         }

@@ -47,7 +47,7 @@ pub const NAME_MAX: usize = 255;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {
     /// Inode number.
-    pub ino: u64,
+    pub ino: Ino,
     /// File, directory or symlink.
     pub kind: Kind,
     /// Size in bytes.
@@ -100,7 +100,7 @@ pub struct SetAttr {
 #[derive(Debug, Clone)]
 pub struct DirEntry {
     /// Inode number.
-    pub ino: u64,
+    pub ino: Ino,
     /// The offset to resume after this entry.
     pub next: u64,
     /// Kind.
@@ -313,7 +313,7 @@ impl Fs {
             attr.blocks = 0;
         } else if inode.kind == Kind::File {
             let meta = match self.tree.open_file(ino) {
-                Some(file) if inode.parent == 0 => file.metadata()?,
+                Some(file) if inode.parent == Ino::NONE => file.metadata()?,
                 _ => match self.real.metadata(&self.tree.real_path(txn, ino)?) {
                     Ok(meta) => meta,
                     // Unrealized since `txn` began: the record says the
@@ -336,7 +336,7 @@ impl Fs {
     }
 
     /// Looks `name` up in directory `parent`.
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         let name = name.as_bytes();
         if let Some(node) = CtlNode::parse(parent) {
             return self.ctl_lookup(node, name);
@@ -363,7 +363,7 @@ impl Fs {
     }
 
     /// Attributes of `ino`.
-    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
         if let Some(node) = CtlNode::parse(ino) {
             return Ok(self.ctl_attr(node));
         }
@@ -376,7 +376,7 @@ impl Fs {
     /// is the handle the change came through, if any (ftruncate, fchmod).
     /// Cutting or growing an unreal file copies it up first, on a thread
     /// of its own.
-    pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr, done: Done<Attr>) {
+    pub fn setattr(&self, ino: Ino, fh: Option<u64>, set: SetAttr, done: Done<Attr>) {
         let unreal = || -> Result<bool> {
             let txn = self.store.read()?;
             Ok(self.tree.inode(&txn, ino)?.unreal)
@@ -395,7 +395,7 @@ impl Fs {
 
     /// Changes attributes of `ino` without waiting on peers: an unreal
     /// file is only emptied here (EROFS for any other size).
-    fn setattr_now(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
+    fn setattr_now(&self, ino: Ino, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
         if let Some(node) = CtlNode::parse(ino) {
             // `echo x > file` truncates first: nothing to do on a control file.
             return Ok(self.ctl_attr(node));
@@ -411,7 +411,7 @@ impl Fs {
                 .open_file(&path, crate::real::Open { mode, ..how })?;
             inode.unreal = false;
         }
-        let path = (inode.parent != 0 && !inode.unreal)
+        let path = (inode.parent != Ino::NONE && !inode.unreal)
             .then(|| self.tree.real_path(&wtxn, ino))
             .transpose()?;
         let file = fh
@@ -471,7 +471,7 @@ impl Fs {
     }
 
     /// The target of symlink `ino`.
-    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         let txn = self.store.read()?;
         let inode = self.tree.inode(&txn, ino)?;
         if inode.kind != Kind::Symlink {
@@ -486,7 +486,7 @@ impl Fs {
     /// order (see [`crate::store::namespace`]).
     pub fn readdir(
         &self,
-        ino: u64,
+        ino: Ino,
         offset: u64,
         mut emit: impl FnMut(DirEntry, Option<Attr>) -> bool,
         with_attrs: bool,

@@ -4,6 +4,7 @@
 //! `DIR/.ctl/status` and `mode` (DESIGN.md). Other namespaces are not
 //! supported.
 
+use crate::ids::Ino;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
@@ -19,7 +20,7 @@ const XATTR_REPLACE: i32 = 2;
 
 /// Checks `ino` and `name` for an attribute call: namespace inodes and
 /// `user.` names only.
-fn check(ino: u64, name: &[u8]) -> Result<()> {
+fn check(ino: Ino, name: &[u8]) -> Result<()> {
     if CtlNode::parse(ino).is_some() {
         return Err(Error::Unsupported(
             "control files have no attributes".into(),
@@ -38,7 +39,7 @@ fn check(ino: u64, name: &[u8]) -> Result<()> {
 
 impl Fs {
     /// The value of attribute `name` of `ino`.
-    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
+    pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
         let name = name.as_bytes();
         if let Err(e) = check(ino, name) {
             // Lookups of security.* and system.* are routine: "none here".
@@ -75,7 +76,7 @@ impl Fs {
     }
 
     /// Sets attribute `name` of `ino` (`flags`: XATTR_CREATE, XATTR_REPLACE).
-    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+    pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
         let name = name.as_bytes();
         check(ino, name)?;
         if value.len() > MAX_VALUE {
@@ -110,7 +111,7 @@ impl Fs {
     }
 
     /// The attribute names of `ino`, each followed by a NUL.
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>> {
+    pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
         if CtlNode::parse(ino).is_some() {
             return Ok(Vec::new());
         }
@@ -133,7 +134,7 @@ impl Fs {
     }
 
     /// Removes attribute `name` of `ino`.
-    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
+    pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
         let name = name.as_bytes();
         check(ino, name).map_err(|e| {
             if matches!(e, Error::Unsupported(_)) {

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use heed::byteorder::BE;
-use heed::types::U64;
 use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
@@ -31,11 +29,11 @@ pub struct Area {
 
 /// The areas database.
 pub struct Areas {
-    db: Database<'static, U64<BE>, Postcard<Area>>,
+    db: Database<'static, super::InoKey, Postcard<Area>>,
 }
 
 impl Areas {
-    pub(super) fn new(db: Database<'static, U64<BE>, Postcard<Area>>) -> Areas {
+    pub(super) fn new(db: Database<'static, super::InoKey, Postcard<Area>>) -> Areas {
         Areas { db }
     }
 

@@ -87,7 +87,7 @@ impl History {
     ) -> Result<()> {
         for item in self.db.iter(txn)? {
             let (key, op) = item.map_err(|_| Error::Corrupt("history"))?;
-            let area = key_prefix(key)?;
+            let area = Ino(key_prefix(key)?);
             let seq = key_prefix(&key[8..])?;
             visit(area, seq, op)?;
         }

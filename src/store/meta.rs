@@ -21,8 +21,8 @@ impl Meta {
     /// Allocates a fresh inode number; numbers are never reused, so an inode
     /// number the kernel still caches never names another file.
     pub fn alloc_ino(&self, wtxn: &mut RwTxn) -> Result<Ino> {
-        let ino = self.db.get(wtxn, NEXT_INO)?.unwrap_or(ROOT + 1);
+        let ino = self.db.get(wtxn, NEXT_INO)?.unwrap_or(ROOT.0 + 1);
         self.db.put(wtxn, NEXT_INO, &(ino + 1))?;
-        Ok(ino)
+        Ok(Ino(ino))
     }
 }

@@ -26,12 +26,10 @@ use heed::{BoxedError, BytesDecode, BytesEncode, CommitOrAbort, EnvFlags, EnvOpe
 
 pub use heed::{RoTxn, RwTxn};
 
-/// An inode number. [`ROOT`] is the mount's root; numbers are allocated from
-/// a persistent counter and never reused.
-pub type Ino = u64;
+pub use crate::ids::Ino;
 
 /// The inode number of the mount's root directory (FUSE_ROOT_ID).
-pub const ROOT: Ino = 1;
+pub const ROOT: Ino = Ino(1);
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -192,10 +190,31 @@ impl Store {
     }
 }
 
-/// Appends a big-endian u64 to a key.
-pub(crate) fn key_u64(prefix: u64, rest: &[u8]) -> Vec<u8> {
+/// An inode number as an LMDB key: 8 bytes big-endian, so keys sort by
+/// number (the encoding `heed::types::U64<BE>` gave before [`Ino`] was a
+/// newtype).
+pub struct InoKey;
+
+impl<'a> BytesEncode<'a> for InoKey {
+    type EItem = Ino;
+    fn bytes_encode(ino: &'a Ino) -> std::result::Result<Cow<'a, [u8]>, BoxedError> {
+        Ok(Cow::Owned(ino.0.to_be_bytes().to_vec()))
+    }
+}
+
+impl<'a> BytesDecode<'a> for InoKey {
+    type DItem = Ino;
+    fn bytes_decode(bytes: &'a [u8]) -> std::result::Result<Ino, BoxedError> {
+        let bytes: [u8; 8] = bytes.try_into()?;
+        Ok(Ino(u64::from_be_bytes(bytes)))
+    }
+}
+
+/// Appends a big-endian u64 (an inode number or a sequence number) to a
+/// key.
+pub(crate) fn key_u64(prefix: impl Into<u64>, rest: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + rest.len());
-    key.extend_from_slice(&prefix.to_be_bytes());
+    key.extend_from_slice(&prefix.into().to_be_bytes());
     key.extend_from_slice(rest);
     key
 }

@@ -11,8 +11,7 @@
 use crate::ids::BlobHash;
 use std::time::SystemTime;
 
-use heed::byteorder::BE;
-use heed::types::{Bytes, U64};
+use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
@@ -190,14 +189,14 @@ pub struct NameRef {
 
 /// The inode and directory databases.
 pub struct Namespace {
-    inodes: Database<'static, U64<BE>, Postcard<Inode>>,
+    inodes: Database<'static, super::InoKey, Postcard<Inode>>,
     entries: Database<'static, Bytes, Postcard<Entry>>,
     names: Database<'static, Bytes, Postcard<NameRef>>,
 }
 
 impl Namespace {
     pub(super) fn new(
-        inodes: Database<'static, U64<BE>, Postcard<Inode>>,
+        inodes: Database<'static, super::InoKey, Postcard<Inode>>,
         entries: Database<'static, Bytes, Postcard<Entry>>,
         names: Database<'static, Bytes, Postcard<NameRef>>,
     ) -> Namespace {
@@ -210,7 +209,7 @@ impl Namespace {
 
     pub(super) fn ensure_root(&self, wtxn: &mut RwTxn) -> Result<()> {
         if self.inodes.get(wtxn, &ROOT)?.is_none() {
-            let mut root = Inode::new(ROOT, b"", Kind::Dir, 0o755, 0);
+            let mut root = Inode::new(ROOT, b"", Kind::Dir, 0o755, Ino::NONE);
             root.uid = nix::unistd::getuid().as_raw();
             root.gid = nix::unistd::getgid().as_raw();
             self.inodes.put(wtxn, &ROOT, &root)?;
@@ -369,11 +368,11 @@ mod tests {
         let ns = &store.namespace;
         let mut wtxn = store.write().unwrap();
         for i in 0..10u64 {
-            let ino = 100 + i;
+            let ino = Ino(100 + i);
             ns.put(
                 &mut wtxn,
                 ino,
-                &Inode::new(ROOT, b"x", Kind::File, 0o644, 0),
+                &Inode::new(ROOT, b"x", Kind::File, 0o644, Ino::NONE),
             )
             .unwrap();
             ns.link(&mut wtxn, ROOT, format!("f{i}").as_bytes(), ino)
@@ -394,9 +393,9 @@ mod tests {
         .unwrap();
         drop(rtxn);
         let mut wtxn = store.write().unwrap();
-        assert_eq!(ns.unlink(&mut wtxn, ROOT, b"f1").unwrap(), Some(101));
-        assert_eq!(ns.unlink(&mut wtxn, ROOT, b"f7").unwrap(), Some(107));
-        ns.link(&mut wtxn, ROOT, b"new", 200).unwrap();
+        assert_eq!(ns.unlink(&mut wtxn, ROOT, b"f1").unwrap(), Some(Ino(101)));
+        assert_eq!(ns.unlink(&mut wtxn, ROOT, b"f7").unwrap(), Some(Ino(107)));
+        ns.link(&mut wtxn, ROOT, b"new", Ino(200)).unwrap();
         wtxn.commit().unwrap();
         let rtxn = store.read().unwrap();
         ns.children(&rtxn, ROOT, next, |_, e| {
@@ -413,7 +412,7 @@ mod tests {
             ["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f8", "f9", "new"]
         );
         assert_eq!(ns.lookup(&rtxn, ROOT, b"f7").unwrap(), None);
-        assert_eq!(ns.lookup(&rtxn, ROOT, b"new").unwrap(), Some(200));
+        assert_eq!(ns.lookup(&rtxn, ROOT, b"new").unwrap(), Some(Ino(200)));
     }
 
     #[test]

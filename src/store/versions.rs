@@ -222,7 +222,7 @@ impl Versions {
         area: Ino,
         mut visit: impl FnMut(&[u8], PathRecord) -> Result<()>,
     ) -> Result<()> {
-        for item in self.paths.prefix_iter(txn, &area.to_be_bytes())? {
+        for item in self.paths.prefix_iter(txn, &area.0.to_be_bytes())? {
             let (key, record) = item.map_err(|_| Error::Corrupt("paths"))?;
             visit(&self.path_of(txn, key)?, record)?;
         }
@@ -259,7 +259,7 @@ impl Versions {
 
     /// Deletes every record of `area`.
     pub fn remove_area(&self, wtxn: &mut RwTxn, area: Ino) -> Result<()> {
-        let prefix = area.to_be_bytes();
+        let prefix = area.0.to_be_bytes();
         let mut paths = self.paths.prefix_iter_mut(wtxn, &prefix)?;
         while paths.next().transpose()?.is_some() {
             // SAFETY: no reference into the database is kept.
@@ -283,7 +283,7 @@ impl Versions {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
+    use crate::store::{Ino, Store};
 
     #[test]
     fn paths_longer_than_an_lmdb_key_are_kept_whole() {
@@ -300,12 +300,13 @@ mod tests {
         let mut wtxn = store.write().unwrap();
         for (seq, path) in [&short, &long, &longer, &other].into_iter().enumerate() {
             let record = super::PathRecord::default();
-            v.put(&mut wtxn, 7, path, record, seq as u64 + 1).unwrap();
+            v.put(&mut wtxn, Ino(7), path, record, seq as u64 + 1)
+                .unwrap();
         }
         wtxn.commit().unwrap();
         let txn = store.read().unwrap();
         let mut all = Vec::new();
-        v.for_each(&txn, 7, |path, _| {
+        v.for_each(&txn, Ino(7), |path, _| {
             all.push(path.to_vec());
             Ok(())
         })
@@ -315,7 +316,7 @@ mod tests {
         want.sort();
         assert_eq!(all, want);
         let below: Vec<_> = v
-            .below(&txn, 7, b"dir")
+            .below(&txn, Ino(7), b"dir")
             .unwrap()
             .into_iter()
             .map(|(p, _)| p)
@@ -323,15 +324,15 @@ mod tests {
         assert_eq!(below.len(), 3, "short, long and longer are below dir");
         // A prefix longer than a key's path part still finds its own.
         let below: Vec<_> = v
-            .below(&txn, 7, &deep(850)[..deep(850).len() - 1])
+            .below(&txn, Ino(7), &deep(850)[..deep(850).len() - 1])
             .unwrap()
             .into_iter()
             .map(|(p, _)| p)
             .collect();
         assert_eq!(below, std::slice::from_ref(&longer));
-        assert!(v.get(&txn, 7, &longer).unwrap().is_some());
+        assert!(v.get(&txn, Ino(7), &longer).unwrap().is_some());
         let fed: Vec<_> = v
-            .changed_since(&txn, 7, 0, 10)
+            .changed_since(&txn, Ino(7), 0, 10)
             .unwrap()
             .into_iter()
             .map(|(_, p, _)| p)

@@ -203,7 +203,7 @@ impl Tree {
     fn realize_file(&self, ino: Ino) -> Result<()> {
         let txn = self.store.read()?;
         let inode = self.inode(&txn, ino)?;
-        if inode.kind != Kind::File || !inode.unreal || inode.parent == 0 {
+        if inode.kind != Kind::File || !inode.unreal || inode.parent == Ino::NONE {
             return Ok(());
         }
         if self.effective_mode(&txn, ino)?.0 != Mode::Real {
@@ -261,7 +261,7 @@ impl Tree {
         }
         let mut wtxn = self.store.write()?;
         let mut inode = self.inode(&wtxn, ino)?;
-        if !inode.unreal || inode.hash != Some(blob.hash) || inode.parent == 0 {
+        if !inode.unreal || inode.hash != Some(blob.hash) || inode.parent == Ino::NONE {
             drop(wtxn);
             // Changed meanwhile: the bytes go back to the cache.
             return self.stash_to_cache(&tmp, blob.hash);
@@ -289,7 +289,7 @@ impl Tree {
         let Some(hash) = inode.hash else {
             return Ok(()); // not recorded yet: the recorder queues it
         };
-        if inode.kind != Kind::File || inode.unreal || inode.parent == 0 {
+        if inode.kind != Kind::File || inode.unreal || inode.parent == Ino::NONE {
             return Ok(());
         }
         if self.effective_mode(&txn, ino)?.0 != Mode::Unreal || self.recorder.is_pending(ino) {
@@ -409,7 +409,7 @@ impl Tree {
         let mut inode = self.inode(&wtxn, ino)?;
         // Renamed or removed since it was linked: the link may not be the
         // file that path shows now; the next scan tries again.
-        let moved = inode.parent == 0 || self.real_path(&wtxn, ino)? != real;
+        let moved = inode.parent == Ino::NONE || self.real_path(&wtxn, ino)? != real;
         if moved || inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
             // Changed meanwhile: the link must not share a file being written.
             if had.is_none() {

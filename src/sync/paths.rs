@@ -13,7 +13,7 @@ impl Tree {
         let mut at = ino;
         while at != ROOT {
             let inode = self.inode(txn, at)?;
-            if inode.parent == 0 {
+            if inode.parent == Ino::NONE {
                 return Err(Error::not_found());
             }
             names.push(inode.name);

@@ -62,7 +62,7 @@ impl Tree {
         let mut wtxn = self.store.write()?;
         let mut orphans = Vec::new();
         self.store.namespace.for_each(&wtxn, |ino, inode| {
-            if inode.parent == 0 {
+            if inode.parent == Ino::NONE {
                 orphans.push(ino);
             }
             Ok(())

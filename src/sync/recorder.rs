@@ -214,7 +214,7 @@ impl Tree {
         let path = {
             let txn = self.store.read()?;
             match self.store.namespace.get(&txn, ino)? {
-                Some(inode) if inode.parent != 0 => self.real_path(&txn, ino)?,
+                Some(inode) if inode.parent != Ino::NONE => self.real_path(&txn, ino)?,
                 _ => {
                     self.recorder.forget(ino);
                     return Ok(());

@@ -411,7 +411,7 @@ impl Tree {
                 let target = loop {
                     match targets.pop() {
                         Some((area, ino)) => match self.store.namespace.get(&wtxn, ino)? {
-                            Some(inode) if inode.unreal && inode.parent != 0 => {
+                            Some(inode) if inode.unreal && inode.parent != Ino::NONE => {
                                 break Some((area, ino, inode));
                             }
                             _ => continue,

@@ -176,7 +176,7 @@ impl Tree {
         if last {
             let mut wtxn = self.store.write()?;
             if let Some(inode) = self.store.namespace.get(&wtxn, ino)?
-                && inode.parent == 0
+                && inode.parent == Ino::NONE
             {
                 self.store.xattrs.remove_all(&mut wtxn, ino)?;
                 self.store.namespace.remove(&mut wtxn, ino)?;
@@ -218,7 +218,7 @@ impl Tree {
             .store
             .config
             .get(&wtxn, crate::store::config::Key::ModeLocal)?;
-        let mut inode = Inode::new(ROOT, name, Kind::Dir, perm, 0);
+        let mut inode = Inode::new(ROOT, name, Kind::Dir, perm, Ino::NONE);
         (inode.uid, inode.gid) = (uid, gid);
         inode.mode = Some(mode.unwrap_or(Mode::parse(&default).unwrap_or(Mode::Real)));
         let ino = self.insert(&mut wtxn, ROOT, name, &inode)?;
@@ -336,7 +336,7 @@ impl Tree {
     pub(crate) fn drop_inode(&self, wtxn: &mut RwTxn, ino: Ino, mut inode: Inode) -> Result<()> {
         self.recorder.forget(ino);
         if self.open_file(ino).is_some() {
-            inode.parent = 0;
+            inode.parent = Ino::NONE;
             Ok(self.store.namespace.put(wtxn, ino, &inode)?)
         } else {
             self.store.xattrs.remove_all(wtxn, ino)?;
@@ -354,7 +354,7 @@ impl Tree {
             if let Some(mode) = inode.mode {
                 return Ok((mode, at == ino));
             }
-            if inode.parent == ROOT || inode.parent == 0 || at == ROOT {
+            if inode.parent == ROOT || inode.parent == Ino::NONE || at == ROOT {
                 let default = self
                     .store
                     .config
@@ -379,7 +379,7 @@ impl Tree {
     /// Tells the kernel that entry `name` of `parent` changed.
     pub(crate) fn forget_entry(&self, parent: Ino, name: &[u8]) {
         if let Some(kernel) = self.kernel.get() {
-            kernel.forget_entry(parent, name);
+            kernel.forget_entry(parent.0, name);
         }
     }
 

@@ -18,7 +18,7 @@ pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
     let txn = store.read()?;
     let mut counts: HashMap<Ino, (u64, u64)> = HashMap::new();
     store.namespace.for_each(&txn, |_, inode| {
-        if inode.kind == Kind::File && inode.parent != 0 {
+        if inode.kind == Kind::File && inode.parent != Ino::NONE {
             let c = counts.entry(inode.area).or_default();
             c.0 += 1;
             c.1 += inode.size;

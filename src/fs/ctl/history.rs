@@ -11,7 +11,7 @@ pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
     let store = fs.store();
     let txn = store.read()?;
     let mut out = String::new();
-    let mut area_name = (0, String::new());
+    let mut area_name = (Ino::NONE, String::new());
     store.history.for_each(&txn, |area, seq, op| {
         if area_name.0 != area {
             let name = store.namespace.get(&txn, area)?.map(|i| escape(&i.name));

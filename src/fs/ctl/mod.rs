@@ -150,12 +150,12 @@ fn table(owner: Ino) -> &'static [Spec] {
 
 impl CtlNode {
     /// Decodes a control inode number; `None` for a namespace inode.
-    pub fn parse(ino: u64) -> Option<CtlNode> {
-        if ino & CTL_BIT == 0 {
+    pub fn parse(ino: Ino) -> Option<CtlNode> {
+        if ino.0 & CTL_BIT == 0 {
             return None;
         }
-        let owner = (ino & !CTL_BIT) >> 4;
-        let index = (ino & 0xf) as u8;
+        let owner = Ino((ino.0 & !CTL_BIT) >> 4);
+        let index = (ino.0 & 0xf) as u8;
         match index {
             0 => Some(CtlNode::Dir { owner }),
             i if usize::from(i) <= table(owner).len() => Some(CtlNode::File { owner, index: i }),
@@ -164,11 +164,11 @@ impl CtlNode {
     }
 
     /// The inode number of this node.
-    pub fn ino(self) -> u64 {
-        match self {
-            CtlNode::Dir { owner } => CTL_BIT | owner << 4,
-            CtlNode::File { owner, index } => CTL_BIT | owner << 4 | u64::from(index),
-        }
+    pub fn ino(self) -> Ino {
+        Ino(match self {
+            CtlNode::Dir { owner } => CTL_BIT | owner.0 << 4,
+            CtlNode::File { owner, index } => CTL_BIT | owner.0 << 4 | u64::from(index),
+        })
     }
 
     fn spec(self) -> Option<&'static Spec> {
@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn control_inodes_round_trip_and_never_collide_with_the_namespace() {
-        for owner in [ROOT, 2, 12345, (1 << 58) + 7] {
+        for owner in [ROOT, Ino(2), Ino(12345), Ino((1 << 58) + 7)] {
             let dir = CtlNode::Dir { owner };
             assert_eq!(CtlNode::parse(dir.ino()), Some(dir));
             for index in 1..=table(owner).len() as u8 {
@@ -378,7 +378,7 @@ mod tests {
             }
         }
         assert_eq!(CtlNode::parse(ROOT), None);
-        assert_eq!(CtlNode::parse(12345), None);
-        assert_eq!(CtlNode::parse(CTL_BIT | 2 << 4 | 15), None);
+        assert_eq!(CtlNode::parse(Ino(12345)), None);
+        assert_eq!(CtlNode::parse(Ino(CTL_BIT | 2 << 4 | 15)), None);
     }
 }

@@ -43,8 +43,8 @@ impl Fs {
             _ => Some(self.attr_of(txn, ino, inode)?.size),
         };
         let record = match inode.parent {
-            0 => None,
-            _ if inode.area == 0 || inode.area == ino => None,
+            Ino::NONE => None,
+            _ if inode.area == Ino::NONE || inode.area == ino => None,
             _ => {
                 let path = self.tree.area_path(txn, ino)?;
                 self.store.versions.get(txn, inode.area, &path)?
