@@ -12,13 +12,14 @@
 //! and two blobs' outboards say which pieces differ (delta edits). A blob
 //! of one piece or less has an empty outboard: it is verified whole.
 
-use crate::ids::BlobHash;
 use std::fs::File;
 use std::io::{self, Read};
 
 use blake3::hazmat::{
     ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root,
 };
+
+use crate::ids::BlobHash;
 
 /// Piece size in bytes: the unit of verification and of delta transfer.
 /// 64 KiB: BLAKE3 hashes pieces of 16 KiB to 1 MiB at the same speed on

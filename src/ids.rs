@@ -8,6 +8,7 @@
 //!   written as 64 lowercase hex characters.
 //!
 //! - [`Ino`]: an inode number, as FUSE and LMDB know it.
+//! - [`Seq`]: a position in an area's history (its feed).
 //!
 //! Each serializes as its inner value (postcard writes a newtype as its
 //! field), so records and frames keep their encoding.
@@ -138,5 +139,45 @@ impl fmt::Debug for Ino {
 impl From<Ino> for u64 {
     fn from(ino: Ino) -> u64 {
         ino.0
+    }
+}
+
+/// A sequence number of an area's history: ops are numbered from 1 in
+/// the order they were recorded, and a peer asks for the feed "since" the
+/// last number it applied (0: from the start). The number an op took is
+/// also the counter its author puts in the version vector and holder
+/// clock of what the op made ([`crate::sync::local`]), where it is a
+/// plain `u64` among other peers' counters.
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// Before the first op: a peer that asks since `ZERO` gets all.
+    pub const ZERO: Seq = Seq(0);
+
+    /// The number after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Seq({})", self.0)
+    }
+}
+
+impl From<Seq> for u64 {
+    fn from(seq: Seq) -> u64 {
+        seq.0
     }
 }

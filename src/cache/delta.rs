@@ -10,7 +10,6 @@
 //! file becomes the new blob's (renamed, then patched in place), so a
 //! small edit of a large file costs neither a copy nor a hash of it.
 
-use crate::ids::BlobHash;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -18,6 +17,7 @@ use std::sync::atomic::Ordering;
 use super::fetch::BlobRef;
 use super::{Cache, Result};
 use crate::blob::{Outboard, PIECE};
+use crate::ids::BlobHash;
 use crate::store::cache::CHUNK;
 
 /// Largest run of differing pieces fetched in one request.

@@ -5,11 +5,11 @@
 //! it (so that a read storm does not scan the cache per chunk); the blobs
 //! of open files and of fetches under way are never evicted.
 
-use crate::ids::BlobHash;
 use std::sync::atomic::Ordering;
 
 use super::count;
 use super::{Cache, Result};
+use crate::ids::BlobHash;
 use crate::store::cache::Cached;
 
 /// A blob of the cache and its record.

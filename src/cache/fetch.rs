@@ -7,7 +7,6 @@
 //! `verify.failures`, and fetched again from another holder; a holder
 //! slower than the hedge delay (`net::blobs::HEDGE`) is passed over.
 
-use crate::ids::BlobHash;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::chunks::{Failure, Outcome, Waiter};
 use super::fetches::Transfer;
 use super::{Cache, Error, Result};
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId};
 use crate::net::protocol::BlobRange;
 use crate::net::{Command, Fetch, FetchOutcome};
 use crate::store::Ino;

@@ -3,12 +3,10 @@
 //! each edited blob can be built from (delta edits), one lock per outboard
 //! being fetched, and the peers that failed lately and are asked last.
 
-use crate::ids::BlobHash;
+use crate::ids::{BlobHash, PeerId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use crate::ids::PeerId;
 
 /// How long a peer that failed a fetch, sent bytes that did not verify or
 /// was slower than another holder is asked after the others.

@@ -33,13 +33,12 @@ pub mod verify;
 pub use error::{Error, Result};
 pub use fetch::BlobRef;
 
-use crate::ids::BlobHash;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId};
 use crate::net::Household;
 use crate::stats::Stats;
 use crate::store::Store;

@@ -3,7 +3,6 @@
 //! piece by piece before they are read or sent, and damaged cache files
 //! fetched again.
 
-use crate::ids::BlobHash;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use super::fetch::BlobRef;
 use super::{Cache, Error, Result, lock};
 use crate::blob::{Outboard, PIECE, root_of};
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId};
 use crate::net::protocol::{BlobRange, MAX_READ};
 use crate::net::{Command, Fetch};
 use crate::store::cache::CHUNK;

@@ -4,12 +4,12 @@
 //! `DIR/.ctl/status` and `mode` (DESIGN.md). Other namespaces are not
 //! supported.
 
-use crate::ids::Ino;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use super::ctl::CtlNode;
 use super::{Error, Fs, Result};
+use crate::ids::Ino;
 use crate::store::xattrs::MAX_VALUE;
 
 const REALIZE: &[u8] = b"user.realize.";

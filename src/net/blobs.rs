@@ -5,7 +5,6 @@
 //! system core through [`super::core::Core::read_blob`]; what arrives is
 //! verified there too, piece by piece.
 
-use crate::ids::BlobHash;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use super::endpoint::Manager;
 use super::protocol::{BlobRange, Message};
 use super::requests::{RequestError, blocking};
 use super::{Fetch, FetchOutcome};
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId};
 
 /// How long a fetch waits for a holder before it asks the next one as
 /// well: a holder that is slow or silent costs a read this much, not

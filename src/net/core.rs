@@ -7,12 +7,11 @@
 //! runtime thread. Every method that acts for a peer takes the peer's id
 //! and checks itself that the area is shared with it ("area not shared").
 
-use crate::ids::BlobHash;
 use std::time::Duration;
 
 use super::protocol::BlobRange;
 use super::{Household, Offers, RequestError};
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId, Seq};
 use crate::store::versions::PathRecord;
 
 /// A peer of the household as the core knows it.
@@ -42,7 +41,7 @@ pub struct Page {
     /// (path, record), in feed order.
     pub records: Vec<(Vec<u8>, PathRecord)>,
     /// Sequence number of the last record (the `since` of the next page).
-    pub last: u64,
+    pub last: Seq,
     /// Whether more follow.
     pub more: bool,
 }
@@ -52,9 +51,9 @@ pub struct Page {
 /// failure: what the pull set aside must find its place).
 pub trait AreaPull: Send {
     /// The sequence number of the peer's feed this side applied last.
-    fn since(&self) -> u64;
+    fn since(&self) -> Seq;
     /// Applies one page of the peer's records, the last numbered `last`.
-    fn apply(&mut self, last: u64, records: Vec<(Vec<u8>, PathRecord)>)
+    fn apply(&mut self, last: Seq, records: Vec<(Vec<u8>, PathRecord)>)
     -> Result<(), RequestError>;
     /// Ends the pull: (records applied, conflicts left).
     fn finish(self: Box<Self>) -> Result<(u64, u64), RequestError>;
@@ -84,10 +83,10 @@ pub trait Core: Send + Sync + 'static {
     fn has_area(&self, area: &[u8]) -> Result<bool, RequestError>;
     /// Whether a round with `peer` for `area` has something to do, its
     /// latest sequence number there being `theirs`.
-    fn round_needed(&self, peer: PeerId, area: &[u8], theirs: u64) -> Result<bool, RequestError>;
+    fn round_needed(&self, peer: PeerId, area: &[u8], theirs: Seq) -> Result<bool, RequestError>;
     /// A page of `area`'s feed after `since` for `peer`, which has applied
     /// everything up to `since` (history it no longer needs is trimmed).
-    fn changes(&self, peer: PeerId, area: &[u8], since: u64) -> Result<Page, RequestError>;
+    fn changes(&self, peer: PeerId, area: &[u8], since: Seq) -> Result<Page, RequestError>;
     /// Starts pulling `area` from `peer`.
     fn begin_pull(&self, peer: PeerId, area: &[u8]) -> Result<Box<dyn AreaPull>, RequestError>;
     /// Bytes of a blob (or of its outboard) that `peer` may read.

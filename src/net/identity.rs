@@ -9,9 +9,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ed25519_dalek::SigningKey;
-
 use crate::ids::PeerId;
+use ed25519_dalek::SigningKey;
 
 /// Errors of key handling.
 #[derive(Debug, thiserror::Error)]

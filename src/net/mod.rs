@@ -158,7 +158,7 @@ pub struct Household {
 }
 
 /// Areas a peer shares with this peer: (name, its latest sequence number).
-pub type Offers = Vec<(Vec<u8>, u64)>;
+pub type Offers = Vec<(Vec<u8>, crate::ids::Seq)>;
 
 impl Household {
     /// The state of `peer`.

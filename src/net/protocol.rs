@@ -3,10 +3,10 @@
 //! [`MAX_MESSAGE`] is refused before anything is allocated, and every
 //! message is validated after decoding.
 
-use crate::ids::BlobHash;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::ids::{BlobHash, Seq};
 use crate::store::versions::Content;
 use crate::store::versions::PathRecord;
 
@@ -45,7 +45,7 @@ pub enum Message {
         name: String,
         /// The areas the sender shares with the receiver, each with the
         /// sender's latest sequence number in it.
-        areas: Vec<(Vec<u8>, u64)>,
+        areas: Vec<(Vec<u8>, Seq)>,
         /// Random, drawn once per process: a hello with a new one comes
         /// from a restarted peer, whose old connection is dead.
         incarnation: u64,
@@ -57,14 +57,14 @@ pub enum Message {
         /// The area's name.
         area: Vec<u8>,
         /// Last sequence number already applied.
-        since: u64,
+        since: Seq,
     },
     /// Answer to [`Message::Changes`].
     Page {
         /// Paths and what the answerer knows of them, in feed order.
         records: Vec<(Vec<u8>, PathRecord)>,
         /// Feed sequence number of the last record (or `since`).
-        last: u64,
+        last: Seq,
         /// Whether more records follow `last`.
         more: bool,
     },
@@ -260,7 +260,7 @@ mod tests {
         Message::Hello {
             version: VERSION,
             name: name.into(),
-            areas: vec![(b"photos".to_vec(), 7)],
+            areas: vec![(b"photos".to_vec(), Seq(7))],
             incarnation: 1,
         }
     }
@@ -355,7 +355,7 @@ mod tests {
         assert!(
             refused(&Message::Page {
                 records: vec![(b"../etc".to_vec(), record.clone())],
-                last: 1,
+                last: Seq(1),
                 more: false
             })
             .await
@@ -363,7 +363,7 @@ mod tests {
         assert!(
             !refused(&Message::Page {
                 records: vec![(b"ok/path".to_vec(), record)],
-                last: 1,
+                last: Seq(1),
                 more: false
             })
             .await
@@ -371,7 +371,7 @@ mod tests {
         assert!(
             refused(&Message::Changes {
                 area: b"a/b".to_vec(),
-                since: 0
+                since: Seq::ZERO
             })
             .await
         );

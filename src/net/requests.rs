@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::endpoint::Manager;
 use super::protocol::{self, Message};
-use crate::ids::PeerId;
+use crate::ids::{PeerId, Seq};
 
 /// Why a request or a round failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -162,7 +162,7 @@ impl Manager {
         &self,
         peer: PeerId,
         area: Vec<u8>,
-        since: u64,
+        since: Seq,
     ) -> Result<Message, RequestError> {
         let core = Arc::clone(&self.core);
         let page = blocking(move || core.changes(peer, &area, since)).await?;

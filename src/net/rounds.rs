@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::endpoint::Manager;
 use super::protocol::Message;
 use super::requests::{RequestError, blocking, local};
-use crate::ids::PeerId;
+use crate::ids::{PeerId, Seq};
 
 /// The outcome of a round with one peer for one area.
 #[derive(Debug, Clone)]
@@ -95,8 +95,8 @@ impl Manager {
         self: Arc<Self>,
         peer: PeerId,
         area: Vec<u8>,
-        since: u64,
-    ) -> Result<(Vec<(Vec<u8>, crate::store::versions::PathRecord)>, u64), RequestError> {
+        since: Seq,
+    ) -> Result<(Vec<(Vec<u8>, crate::store::versions::PathRecord)>, Seq), RequestError> {
         match self.ask(peer, &Message::Changes { area, since }).await?.0 {
             Message::Page { records, last, .. } => Ok((records, last)),
             other => Err(RequestError::Refused(format!("{other:?} for changes"))),

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::endpoint::{Manager, locked};
 use super::requests::blocking;
-use crate::ids::PeerId;
 
+use crate::ids::{PeerId, Seq};
 use crate::store::history::OpKind;
 
 /// Wait before an "at once" round, so that changes made together (and the
@@ -98,7 +98,7 @@ impl Manager {
                 let theirs = offers.iter().find(|(a, _)| *a == area).map(|(_, s)| *s);
                 // Not offered: the peer does not share it (yet); the round
                 // says so in /.ctl/consensus.
-                if core.round_needed(peer, &area, theirs.unwrap_or(u64::MAX))? {
+                if core.round_needed(peer, &area, theirs.unwrap_or(Seq(u64::MAX)))? {
                     due.push(area);
                 }
             }

@@ -9,22 +9,22 @@ use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Ino, Postcard, Result};
-use crate::ids::PeerId;
+use crate::ids::{PeerId, Seq};
 
 /// What an area has beyond its directory inode.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Area {
     /// The last sequence number taken in this area (0: none yet). Numbers
     /// start at 1, so a peer that asks for the changes since 0 gets all.
-    pub last_seq: u64,
+    pub last_seq: Seq,
     /// Peers the area is shared with.
     pub shares: Vec<PeerId>,
     /// Per peer, the last sequence number of its feed applied here.
-    pub received: BTreeMap<PeerId, u64>,
+    pub received: BTreeMap<PeerId, Seq>,
     /// Per peer, the last sequence number of this peer's feed it has
     /// applied (what it asked past): history up to the smallest of these
     /// over the shares is trimmed.
-    pub acked: BTreeMap<PeerId, u64>,
+    pub acked: BTreeMap<PeerId, Seq>,
 }
 
 /// The areas database.
@@ -63,9 +63,9 @@ impl Areas {
     }
 
     /// Takes the next sequence number of area `ino`.
-    pub fn next_seq(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<u64> {
+    pub fn next_seq(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<Seq> {
         let mut area = self.get(wtxn, ino)?.ok_or(Error::Corrupt("area"))?;
-        area.last_seq += 1;
+        area.last_seq = area.last_seq.next();
         let seq = area.last_seq;
         self.put(wtxn, ino, &area)?;
         Ok(seq)

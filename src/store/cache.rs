@@ -5,7 +5,6 @@
 //! chaining values, [`crate::blob`]), for blobs of more than one piece
 //! that were recorded here or fetched.
 
-use crate::ids::BlobHash;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::namespace::Timestamp;
 use super::{Error, Postcard, Result};
 use crate::blob::Outboard;
+use crate::ids::BlobHash;
 
 /// Size of a cached chunk in bytes: the unit of fetching and of the
 /// presence map.

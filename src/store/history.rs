@@ -4,13 +4,13 @@
 //! [`Op`] (postcard). Sequence numbers come from the area's record
 //! ([`super::areas`]) and grow by one per op.
 
-use crate::ids::BlobHash;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
 use super::namespace::Timestamp;
 use super::{Error, Ino, Postcard, Result, key_prefix, key_u64};
+use crate::ids::{BlobHash, Seq};
 
 /// What an op did.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,20 +75,22 @@ impl History {
     }
 
     /// Stores `op` as number `seq` of `area`.
-    pub fn append(&self, wtxn: &mut RwTxn, area: Ino, seq: u64, op: &Op) -> Result<()> {
-        Ok(self.db.put(wtxn, &key_u64(area, &seq.to_be_bytes()), op)?)
+    pub fn append(&self, wtxn: &mut RwTxn, area: Ino, seq: Seq, op: &Op) -> Result<()> {
+        Ok(self
+            .db
+            .put(wtxn, &key_u64(area, &seq.0.to_be_bytes()), op)?)
     }
 
     /// Visits every op, by area then sequence number.
     pub fn for_each(
         &self,
         txn: &RoTxn,
-        mut visit: impl FnMut(Ino, u64, Op) -> Result<()>,
+        mut visit: impl FnMut(Ino, Seq, Op) -> Result<()>,
     ) -> Result<()> {
         for item in self.db.iter(txn)? {
             let (key, op) = item.map_err(|_| Error::Corrupt("history"))?;
             let area = Ino(key_prefix(key)?);
-            let seq = key_prefix(&key[8..])?;
+            let seq = Seq(key_prefix(&key[8..])?);
             visit(area, seq, op)?;
         }
         Ok(())
@@ -96,9 +98,9 @@ impl History {
 
     /// Deletes the ops of `area` numbered up to `upto` (acknowledged by
     /// every peer the area is shared with).
-    pub fn trim(&self, wtxn: &mut RwTxn, area: Ino, upto: u64) -> Result<()> {
+    pub fn trim(&self, wtxn: &mut RwTxn, area: Ino, upto: Seq) -> Result<()> {
         let start = key_u64(area, &[]);
-        let end = key_u64(area, &upto.to_be_bytes());
+        let end = key_u64(area, &upto.0.to_be_bytes());
         let range = (
             std::ops::Bound::Included(start.as_slice()),
             std::ops::Bound::Included(end.as_slice()),

@@ -8,7 +8,6 @@
 //!   entries are added or removed, and a directory is never loaded whole;
 //! - `names`: parent (u64 BE) ‖ name bytes → [`NameRef`], for lookup.
 
-use crate::ids::BlobHash;
 use std::time::SystemTime;
 
 use heed::types::Bytes;
@@ -16,6 +15,7 @@ use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Ino, Postcard, ROOT, Result, key_u64};
+use crate::ids::BlobHash;
 
 /// The first cookie of a directory; smaller offsets are `.`, `..` and, at
 /// the root, `.ctl`.

@@ -19,7 +19,6 @@
 //!   changes since N gets every record that changed after N, and N = 0 is
 //!   the full index.
 
-use crate::ids::BlobHash;
 use std::collections::BTreeMap;
 
 use heed::types::Bytes;
@@ -27,7 +26,7 @@ use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Ino, Postcard, Result, key_prefix, key_u64};
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId, Seq};
 
 /// A version vector: for each peer, the sequence number of its last
 /// operation this version has seen (absent = 0).
@@ -80,7 +79,7 @@ pub struct Holding {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathRecord {
     /// Where the record sits in the feed.
-    pub seq: u64,
+    pub seq: Seq,
     /// The versions no other known version dominates, winner first.
     pub siblings: Vec<Version<PeerId>>,
     /// Per peer, the blob it holds at this path.
@@ -176,15 +175,15 @@ impl Versions {
         area: Ino,
         path: &[u8],
         mut record: PathRecord,
-        seq: u64,
+        seq: Seq,
     ) -> Result<()> {
         if let Some(old) = self.get(wtxn, area, path)? {
             self.feed
-                .delete(wtxn, &key_u64(area, &old.seq.to_be_bytes()))?;
+                .delete(wtxn, &key_u64(area, &old.seq.0.to_be_bytes()))?;
         }
         record.seq = seq;
         self.feed
-            .put(wtxn, &key_u64(area, &seq.to_be_bytes()), path)?;
+            .put(wtxn, &key_u64(area, &seq.0.to_be_bytes()), path)?;
         let key = path_key(area, path);
         if is_long(&key) {
             self.long_paths.put(wtxn, &key, path)?;
@@ -235,10 +234,10 @@ impl Versions {
         &self,
         txn: &RoTxn,
         area: Ino,
-        since: u64,
+        since: Seq,
         limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>, PathRecord)>> {
-        let start = key_u64(area, &since.saturating_add(1).to_be_bytes());
+    ) -> Result<Vec<(Seq, Vec<u8>, PathRecord)>> {
+        let start = key_u64(area, &since.0.saturating_add(1).to_be_bytes());
         let end = key_u64(area, &u64::MAX.to_be_bytes());
         let range = (
             std::ops::Bound::Included(start.as_slice()),
@@ -250,7 +249,7 @@ impl Versions {
                 break;
             }
             let (key, path) = item.map_err(|_| Error::Corrupt("feed"))?;
-            let seq = key_prefix(&key[8..])?;
+            let seq = Seq(key_prefix(&key[8..])?);
             let record = self.get(txn, area, path)?.ok_or(Error::Corrupt("feed"))?;
             out.push((seq, path.to_vec(), record));
         }
@@ -283,6 +282,7 @@ impl Versions {
 
 #[cfg(test)]
 mod tests {
+    use crate::ids::Seq;
     use crate::store::{Ino, Store};
 
     #[test]
@@ -300,7 +300,7 @@ mod tests {
         let mut wtxn = store.write().unwrap();
         for (seq, path) in [&short, &long, &longer, &other].into_iter().enumerate() {
             let record = super::PathRecord::default();
-            v.put(&mut wtxn, Ino(7), path, record, seq as u64 + 1)
+            v.put(&mut wtxn, Ino(7), path, record, Seq(seq as u64 + 1))
                 .unwrap();
         }
         wtxn.commit().unwrap();
@@ -332,7 +332,7 @@ mod tests {
         assert_eq!(below, std::slice::from_ref(&longer));
         assert!(v.get(&txn, Ino(7), &longer).unwrap().is_some());
         let fed: Vec<_> = v
-            .changed_since(&txn, Ino(7), 0, 10)
+            .changed_since(&txn, Ino(7), Seq::ZERO, 10)
             .unwrap()
             .into_iter()
             .map(|(_, p, _)| p)

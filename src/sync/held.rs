@@ -4,12 +4,12 @@
 //! ([`crate::cache::verify`]); real files are the user's files and are
 //! read as they are (the peer that receives them verifies them).
 
-use crate::ids::BlobHash;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::{Result, Tree, lock};
 use crate::blob::Outboard;
+use crate::ids::BlobHash;
 use crate::store::Ino;
 use crate::store::namespace::Kind;
 

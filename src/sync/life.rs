@@ -13,7 +13,6 @@
 //! then unlinked from the Real: a crash between leaves it real. Files that
 //! lack holders wait for the next pull.
 
-use crate::ids::BlobHash;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Weak};
@@ -21,6 +20,7 @@ use std::time::Duration;
 
 use super::{Error, Result, Tree, lock, wait};
 use crate::cache::BlobRef;
+use crate::ids::BlobHash;
 use crate::net::Command;
 use crate::net::protocol::Message;
 use crate::store::Ino;

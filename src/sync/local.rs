@@ -112,8 +112,8 @@ pub fn put_local(
         _ => None,
     };
     let stamp = (left.mtime, left.size, left.perm);
-    let version = local_version(&record.siblings, left.content, stamp, me, seq);
+    let version = local_version(&record.siblings, left.content, stamp, me, seq.0);
     add_sibling(&mut record.siblings, version);
-    record.holders.insert(me, Holding { clock: seq, hash });
+    record.holders.insert(me, Holding { clock: seq.0, hash });
     store.versions.put(wtxn, area, path, record, seq)
 }

@@ -4,14 +4,13 @@
 //! [`Tree::read_held`]), what it applies is merged here (see
 //! [`Tree::apply_remote`]).
 
-use crate::ids::BlobHash;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Tree;
 use super::remote::Pull;
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId, Seq};
 use crate::net::core::{AreaPull, Core, KnownPeer, Page, Policy};
 use crate::net::protocol::{BlobRange, MAX_MESSAGE, MAX_RECORDS};
 use crate::net::{Household, Offers, RequestError};
@@ -46,7 +45,7 @@ impl Tree {
         &self,
         peer: PeerId,
         area: Ino,
-        since: u64,
+        since: Seq,
         caught_up: bool,
     ) -> super::Result<()> {
         let mut wtxn = self.store.write()?;
@@ -58,9 +57,9 @@ impl Tree {
             let horizon = record
                 .shares
                 .iter()
-                .map(|p| record.acked.get(p).copied().unwrap_or(0))
+                .map(|p| record.acked.get(p).copied().unwrap_or(Seq::ZERO))
                 .min()
-                .unwrap_or(0);
+                .unwrap_or(Seq::ZERO);
             self.store.history.trim(&mut wtxn, area, horizon)?;
             self.store.areas.put(&mut wtxn, area, &record)?;
         }
@@ -74,18 +73,18 @@ struct PullOf {
     fs: Arc<Tree>,
     area: Ino,
     peer: PeerId,
-    since: u64,
+    since: Seq,
     pull: Pull,
 }
 
 impl AreaPull for PullOf {
-    fn since(&self) -> u64 {
+    fn since(&self) -> Seq {
         self.since
     }
 
     fn apply(
         &mut self,
-        last: u64,
+        last: Seq,
         records: Vec<(Vec<u8>, PathRecord)>,
     ) -> Result<(), RequestError> {
         self.fs
@@ -172,11 +171,11 @@ impl Core for Tree {
         Ok(self.area_named(area, false).map_err(local)?.is_some())
     }
 
-    fn round_needed(&self, peer: PeerId, area: &[u8], theirs: u64) -> Result<bool, RequestError> {
+    fn round_needed(&self, peer: PeerId, area: &[u8], theirs: Seq) -> Result<bool, RequestError> {
         Tree::round_needed(self, peer, area, theirs).map_err(local)
     }
 
-    fn changes(&self, peer: PeerId, area: &[u8], since: u64) -> Result<Page, RequestError> {
+    fn changes(&self, peer: PeerId, area: &[u8], since: Seq) -> Result<Page, RequestError> {
         let ino = self.area_shared_with(peer, area)?;
         let found = {
             let txn = self.store.read().map_err(local)?;
@@ -215,7 +214,7 @@ impl Core for Tree {
             .get(&txn, ino)
             .map_err(local)?
             .and_then(|r| r.received.get(&peer).copied())
-            .unwrap_or(0);
+            .unwrap_or(Seq::ZERO);
         let fs = self
             .me
             .upgrade()

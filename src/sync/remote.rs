@@ -12,13 +12,12 @@
 //! never deleted outright: the peer that removed the file may have had no
 //! copy of its own, and a rename's other half may come in a later round.
 
-use crate::ids::BlobHash;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::merge::{Content, Version, add_sibling, conflict_path, losers};
 use super::{Result, Tree};
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId, Seq};
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::versions::{Holding, PathRecord};
 use crate::store::{Ino, RwTxn};
@@ -80,7 +79,7 @@ impl Tree {
         &self,
         area: Ino,
         peer: PeerId,
-        last: u64,
+        last: Seq,
         records: Vec<(Vec<u8>, PathRecord)>,
         pull: &mut Pull,
     ) -> Result<()> {
@@ -281,7 +280,7 @@ impl Tree {
             .unwrap_or_default();
         record
             .holders
-            .insert(self.peer_id, Holding { clock: seq, hash });
+            .insert(self.peer_id, Holding { clock: seq.0, hash });
         Ok(self.store.versions.put(wtxn, area, path, record, seq)?)
     }
 

@@ -6,7 +6,7 @@ use super::local::{Left, put_local};
 use super::merge::losers;
 use super::remote::shown;
 use super::{Result, Tree};
-use crate::ids::PeerId;
+use crate::ids::{PeerId, Seq};
 use crate::store::namespace::Mode;
 use crate::store::{Ino, ROOT};
 
@@ -52,7 +52,7 @@ impl Tree {
 
     /// The areas shared with `peer`, each with this peer's latest sequence
     /// number in it (what a hello says).
-    pub fn offers(&self, peer: PeerId) -> Result<Vec<(Vec<u8>, u64)>> {
+    pub fn offers(&self, peer: PeerId) -> Result<Vec<(Vec<u8>, Seq)>> {
         let txn = self.store.read()?;
         let mut out = Vec::new();
         for (ino, area) in self.store.areas.all(&txn)? {
@@ -67,7 +67,7 @@ impl Tree {
     /// given the peer's latest sequence number there (from its hello):
     /// false when everything of the peer is applied here and the peer has
     /// applied everything of this peer.
-    pub fn round_needed(&self, peer: PeerId, name: &[u8], theirs: u64) -> Result<bool> {
+    pub fn round_needed(&self, peer: PeerId, name: &[u8], theirs: Seq) -> Result<bool> {
         let txn = self.store.read()?;
         let Some(ino) = self.store.namespace.lookup(&txn, ROOT, name)? else {
             return Ok(true);
@@ -75,8 +75,8 @@ impl Tree {
         let Some(area) = self.store.areas.get(&txn, ino)? else {
             return Ok(true);
         };
-        let received = area.received.get(&peer).copied().unwrap_or(0);
-        let acked = area.acked.get(&peer).copied().unwrap_or(0);
+        let received = area.received.get(&peer).copied().unwrap_or(Seq::ZERO);
+        let acked = area.acked.get(&peer).copied().unwrap_or(Seq::ZERO);
         Ok(received < theirs || acked < area.last_seq)
     }
 

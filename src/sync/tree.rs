@@ -16,7 +16,6 @@
 //! - [`super::held`], [`super::sharing`], [`super::peering`]: what the
 //!   household sees of this peer ([`crate::net::core::Core`]).
 
-use crate::ids::BlobHash;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -25,7 +24,7 @@ use super::local::Left;
 use super::merge::Content;
 use super::{Error, Result, life, lock, recorder, unreal};
 use crate::cache::Cache;
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId};
 use crate::net::Household;
 use crate::real::Real;
 use crate::stats::{ErrorLog, Stats};

@@ -7,7 +7,6 @@
 //! ([`crate::cache::fetch`]); an open unreal file pins its blob there.
 //! Reads of it are the dispatcher's (`fs/reads.rs`).
 
-use crate::ids::BlobHash;
 use std::collections::HashSet;
 use std::fs::File;
 use std::sync::atomic::AtomicU64;
@@ -16,6 +15,7 @@ use std::time::Duration;
 
 use super::{Error, Result, Tree, lock, wait};
 use crate::cache::BlobRef;
+use crate::ids::BlobHash;
 use crate::store::Ino;
 use crate::store::cache::CHUNK;
 

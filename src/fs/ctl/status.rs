@@ -5,8 +5,7 @@
 
 use super::super::{Fs, Result};
 use crate::format::{escape, format_hash};
-use crate::ids::BlobHash;
-use crate::ids::PeerId;
+use crate::ids::{BlobHash, PeerId};
 use crate::store::namespace::{Inode, Kind};
 use crate::store::{Ino, RoTxn};
 
