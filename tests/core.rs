@@ -47,9 +47,10 @@ impl Peer {
         // Neither the recorder (the test records with `record_closed`) nor,
         // unless REALIZE_TEST_LIFE is set, the life thread: with it the
         // peers realize and unrealize files while the operations rename,
-        // open and remove them, and this test still finds a race there
-        // (ENOENT from an open for writing, about one run in twelve) that
-        // is not fixed yet: see the closing note of issue 9.
+        // open and remove them, and this test still finds failures there
+        // (ENOENT from an open for writing, or a copy-up that no holder
+        // serves, in about one run in eight of 96 cases) that are not
+        // fixed yet: see the notes of issues 9 and 10.
         let fs = Fs::new(store, real, id).unwrap();
         if std::env::var_os("REALIZE_TEST_LIFE").is_some() {
             fs.start().unwrap();

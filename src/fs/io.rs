@@ -85,6 +85,19 @@ impl Fs {
     /// opened for writing without O_TRUNC, so that a copy-up must come
     /// first.
     fn open_now(&self, ino: Ino, flags: i32, passthrough: bool) -> Result<Option<Opened>> {
+        self.open_tries(ino, flags, passthrough, 3)
+    }
+
+    /// [`Fs::open_now`], trying again at most `retries` times when the
+    /// file leaves its place in the Real between the read of its inode and
+    /// the open.
+    fn open_tries(
+        &self,
+        ino: Ino,
+        flags: i32,
+        passthrough: bool,
+        retries: u32,
+    ) -> Result<Option<Opened>> {
         if let Some(node) = CtlNode::parse(ino) {
             return self.ctl_open(node, flags).map(Some);
         }
@@ -138,9 +151,15 @@ impl Fs {
         };
         let file = match self.real.open_file(&path, crate::real::Open::flags(how)) {
             Ok(file) => file,
-            // Unrealized since the inode was read: open what it is now.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !writable => {
-                return self.open_now(ino, flags, passthrough);
+            // Unrealized, or replaced by a peer's version, since the inode
+            // was read: open what it is now (an inode gone meanwhile fails
+            // there with ENOENT).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && retries > 0 => {
+                tracing::debug!("opening inode {ino} at {path}: gone meanwhile; again");
+                if writable {
+                    self.tree.recorder.released(ino);
+                }
+                return self.open_tries(ino, flags, passthrough, retries - 1);
             }
             Err(e) => {
                 tracing::debug!("opening inode {ino} at {path}: {e}");

@@ -225,46 +225,62 @@ impl Tree {
     /// (renamed when no other handle reads it, copied otherwise), through
     /// the stash, and notes that this peer holds it. Nothing happens when
     /// the file was changed meanwhile.
-    pub(crate) fn realize_cached(&self, ino: Ino, blob: &BlobRef) -> Result<()> {
-        let txn = self.store.read()?;
-        let verified = self
-            .store
-            .cache
-            .get(&txn, &blob.hash)?
-            .is_some_and(|c| c.verified);
-        drop(txn);
-        if !verified && blob.size > 0 {
-            return Err(Error::Unreachable("the blob could not be verified".into()));
-        }
+    ///
+    /// `false` when the verified blob left the cache before it could be
+    /// taken (another file of the same blob was realized with it): the
+    /// caller fetches it again.
+    pub(crate) fn realize_cached(&self, ino: Ino, blob: &BlobRef) -> Result<bool> {
         let hex = crate::format::format_hash(Some(&blob.hash));
         let tmp = self.stash_dir().join(format!("{hex}-realize-{ino}"));
         let cached = self.cache.path(&blob.hash);
-        // Only our handle has it open: the cache file itself moves (no
-        // handle opens it meanwhile, see Cache::with_open).
-        let moved = blob.size > 0
-            && self.cache.with_open(|open| -> Result<bool> {
-                if crate::cache::count(open, &blob.hash) > 1 {
-                    return Ok(false);
-                }
+        let _ = std::fs::remove_file(&tmp); // left by a crash
+        // Checked and taken under the open counts, so the file cannot
+        // leave meanwhile: moved when only our handle has it open (no
+        // handle opens it meanwhile, see Cache::with_open), hard-linked
+        // to be copied otherwise (the copy then runs without the lock).
+        let taken = match blob.size {
+            0 => {
+                std::fs::File::create(&tmp)?;
+                Some(true)
+            }
+            _ => self.cache.with_open(|open| -> Result<Option<bool>> {
                 let mut wtxn = self.store.write()?;
+                let verified = self
+                    .store
+                    .cache
+                    .get(&wtxn, &blob.hash)?
+                    .is_some_and(|c| c.verified);
+                if !verified {
+                    return Ok(None);
+                }
+                if crate::cache::count(open, &blob.hash) > 1 {
+                    std::fs::hard_link(&cached, &tmp)?;
+                    return Ok(Some(false));
+                }
                 self.store.cache.remove(&mut wtxn, &blob.hash)?;
                 std::fs::rename(&cached, &tmp)?;
                 wtxn.commit()?;
-                Ok(true)
-            })?;
-        if blob.size == 0 {
-            std::fs::File::create(&tmp)?;
-        } else if moved {
-            self.cache.shrank(blob.size);
-        } else {
-            std::fs::copy(&cached, &tmp)?;
+                self.cache.shrank(blob.size);
+                Ok(Some(true))
+            })?,
+        };
+        match taken {
+            None => return Ok(false),
+            Some(true) => {}
+            Some(false) => {
+                // A private copy: the link shares the cache file's bytes.
+                let copy = self.stash_dir().join(format!("{hex}-realize-{ino}-copy"));
+                std::fs::copy(&tmp, &copy)?;
+                std::fs::rename(&copy, &tmp)?;
+            }
         }
         let mut wtxn = self.store.write()?;
         let mut inode = self.inode(&wtxn, ino)?;
         if !inode.unreal || inode.hash != Some(blob.hash) || inode.parent == Ino::NONE {
             drop(wtxn);
             // Changed meanwhile: the bytes go back to the cache.
-            return self.stash_to_cache(&tmp, blob.hash);
+            self.stash_to_cache(&tmp, blob.hash)?;
+            return Ok(true);
         }
         let file = std::fs::File::options().write(true).open(&tmp)?;
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
@@ -277,7 +293,7 @@ impl Tree {
         self.store.namespace.put(&mut wtxn, ino, &inode)?;
         self.hold(&mut wtxn, blob.area, &blob.path, Some(blob.hash))?;
         wtxn.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     /// Unrealizes real file `ino` when its mode is unreal and `copies`
@@ -394,42 +410,72 @@ impl Tree {
         outcome
     }
 
-    /// The moves of [`Tree::drop_real`], writers held off.
+    /// The moves of [`Tree::drop_real`], writers held off. The real file is
+    /// hard-linked into the stash first, out of any reader's sight; the
+    /// link takes the blob's cache path only inside [`Cache::with_open`],
+    /// when no handle has the blob open and no fetch fills it (a reader of
+    /// a partly fetched copy keeps its file; the unrealize waits), in the
+    /// transaction that makes the file unreal. So a cache file that a
+    /// handle reads is never replaced, and a real file is never shared
+    /// with a cache path that fetches write into.
+    ///
+    /// [`Cache::with_open`]: crate::cache::Cache::with_open
     fn move_to_cache(&self, ino: Ino, area: Ino, path: &[u8], hash: BlobHash) -> Result<()> {
         let txn = self.store.read()?;
         let real = self.real_path(&txn, ino)?;
         let had = self.store.cache.get(&txn, &hash)?.filter(|c| c.verified);
         drop(txn);
-        let cached = self.cache.path(&hash);
-        if had.is_none() {
-            let _ = std::fs::remove_file(&cached); // a partial fetch
-            self.real.link_out(&real, &cached)?;
-        }
-        let mut wtxn = self.store.write()?;
-        let mut inode = self.inode(&wtxn, ino)?;
-        // Renamed or removed since it was linked: the link may not be the
-        // file that path shows now; the next scan tries again.
-        let moved = inode.parent == Ino::NONE || self.real_path(&wtxn, ino)? != real;
-        if moved || inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
-            // Changed meanwhile: the link must not share a file being written.
-            if had.is_none() {
-                std::fs::remove_file(&cached)?;
+        let link = match had {
+            Some(_) => None,
+            None => {
+                let link = self.stash_dir().join(format!("{hash}-unrealize-{ino}"));
+                let _ = std::fs::remove_file(&link); // left by a crash
+                self.real.link_out(&real, &link)?;
+                Some(link)
             }
-            return Ok(());
-        }
-        let size = inode.size;
-        inode.unreal = true;
-        self.store.namespace.put(&mut wtxn, ino, &inode)?;
-        self.hold(&mut wtxn, area, path, None)?;
-        if had.is_none() {
-            let record = crate::store::cache::Cached::whole(size);
-            self.store.cache.put(&mut wtxn, &hash, &record)?;
-        }
-        wtxn.commit()?;
+        };
+        // Lock order: the open counts, the chunk waiters, then LMDB.
+        let done = self.cache.with_open(|open| -> Result<Option<u64>> {
+            let busy = crate::cache::count(open, &hash) > 0 || self.cache.chunks.fetching(&hash);
+            let mut wtxn = self.store.write()?;
+            let mut inode = self.inode(&wtxn, ino)?;
+            // Renamed or removed since it was linked: the link may not be
+            // the file that path shows now; the next scan tries again.
+            let moved = inode.parent == Ino::NONE || self.real_path(&wtxn, ino)? != real;
+            if moved || inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
+                return Ok(None);
+            }
+            if link.is_some() && busy {
+                lock(&self.life.waiting).insert(ino);
+                return Ok(None);
+            }
+            if let Some(link) = &link {
+                std::fs::rename(link, self.cache.path(&hash))?;
+                let record = crate::store::cache::Cached::whole(inode.size);
+                self.store.cache.put(&mut wtxn, &hash, &record)?;
+            }
+            inode.unreal = true;
+            self.store.namespace.put(&mut wtxn, ino, &inode)?;
+            self.hold(&mut wtxn, area, path, None)?;
+            wtxn.commit()?;
+            Ok(Some(inode.size))
+        });
+        let size = match done {
+            Ok(Some(size)) => size,
+            other => {
+                if let Some(link) = &link {
+                    std::fs::remove_file(link).or_else(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(e),
+                    })?;
+                }
+                return other.map(|_| ());
+            }
+        };
         self.real.remove_file(&real)?;
         tracing::debug!("unrealized inode {ino} at {real}");
         self.stats.unrealized.fetch_add(1, Ordering::Relaxed);
-        if had.is_none()
+        if link.is_some()
             && let Err(e) = self.cache.cache_grew(size)
         {
             tracing::warn!("keeping the cache within its bound: {e}");

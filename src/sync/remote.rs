@@ -43,7 +43,6 @@ pub struct Pull {
     pub conflicts: u64,
     /// Entries the kernel must forget: (parent, name).
     forget: Vec<(Ino, Vec<u8>)>,
-    next_stash: u64,
 }
 
 /// What a path shows: its winner (none when deleted) and its conflict
@@ -320,11 +319,24 @@ impl Tree {
                     return self.keep_local(wtxn, ino, inode, path).map(|_| true);
                 };
                 let hex = crate::format::format_hash(Some(&hash));
-                let to = self.stash_dir().join(format!("{hex}-{}", pull.next_stash));
-                pull.next_stash += 1;
-                self.real.rename_out(&real, &to).or_else(missing_ok)?;
-                tracing::debug!("stashed inode {ino} from {real}");
-                pull.stash.entry(hash).or_default().push(to);
+                // Numbered across pulls: two pulls (from two peers) may
+                // stash the same blob at once.
+                let n = self
+                    .stashed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let to = self.stash_dir().join(format!("{hex}-{n}"));
+                match self.real.rename_out(&real, &to) {
+                    Ok(()) => {
+                        tracing::debug!("stashed inode {ino} from {real}");
+                        pull.stash.entry(hash).or_default().push(to);
+                    }
+                    // Gone already (the Real changed under LMDB): nothing
+                    // to stash, and nothing for the pull to claim.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::warn!("stashing inode {ino}: {real} was not in the Real");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 pull.replaced.push((area, path.to_vec(), hash));
             }
         }
@@ -497,22 +509,30 @@ impl Tree {
     /// whole verified blob; a file that does not match stays in the stash
     /// (logged), since nothing else may know its bytes. Returns whether it
     /// moved.
+    ///
+    /// The file takes the blob's cache path unless a handle has the blob
+    /// open or a fetch fills it: then its bytes are copied into the cache
+    /// file in place, so the handle's descriptor sees them.
     pub(crate) fn stash_to_cache(&self, file: &std::path::Path, hash: BlobHash) -> Result<()> {
-        let mut wtxn = self.store.write()?;
-        if self
-            .store
-            .cache
-            .get(&wtxn, &hash)?
-            .is_some_and(|c| c.verified)
-        {
-            drop(wtxn);
+        let verified = |txn: &crate::store::RoTxn| -> Result<bool> {
+            Ok(self
+                .store
+                .cache
+                .get(txn, &hash)?
+                .is_some_and(|c| c.verified))
+        };
+        let (have, outboard) = {
+            let txn = self.store.read()?;
+            (verified(&txn)?, self.store.cache.outboard(&txn, &hash)?)
+        };
+        if have {
             return Ok(std::fs::remove_file(file).or_else(missing_ok)?);
         }
         let opened = std::fs::File::open(file)?;
         let size = opened.metadata()?.len();
         // With its outboard known, the file is trusted as recorded: reads
         // from the cache verify each piece anyway. Otherwise it is hashed.
-        if size <= crate::blob::PIECE || self.store.cache.outboard(&wtxn, &hash)?.is_none() {
+        if size <= crate::blob::PIECE || outboard.is_none() {
             let (actual, outboard) = crate::blob::outboard_file(&opened)?;
             if actual != hash {
                 tracing::warn!(
@@ -521,13 +541,39 @@ impl Tree {
                 );
                 return Ok(());
             }
+            let mut wtxn = self.store.write()?;
             self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
+            wtxn.commit()?;
         }
-        std::fs::rename(file, self.cache.path(&hash))?;
-        let cached = crate::store::cache::Cached::whole(size);
-        self.store.cache.put(&mut wtxn, &hash, &cached)?;
-        wtxn.commit()?;
-        if let Err(e) = self.cache.cache_grew(size) {
+        let target = self.cache.path(&hash);
+        // Lock order: the open counts, the chunk waiters, then LMDB.
+        let grew = self.cache.with_open(|open| -> Result<bool> {
+            let busy = crate::cache::count(open, &hash) > 0 || self.cache.chunks.fetching(&hash);
+            let mut wtxn = self.store.write()?;
+            if verified(&wtxn)? {
+                drop(wtxn);
+                std::fs::remove_file(file).or_else(missing_ok)?;
+                return Ok(false);
+            }
+            if busy {
+                // A handle reads (or a fetch fills) a partial copy: its file
+                // stays and gets the bytes in place, as a fetch would.
+                let mut into = std::fs::File::options()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&target)?;
+                std::io::copy(&mut std::fs::File::open(file)?, &mut into)?;
+                std::fs::remove_file(file)?;
+            } else {
+                std::fs::rename(file, &target)?;
+            }
+            let cached = crate::store::cache::Cached::whole(size);
+            self.store.cache.put(&mut wtxn, &hash, &cached)?;
+            wtxn.commit()?;
+            Ok(true)
+        })?;
+        if grew && let Err(e) = self.cache.cache_grew(size) {
             tracing::warn!("keeping the cache within its bound: {e}");
         }
         Ok(())

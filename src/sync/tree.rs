@@ -61,6 +61,8 @@ pub struct Tree {
     pub(crate) life: life::Life,
     pub(crate) unreal: unreal::Unreal,
     open: Mutex<HashMap<Ino, OpenInode>>,
+    /// Files stashed by pulls since the mount: numbers their names.
+    pub(crate) stashed: std::sync::atomic::AtomicU64,
     kernel: OnceLock<Box<dyn KernelCache>>,
     /// This tree, for work that outlives a call (pulls, pins).
     pub(crate) me: Weak<Tree>,
@@ -100,6 +102,7 @@ impl Tree {
             life: life::Life::default(),
             unreal: unreal::Unreal::default(),
             open: Mutex::new(HashMap::new()),
+            stashed: std::sync::atomic::AtomicU64::new(0),
             kernel: OnceLock::new(),
             me: me.clone(),
         });

@@ -189,12 +189,21 @@ impl Tree {
             }
         }
         let uf = self.open_unreal(ino)?;
-        let txn = self.store.read()?;
-        let (have, _, _) = self.cache.cached_state(&txn, &uf.blob.hash)?;
-        drop(txn);
-        self.make_room(uf.blob.size.saturating_sub(have))?;
-        self.cache.fetch_whole(&uf.blob)?;
-        self.realize_cached(ino, &uf.blob)
+        // The blob may leave the cache before it is taken (another file of
+        // the same blob realized with it): fetched again, a few times.
+        for _ in 0..3 {
+            let txn = self.store.read()?;
+            let (have, _, _) = self.cache.cached_state(&txn, &uf.blob.hash)?;
+            drop(txn);
+            self.make_room(uf.blob.size.saturating_sub(have))?;
+            self.cache.fetch_whole(&uf.blob)?;
+            if self.realize_cached(ino, &uf.blob)? {
+                return Ok(());
+            }
+        }
+        Err(Error::Unreachable(
+            "the blob kept leaving the cache before it could be realized".into(),
+        ))
     }
 
     /// Brings unreal file `ino` whole into the cache (`fetch NAME`).
