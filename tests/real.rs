@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use common::Peer;
+use common::{Peer, consensus, household, wait_until};
 use nix::fcntl::{OFlag, open, openat};
 use nix::sys::stat::{Mode, mkdirat};
 
@@ -40,6 +40,22 @@ fn walk(top: &Path, depth: usize, make: bool) -> OwnedFd {
         .unwrap_or_else(|e| panic!("entering level {d}: {e}"));
     }
     fd
+}
+
+/// Like [`walk`] without making anything: `None` where a level is missing.
+fn try_walk(top: &Path, depth: usize) -> Option<OwnedFd> {
+    let mut fd = open(top, OFlag::O_DIRECTORY | OFlag::O_RDONLY, Mode::empty()).ok()?;
+    for d in 0..depth {
+        let name = component(d);
+        fd = openat(
+            &fd,
+            name.as_str(),
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .ok()?;
+    }
+    Some(fd)
 }
 
 fn open_in(dir: &OwnedFd, name: &str, flags: OFlag) -> File {
@@ -105,6 +121,46 @@ fn a_path_of_5000_bytes_made_in_steps_works() {
 }
 
 #[test]
+fn a_path_of_5000_bytes_reaches_another_peer_and_blocks_nothing() {
+    const DEPTH: usize = 25;
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "area");
+    let content = b"sent down a 5,000-byte path\n";
+    let bottom = walk(&a.path("area"), DEPTH, true);
+    open_in(
+        &bottom,
+        "file",
+        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_EXCL,
+    )
+    .write_all(content)
+    .unwrap();
+    drop(bottom);
+    // A file beside it travels in the same rounds: the long path holds up
+    // neither the page it is in nor the area.
+    std::fs::write(a.path("area/beside"), b"beside").unwrap();
+    wait_until("b to show both files", || {
+        consensus(&a);
+        b.path("area/beside").exists()
+            && try_walk(&b.path("area"), DEPTH).is_some_and(|fd| {
+                nix::sys::stat::fstatat(&fd, "file", nix::fcntl::AtFlags::empty()).is_ok()
+            })
+    });
+    let mut read = Vec::new();
+    open_in(
+        &walk(&b.path("area"), DEPTH, false),
+        "file",
+        OFlag::O_RDONLY,
+    )
+    .read_to_end(&mut read)
+    .unwrap();
+    assert_eq!(
+        read, content,
+        "the unreal file's bytes, fetched by its long path"
+    );
+    assert_eq!(std::fs::read(b.path("area/beside")).unwrap(), b"beside");
+}
+
+#[test]
 fn a_symlink_planted_in_the_real_leads_nowhere() {
     let p = Peer::start();
     let outside = tempfile::tempdir().unwrap();
@@ -136,4 +192,14 @@ fn a_symlink_planted_in_the_real_leads_nowhere() {
         std::fs::read(outside.path().join("moved/kept")).unwrap(),
         b"kept"
     );
+    // The refused open for writing left `kept` waiting for the recorder,
+    // which cannot reach it: it is dropped with a line in /.ctl/errors,
+    // and the files written after it are recorded all the same.
+    std::fs::write(p.path("area/after"), b"after").unwrap();
+    p.wait_recorded("area");
+    wait_until("the recorder to give up on dir/kept", || {
+        p.read(".ctl/errors").contains("record dir/kept")
+    });
+    let tries = p.log_text().matches("recording dir/kept").count();
+    assert_eq!(tries, 1, "tried once, not in a loop:\n{}", p.log_text());
 }

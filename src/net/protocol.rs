@@ -22,8 +22,15 @@ pub const MAX_NAME: usize = 64;
 /// Most records in one [`Message::Page`].
 pub const MAX_RECORDS: usize = 4096;
 
-/// Longest path accepted, in bytes (PATH_MAX).
-pub const MAX_PATH: usize = 4096;
+/// Longest path inside an area accepted on the wire, in bytes. Paths made
+/// in steps (a directory entered, then a deeper one made) may exceed
+/// PATH_MAX, as on ext4; a record with a path this long still fits a
+/// frame ([`MAX_MESSAGE`]).
+pub const MAX_PATH: usize = 32 * 1024;
+
+/// Longest symlink target accepted, in bytes (PATH_MAX, the kernel's
+/// bound on a target).
+pub const MAX_TARGET: usize = 4096;
 
 /// Most siblings a record may carry, and most entries of a version
 /// vector or holder map: far more than a household has peers.
@@ -152,7 +159,7 @@ fn valid_record(record: &PathRecord) -> bool {
         && record.siblings.iter().all(|v| {
             v.vv.len() <= MAX_FANOUT
                 && match &v.content {
-                    Content::Symlink(target) => target.len() <= MAX_PATH && !target.contains(&0),
+                    Content::Symlink(target) => target.len() <= MAX_TARGET && !target.contains(&0),
                     _ => true,
                 }
         })

@@ -194,6 +194,16 @@ impl Core for Tree {
         };
         let mut size = 0;
         for (seq, path, record) in found {
+            if !crate::net::protocol::valid_path(&path) {
+                // A peer would refuse the whole page: this path stays here.
+                tracing::warn!(
+                    "not sending {} bytes of path in {}: over the protocol's bound",
+                    path.len(),
+                    String::from_utf8_lossy(area)
+                );
+                page.last = seq;
+                continue;
+            }
             size += postcard::to_stdvec(&record).map_err(local)?.len() + path.len() + 8;
             if size > MAX_MESSAGE / 2 && !page.records.is_empty() {
                 page.more = true;

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Result, Tree, lock};
+use super::{Error, Result, Tree, lock};
 use crate::store::Ino;
 use crate::store::history::{Op, OpKind};
 
@@ -202,9 +202,30 @@ impl Tree {
 
     /// Records the closed files that have rested (all closed ones with
     /// `all`).
+    ///
+    /// A file that cannot be recorded (its place in the Real is no longer
+    /// a plain path: a symlink planted there, a directory gone) is dropped
+    /// from the pending set with a line in `/.ctl/errors`, and the others
+    /// are recorded all the same; reconciliation looks at it again at the
+    /// next mount. Only a failure of the database stops the pass.
     pub(crate) fn record_pending(&self, all: bool) -> Result<()> {
         for (ino, changed, overwrite) in self.recorder.due(self.rest(), all) {
-            self.record_write(ino, changed, overwrite)?;
+            match self.record_write(ino, changed, overwrite) {
+                Ok(()) => {}
+                Err(e @ Error::Store(_)) => return Err(e),
+                Err(e) => {
+                    self.recorder.forget(ino);
+                    let path = self
+                        .store
+                        .read()
+                        .ok()
+                        .and_then(|txn| self.area_path(&txn, ino).ok())
+                        .map(|p| String::from_utf8_lossy(&p).into_owned())
+                        .unwrap_or_else(|| format!("inode {ino}"));
+                    tracing::warn!("recording {path}: {e}");
+                    self.errors.push("recorder", &format!("record {path}"), &e);
+                }
+            }
         }
         Ok(())
     }
