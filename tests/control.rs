@@ -33,6 +33,7 @@ fn root_ctl_is_listed_and_area_ctl_is_found_by_lookup_only() {
             "conflicts",
             "consensus",
             "errors",
+            "health",
             "history",
             "id",
             "peers",

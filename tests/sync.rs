@@ -657,3 +657,37 @@ fn the_cache_keeps_its_bound_and_spares_open_files() {
     assert_eq!(b.ctl_errno(".ctl/cache", "evict now"), libc::EINVAL);
     assert!(b.read(".ctl/errors").contains("/.ctl/cache flush: "));
 }
+
+#[test]
+fn now_sends_what_was_just_written_and_waits_for_open_files() {
+    use std::io::Write;
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "docs");
+    // Nothing would be recorded on its own for an hour.
+    a.write_ctl(".ctl/config", "consensus.rest 1h").unwrap();
+    std::fs::create_dir(a.path("docs/tree")).unwrap();
+    for i in 0..50 {
+        std::fs::write(a.path(&format!("docs/tree/f{i}")), format!("file {i}")).unwrap();
+    }
+    let mut open = std::fs::File::create(a.path("docs/open.txt")).unwrap();
+    open.write_all(b"half written").unwrap();
+    assert_eq!(a.read(".ctl/health"), "docs open.txt pending open\n");
+    // One `now`, right after the writes, sends every closed file.
+    consensus(&a);
+    for i in 0..50 {
+        let on_b = std::fs::read_to_string(b.path(&format!("docs/tree/f{i}")));
+        assert_eq!(on_b.unwrap(), format!("file {i}"), "f{i} after one round");
+    }
+    // The open file waits for its writer.
+    assert_ne!(
+        std::fs::read(b.path("docs/open.txt")).ok().as_deref(),
+        Some(&b"half written"[..])
+    );
+    drop(open);
+    consensus(&a);
+    assert_eq!(
+        std::fs::read(b.path("docs/open.txt")).unwrap(),
+        b"half written"
+    );
+    assert_eq!(a.read(".ctl/health"), "");
+}

@@ -111,6 +111,17 @@ impl Recorder {
         lock(&self.state).pending.contains_key(&ino)
     }
 
+    /// The inodes open for writing now (waiting to be recorded when their
+    /// last writer closes), in no order.
+    pub(crate) fn writing(&self) -> Vec<Ino> {
+        lock(&self.state)
+            .pending
+            .iter()
+            .filter(|(_, p)| p.writers > 0)
+            .map(|(&ino, _)| ino)
+            .collect()
+    }
+
     /// Stops the background thread.
     pub(crate) fn stop(&self) {
         lock(&self.state).stopped = true;

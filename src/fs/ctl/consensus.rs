@@ -45,7 +45,12 @@ pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
 }
 
 /// Runs rounds with `peer` (all when `None`) for `area` (all when `None`).
+///
+/// Every closed file still resting is recorded first, so that `now` after
+/// a `cp` sends what was copied; files open for writing wait (listed as
+/// `pending` in `/.ctl/health`).
 fn now(fs: &Fs, peer: Option<PeerId>, area: Option<Vec<u8>>) -> Result<()> {
+    fs.tree().record_closed()?;
     let timeout = {
         let txn = fs.store().read()?;
         fs.store()

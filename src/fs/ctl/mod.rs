@@ -16,6 +16,7 @@ mod conflicts;
 mod consensus;
 mod dirctl;
 pub mod errors;
+mod health;
 mod history;
 mod id;
 pub(crate) mod mode;
@@ -105,6 +106,11 @@ const ROOT_FILES: &[Spec] = &[
         name: "cache",
         read: Some(cache::read),
         write: Some(cache::write),
+    },
+    Spec {
+        name: "health",
+        read: Some(health::read),
+        write: None,
     },
 ];
 
