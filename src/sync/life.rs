@@ -464,10 +464,7 @@ impl Tree {
             Ok(Some(size)) => size,
             other => {
                 if let Some(link) = &link {
-                    std::fs::remove_file(link).or_else(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => Ok(()),
-                        _ => Err(e),
-                    })?;
+                    std::fs::remove_file(link).or_else(super::remote::missing_ok)?;
                 }
                 return other.map(|_| ());
             }

@@ -593,7 +593,8 @@ fn exists_ok(e: std::io::Error) -> std::io::Result<()> {
     }
 }
 
-fn missing_ok(e: std::io::Error) -> std::io::Result<()> {
+/// `Ok` for an error saying the file was not there (already gone).
+pub(crate) fn missing_ok(e: std::io::Error) -> std::io::Result<()> {
     if e.kind() == std::io::ErrorKind::NotFound {
         Ok(())
     } else {
