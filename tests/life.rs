@@ -1,54 +1,14 @@
 //! The life of a file on real mounts: modes that realize and unrealize,
 //! the last copy kept, verified pieces (a lying holder, bit rot in the
-//! cache), delta edits, several holders, and ENOSPC.
+//! cache), several holders, and ENOSPC. Delta edits: `delta.rs`.
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
+use common::files::{pattern, state, status, status_hash, write_file};
 use common::{Peer, consensus, household, wait_until};
-
-/// Lines of a directory's `.ctl/status`, by name: (state, mode, holders).
-fn status(p: &Peer, dir: &str) -> BTreeMap<String, (String, String, String)> {
-    p.read(&format!("{dir}/.ctl/status"))
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let holders = f.get(6).unwrap_or(&"").to_string();
-            (
-                f[0].to_string(),
-                (f[2].to_string(), f[5].to_string(), holders),
-            )
-        })
-        .collect()
-}
-
-fn state(p: &Peer, dir: &str, name: &str) -> String {
-    status(p, dir)
-        .remove(name)
-        .unwrap_or_else(|| panic!("{name} not in {dir}"))
-        .0
-}
-
-/// `len` bytes that differ from one MiB to the next.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 20) as u8 ^ seed)
-        .collect()
-}
-
-/// Writes `bytes` at `path` (through the mount) and waits until recorded.
-fn write_file(p: &Peer, rel: &str, bytes: &[u8]) {
-    std::fs::write(p.path(rel), bytes).unwrap();
-    let dir = std::path::Path::new(rel)
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap();
-    p.wait_recorded(dir);
-}
 
 #[test]
 fn modes_realize_and_unrealize_and_the_last_copy_stays() {
@@ -188,81 +148,6 @@ fn bit_rot_in_the_cache_is_detected_and_fetched_again() {
         b.stat("fetch.bytes") > fetched,
         "the damaged chunk came again"
     );
-}
-
-fn status_hash(p: &Peer, dir: &str, name: &str) -> String {
-    p.read(&format!("{dir}/.ctl/status"))
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.split(' ').nth(4))
-        .expect("a status line")
-        .to_string()
-}
-
-#[test]
-fn an_edit_moves_only_the_pieces_it_changed() {
-    let (a, b) = (Peer::start(), Peer::start());
-    household(&[&a, &b], "e");
-    b.write_ctl("e/.ctl/mode", "real").unwrap();
-    let mut bytes = pattern(64 << 20, 5);
-    write_file(&a, "e/disk.img", &bytes);
-    consensus(&a);
-    wait_until("b to realize disk.img", || b.real("e/disk.img").is_file());
-    let (fetched, reused) = (b.stat("fetch.bytes"), b.stat("fetch.reused"));
-    // 1 MiB rewritten in place, not aligned to pieces.
-    let (at, len) = ((20 << 20) + 1000, 1 << 20);
-    let edit = pattern(len, 99);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(a.path("e/disk.img"))
-        .unwrap();
-    file.write_all_at(&edit, at as u64).unwrap();
-    drop(file);
-    bytes[at..at + len].copy_from_slice(&edit);
-    a.wait_recorded("e");
-    consensus(&a);
-    wait_until("b to realize the edit", || {
-        status_hash(&b, "e", "disk.img") == status_hash(&a, "e", "disk.img")
-            && state(&b, "e", "disk.img") == "real"
-    });
-    assert_eq!(std::fs::read(b.path("e/disk.img")).unwrap(), bytes);
-    let moved = b.stat("fetch.bytes") - fetched;
-    let piece = 64 << 10;
-    let aligned = ((at + len).div_ceil(piece) - at / piece) * piece;
-    assert!(
-        moved as usize <= 2 * aligned,
-        "{moved} bytes fetched for a {aligned}-byte piece-aligned change"
-    );
-    assert!(moved > 0);
-    assert!(
-        b.stat("fetch.reused") - reused >= 60 << 20,
-        "the rest was reused"
-    );
-}
-
-#[test]
-fn an_edit_of_a_cached_file_fetches_only_its_changed_pieces() {
-    let (a, b) = (Peer::start(), Peer::start());
-    household(&[&a, &b], "c");
-    let mut bytes = pattern(16 << 20, 10);
-    write_file(&a, "c/notes.db", &bytes);
-    consensus(&a);
-    assert_eq!(std::fs::read(b.path("c/notes.db")).unwrap(), bytes);
-    assert_eq!(state(&b, "c", "notes.db"), "cached");
-    let fetched = b.stat("fetch.bytes");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(a.path("c/notes.db"))
-        .unwrap();
-    file.write_all_at(b"changed", 5 << 20).unwrap();
-    drop(file);
-    bytes[5 << 20..(5 << 20) + 7].copy_from_slice(b"changed");
-    a.wait_recorded("c");
-    consensus(&a);
-    assert_eq!(state(&b, "c", "notes.db"), "unreal");
-    b.write_ctl("c/.ctl/ctl", "fetch notes.db").unwrap();
-    assert_eq!(std::fs::read(b.path("c/notes.db")).unwrap(), bytes);
-    assert_eq!(b.stat("fetch.bytes") - fetched, 64 << 10, "one piece");
 }
 
 #[test]

@@ -6,9 +6,19 @@
 //!
 //! The base is the blob the edited path showed here before the pull that
 //! brought the edit, kept in the cache by that pull
-//! ([`crate::sync::remote::Pull`]). When no open file reads the base, its cache
-//! file becomes the new blob's (renamed, then patched in place), so a
-//! small edit of a large file costs neither a copy nor a hash of it.
+//! ([`crate::sync::remote::Pull`]); the link is kept in LMDB (database
+//! `bases`, [`crate::store::cache`]) until the new blob is whole, so it
+//! outlives a restart. Both ways of filling a blob use it:
+//!
+//! - a whole fetch (realize, copy-up, `fetch NAME`): when no open file
+//!   reads the base, its cache file becomes the new blob's (renamed, then
+//!   patched in place), so a small edit of a large file costs neither a
+//!   copy nor a hash of it; otherwise the base's bytes are copied;
+//! - a chunk a read needs ([`Cache::start_chunk`]): when the base has that
+//!   chunk, it is assembled from the base's equal pieces and the differing
+//!   ones fetched, verified whole, and stored like a fetched chunk, on a
+//!   thread of its own (never a FUSE worker). A failure falls back to
+//!   asking the holders for the whole chunk.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -17,17 +27,41 @@ use std::sync::atomic::Ordering;
 use super::fetch::BlobRef;
 use super::{Cache, Result};
 use crate::blob::{Outboard, PIECE};
-use crate::ids::BlobHash;
-use crate::store::cache::CHUNK;
+use crate::ids::{BlobHash, PeerId};
+use crate::store::cache::{CHUNK, Cached};
 
 /// Largest run of differing pieces fetched in one request.
 const RUN: u64 = CHUNK;
 
 impl Cache {
-    /// Notes that blob `new` was edited from `base`, which this peer has in
-    /// its cache.
-    pub(crate) fn note_base(&self, new: BlobHash, base: BlobHash) {
-        self.fetches.note_base(new, base);
+    /// Notes (in LMDB) that blob `new` was edited from `base`, which this
+    /// peer has in its cache.
+    pub(crate) fn note_base(&self, new: BlobHash, base: BlobHash) -> Result<()> {
+        if new == base {
+            return Ok(());
+        }
+        let mut wtxn = self.store.write()?;
+        self.store.cache.put_base(&mut wtxn, &new, &base)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// The base blob `new` can be built from: noted, and with a record in
+    /// the cache.
+    pub(crate) fn base_of(&self, new: &BlobHash) -> Result<Option<(BlobHash, Cached)>> {
+        let txn = self.store.read()?;
+        let Some(base) = self.store.cache.base(&txn, new)? else {
+            return Ok(None);
+        };
+        Ok(self.store.cache.get(&txn, &base)?.map(|c| (base, c)))
+    }
+
+    /// Forgets the base of blob `new` (whole, or too small to share pieces).
+    fn forget_base(&self, new: &BlobHash) -> Result<()> {
+        let mut wtxn = self.store.write()?;
+        self.store.cache.remove_base(&mut wtxn, new)?;
+        wtxn.commit()?;
+        Ok(())
     }
 
     /// Fills the cache file of `blob` from its base when there is one:
@@ -35,19 +69,17 @@ impl Cache {
     /// differing pieces are fetched and verified. Does nothing (and the
     /// chunks are fetched whole) when the base is gone or not verified.
     pub(crate) fn build_from_base(&self, blob: &BlobRef) -> Result<()> {
-        let Some(base) = self.fetches.base_of(&blob.hash) else {
+        let Some((base, _)) = self.base_of(&blob.hash)? else {
             return Ok(());
         };
         if blob.size <= PIECE {
-            self.fetches.forget_base(&blob.hash);
-            return Ok(());
+            return self.forget_base(&blob.hash);
         }
         // The base stays while it is read from; its file can become the
         // new blob's only when no open file reads it.
         let alone = self.pin_alone(base);
         let result = self.patch_base(blob, base, alone);
         self.closed(base);
-        self.fetches.forget_base(&blob.hash);
         result
     }
 
@@ -196,5 +228,172 @@ impl Cache {
             self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Starts building chunk `c` of `blob`, whose waiter this caller made,
+    /// from its base on a thread of its own, when the base has that chunk
+    /// in the cache; whether it started (otherwise the caller asks the
+    /// holders).
+    pub(crate) fn start_delta_chunk(&self, blob: &BlobRef, c: u64) -> Result<bool> {
+        if blob.size <= PIECE {
+            return Ok(false);
+        }
+        let Some((base, based)) = self.base_of(&blob.hash)? else {
+            return Ok(false);
+        };
+        let Some(cache) = self.me.upgrade() else {
+            return Ok(false);
+        };
+        if !based.has(c) {
+            return Ok(false);
+        }
+        let owned = blob.clone();
+        let spawned = std::thread::Builder::new()
+            .name("delta".into())
+            .spawn(move || {
+                let built = cache.delta_chunk(&owned, base, &based, c);
+                match built {
+                    Ok(Some(())) => cache.settle_chunk(owned.hash, c, Ok(())),
+                    Ok(None) => {
+                        let _ = cache.ask_holders(&owned, c);
+                    }
+                    Err(e) => {
+                        tracing::info!("building a chunk from its base: {e}; fetching it whole");
+                        let _ = cache.ask_holders(&owned, c);
+                    }
+                }
+            });
+        Ok(spawned.is_ok())
+    }
+
+    /// Chunk `c` of `blob` built from the same chunk of `base` (whose
+    /// record is `based`): equal pieces read from the base's cache file,
+    /// the others fetched, the whole verified against `blob`'s outboard
+    /// and stored. `None` when the base cannot help (no equal piece, its
+    /// outboard unknown, its file gone or damaged).
+    fn delta_chunk(
+        &self,
+        blob: &BlobRef,
+        base: BlobHash,
+        based: &Cached,
+        c: u64,
+    ) -> Result<Option<()>> {
+        let first = c * CHUNK / PIECE;
+        let end = ((c + 1) * CHUNK).min(blob.size).div_ceil(PIECE);
+        let Some(old) = self.base_pieces(base, based, first, end)? else {
+            return Ok(None);
+        };
+        let new = self.piece_values(blob, first, end - first, None)?;
+        let same = |i: u64| {
+            let k = (i - first) as usize;
+            old.pieces.get(k).is_some() && old.pieces.get(k) == new.pieces.get(k)
+        };
+        if !(first..end).any(same) {
+            return Ok(None);
+        }
+        // Pinned: no eviction, realize or adoption takes the base's file
+        // while its pieces are read.
+        self.opened(base);
+        let built = self.assemble(blob, base, c, (first, end), &same);
+        self.closed(base);
+        let Some((bytes, peer, reused)) = built? else {
+            return Ok(None);
+        };
+        let pieces = (end - first).max(1);
+        self.stats
+            .verify_pieces
+            .fetch_add(pieces, Ordering::Relaxed);
+        if let Some(piece) = new.verify_part(&blob.hash, blob.size, first, first, &bytes) {
+            if same(piece) {
+                // The base's bytes did not match: its cache file is damaged.
+                self.cache_damaged(base, piece)?;
+                return Ok(None);
+            }
+            return Err(self.failed_verification(blob.hash, peer));
+        }
+        self.stats.fetch_reused.fetch_add(reused, Ordering::Relaxed);
+        self.write_chunk(blob, c, peer, &bytes)?;
+        Ok(Some(()))
+    }
+
+    /// Chaining values `first..end` of `base`'s outboard, as far as the
+    /// base reaches (fewer when it is shorter), computed from its file
+    /// when whole and unknown; `None` when not known.
+    fn base_pieces(
+        &self,
+        base: BlobHash,
+        based: &Cached,
+        first: u64,
+        end: u64,
+    ) -> Result<Option<Outboard>> {
+        if based.size <= PIECE {
+            return Ok(None);
+        }
+        let end = end.min(based.size.div_ceil(PIECE));
+        if end <= first {
+            return Ok(None);
+        }
+        let txn = self.store.read()?;
+        if let Some(part) = self.store.cache.pieces(&txn, &base, first, end - first)? {
+            return Ok(Some(part));
+        }
+        drop(txn);
+        if !based.verified {
+            return Ok(None);
+        }
+        let Ok(file) = File::open(self.path(&base)) else {
+            return Ok(None);
+        };
+        Ok(self
+            .local_outboard(base, based.size, &file)?
+            .map(|o| Outboard {
+                pieces: o
+                    .pieces
+                    .get(first as usize..end as usize)
+                    .unwrap_or_default()
+                    .to_vec(),
+            }))
+    }
+
+    /// The bytes of chunk `c` of `blob` (pieces `first..end`): pieces
+    /// where `same` read from `base`'s cache file, runs of the others
+    /// fetched. With the peer that sent the last bytes (this peer when
+    /// none) and the bytes reused; `None` when the base's file is gone.
+    fn assemble(
+        &self,
+        blob: &BlobRef,
+        base: BlobHash,
+        c: u64,
+        (first, end): (u64, u64),
+        same: &dyn Fn(u64) -> bool,
+    ) -> Result<Option<(Vec<u8>, PeerId, u64)>> {
+        let Ok(from) = File::open(self.path(&base)) else {
+            return Ok(None);
+        };
+        let start = c * CHUNK;
+        let mut bytes = vec![0; (CHUNK.min(blob.size - start)) as usize];
+        let (mut peer, mut reused) = (self.peer_id, 0);
+        let mut i = first;
+        while i < end {
+            let run_end = (i..end).find(|&j| same(j) != same(i)).unwrap_or(end);
+            let (offset, stop) = (i * PIECE, (run_end * PIECE).min(blob.size));
+            let span = (offset - start) as usize..(stop - start) as usize;
+            if same(i) {
+                from.read_exact_at(&mut bytes[span], offset)?;
+                reused += stop - offset;
+            } else {
+                let (sender, got) = self.fetch_range(blob, offset, stop - offset, false, None)?;
+                if got.len() != span.len() {
+                    return Err(self.failed_verification(blob.hash, sender));
+                }
+                bytes[span].copy_from_slice(&got);
+                self.stats
+                    .fetch_bytes
+                    .fetch_add(stop - offset, Ordering::Relaxed);
+                peer = sender;
+            }
+            i = run_end;
+        }
+        Ok(Some((bytes, peer, reused)))
     }
 }

@@ -142,7 +142,22 @@ impl Cache {
             started: Instant::now(),
             peer: None,
         });
-        let holders = self.holders_to_ask(uf, c)?;
+        if !self.start_delta_chunk(uf, c)? {
+            self.ask_holders(uf, c)?;
+        }
+        Ok(Some(waiter))
+    }
+
+    /// Asks the holders of `uf`'s blob for chunk `c`, whose waiter this
+    /// caller made: it is stored and settled when it arrives.
+    pub(crate) fn ask_holders(&self, uf: &BlobRef, c: u64) -> Result<()> {
+        let holders = match self.holders_to_ask(uf, c) {
+            Ok(holders) => holders,
+            Err(e) => {
+                self.settle_chunk(uf.hash, c, Err(failure(&e)));
+                return Err(e);
+            }
+        };
         let me = self.me.clone();
         let blob = uf.clone();
         let fetch = Fetch {
@@ -165,7 +180,7 @@ impl Cache {
             let failure = Failure::unreachable("the network is not running");
             self.settle_chunk(uf.hash, c, Err(failure));
         }
-        Ok(Some(waiter))
+        Ok(())
     }
 
     /// The peers to ask for chunk `c` of `uf`'s blob: its holders, taken
@@ -212,7 +227,7 @@ impl Cache {
         self.settle_chunk(blob.hash, c, outcome);
     }
 
-    fn settle_chunk(&self, hash: BlobHash, c: u64, outcome: Outcome) {
+    pub(crate) fn settle_chunk(&self, hash: BlobHash, c: u64, outcome: Outcome) {
         if outcome.is_err() {
             // A read that still needs the blob starts a new transfer.
             self.fetches.ended(&hash);
@@ -235,7 +250,7 @@ impl Cache {
         }
         let first = c * CHUNK / crate::blob::PIECE;
         let pieces = bytes.len().div_ceil(crate::blob::PIECE as usize).max(1) as u64;
-        let values = self.piece_values(blob, first, pieces, peer)?;
+        let values = self.piece_values(blob, first, pieces, Some(peer))?;
         self.stats
             .verify_pieces
             .fetch_add(pieces, Ordering::Relaxed);
@@ -245,27 +260,40 @@ impl Cache {
         {
             return Err(self.failed_verification(hash, peer));
         }
+        self.stats
+            .fetch_bytes
+            .fetch_add(expected, Ordering::Relaxed);
+        self.write_chunk(blob, c, peer, bytes)
+    }
+
+    /// Writes the verified bytes of chunk `c` of `blob` (the last of them
+    /// sent by `peer`) to its cache file, marks the chunk present, keeps
+    /// the cache within its bound and shows the transfer's progress.
+    pub(crate) fn write_chunk(
+        &self,
+        blob: &BlobRef,
+        c: u64,
+        peer: PeerId,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let (hash, size, len) = (blob.hash, blob.size, bytes.len() as u64);
         File::options()
             .write(true)
             .create(true)
             .truncate(false)
             .open(self.path(&hash))?
             .write_all_at(bytes, c * CHUNK)?;
-        self.stats
-            .fetch_bytes
-            .fetch_add(expected, Ordering::Relaxed);
         let cached = self.chunk_stored(hash, size, c)?;
         // The chunk is stored: a failure to make room is logged, not
         // passed to the reader.
-        if let Err(e) = self.cache_grew(expected) {
+        if let Err(e) = self.cache_grew(len) {
             tracing::warn!("keeping the cache within its bound: {e}");
         }
         if cached.verified {
             self.fetches.ended(&hash);
             self.stats.fetch_blobs.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.fetches
-                .progressed(hash, expected, cached.bytes(), peer);
+            self.fetches.progressed(hash, len, cached.bytes(), peer);
         }
         Ok(())
     }
@@ -283,6 +311,9 @@ impl Cache {
         cached.last_read = Timestamp::now();
         cached.verified = cached.complete();
         self.store.cache.put(&mut wtxn, &hash, &cached)?;
+        if cached.verified {
+            self.store.cache.remove_base(&mut wtxn, &hash)?;
+        }
         wtxn.commit()?;
         Ok(cached)
     }

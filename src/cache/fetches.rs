@@ -1,7 +1,6 @@
 //! What is being fetched into the cache, beside the chunks themselves
-//! ([`super::chunks`]): the transfers `/.ctl/transfers` shows, the base
-//! each edited blob can be built from (delta edits), one lock per outboard
-//! being fetched, and the peers that failed lately and are asked last.
+//! ([`super::chunks`]): the transfers `/.ctl/transfers` shows, one lock
+//! per outboard being fetched, and the peers that failed lately and are asked last.
 
 use crate::ids::{BlobHash, PeerId};
 use std::collections::HashMap;
@@ -39,8 +38,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct Fetches {
     transfers: Mutex<HashMap<BlobHash, Transfer>>,
-    /// Blob → the blob it was edited from, when this peer has the latter.
-    bases: Mutex<HashMap<BlobHash, BlobHash>>,
     /// One lock per outboard being fetched, so that the readers of one
     /// blob fetch its outboard once.
     outboards: Mutex<HashMap<BlobHash, Arc<Mutex<()>>>>,
@@ -76,23 +73,6 @@ impl Fetches {
             .iter()
             .map(|(h, t)| (*h, t.clone()))
             .collect()
-    }
-
-    /// Notes that blob `new` was edited from `base`.
-    pub fn note_base(&self, new: BlobHash, base: BlobHash) {
-        if new != base {
-            lock(&self.bases).insert(new, base);
-        }
-    }
-
-    /// The base blob `new` can be built from, if one is known.
-    pub fn base_of(&self, new: &BlobHash) -> Option<BlobHash> {
-        lock(&self.bases).get(new).copied()
-    }
-
-    /// Forgets the base of blob `new` (built, or not worth it).
-    pub fn forget_base(&self, new: &BlobHash) {
-        lock(&self.bases).remove(new);
     }
 
     /// The lock of the outboard fetch of blob `hash`: hold it while

@@ -14,7 +14,7 @@
 //! - [`delta`]: building an edited blob from its base;
 //! - [`evict`]: the cache's bound, eviction and `/.ctl/cache`;
 //! - [`chunks`]: the chunks on their way and their waiters;
-//! - [`fetches`]: the bookkeeping of fetches (transfers, delta bases,
+//! - [`fetches`]: the bookkeeping of fetches (transfers,
 //!   outboard fetches, peers in trouble).
 //!
 //! The cache reads and writes LMDB ([`crate::store`]) and asks the
@@ -69,7 +69,7 @@ pub struct Cache {
     pub evicted: AtomicU64,
     /// Chunks on their way, and the readers waiting for them.
     pub chunks: chunks::Chunks,
-    /// Transfers, delta bases, outboard fetches, peers in trouble.
+    /// Transfers, outboard fetches, peers in trouble.
     pub fetches: fetches::Fetches,
 }
 

@@ -159,14 +159,14 @@ impl Cache {
     }
 
     /// Chaining values `first..first + count` of `blob`'s outboard (the
-    /// outboard fetched first from `peer` and the holders when unknown);
+    /// outboard fetched first from `peer`, then the holders, when unknown);
     /// empty for a blob of one piece.
     pub(crate) fn piece_values(
         &self,
         blob: &BlobRef,
         first: u64,
         count: u64,
-        peer: PeerId,
+        peer: Option<PeerId>,
     ) -> Result<Outboard> {
         if blob.size <= PIECE {
             return Ok(Outboard::default());
@@ -177,7 +177,7 @@ impl Cache {
         if let Some(values) = known {
             return Ok(values);
         }
-        let outboard = self.outboard_for(blob, Some(peer))?;
+        let outboard = self.outboard_for(blob, peer)?;
         let end = ((first + count) as usize).min(outboard.pieces.len());
         Ok(Outboard {
             pieces: outboard

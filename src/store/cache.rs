@@ -3,7 +3,10 @@
 //! present, and whether the whole was verified against its hash.
 //! Database `outboards`: blob hash → the blob's [`Outboard`] (its piece
 //! chaining values, [`crate::blob`]), for blobs of more than one piece
-//! that were recorded here or fetched.
+//! that were recorded here or fetched. Database `bases`: blob hash → the
+//! hash of the blob it was edited from (32 bytes each), when this peer had
+//! the latter: a fetch of the former takes the pieces they share from it
+//! (delta edits, [`crate::cache::delta`]); kept until the former is whole.
 
 use heed::types::Bytes;
 use heed::{Database, RoTxn, RwTxn};
@@ -97,14 +100,56 @@ impl Cached {
 pub struct Cache {
     db: Database<'static, Bytes, Postcard<Cached>>,
     outboards: Database<'static, Bytes, Bytes>,
+    bases: Database<'static, Bytes, Bytes>,
 }
 
 impl Cache {
     pub(super) fn new(
         db: Database<'static, Bytes, Postcard<Cached>>,
         outboards: Database<'static, Bytes, Bytes>,
+        bases: Database<'static, Bytes, Bytes>,
     ) -> Cache {
-        Cache { db, outboards }
+        Cache {
+            db,
+            outboards,
+            bases,
+        }
+    }
+
+    /// The blob `new` was edited from, when noted.
+    pub fn base(&self, txn: &RoTxn, new: &BlobHash) -> Result<Option<BlobHash>> {
+        match self.bases.get(txn, new.as_slice())? {
+            Some(bytes) => Ok(Some(BlobHash(
+                bytes.try_into().map_err(|_| Error::Corrupt("bases"))?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Notes that blob `new` was edited from `base`.
+    pub fn put_base(&self, wtxn: &mut RwTxn, new: &BlobHash, base: &BlobHash) -> Result<()> {
+        Ok(self.bases.put(wtxn, new.as_slice(), base.as_slice())?)
+    }
+
+    /// Forgets the base of blob `new`.
+    pub fn remove_base(&self, wtxn: &mut RwTxn, new: &BlobHash) -> Result<()> {
+        self.bases.delete(wtxn, new.as_slice())?;
+        Ok(())
+    }
+
+    /// Forgets every edit based on blob `base` (it left the cache).
+    pub fn remove_edits_of(&self, wtxn: &mut RwTxn, base: &BlobHash) -> Result<()> {
+        let mut edits = Vec::new();
+        for item in self.bases.iter(wtxn)? {
+            let (new, of) = item?;
+            if of == base.as_slice() {
+                edits.push(new.to_vec());
+            }
+        }
+        for new in edits {
+            self.bases.delete(wtxn, &new)?;
+        }
+        Ok(())
     }
 
     /// The outboard of blob `hash`, when known (trusted: it was checked
@@ -172,9 +217,10 @@ impl Cache {
         Ok(out)
     }
 
-    /// Forgets blob `hash`.
+    /// Forgets blob `hash`, and the edits based on it.
     pub fn remove(&self, wtxn: &mut RwTxn, hash: &BlobHash) -> Result<()> {
         self.db.delete(wtxn, hash.as_slice())?;
+        self.remove_edits_of(wtxn, hash)?;
         Ok(())
     }
 }

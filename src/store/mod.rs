@@ -100,7 +100,7 @@ impl Store {
         // Without thread-local read slots, a thread may hold several read
         // transactions (readdirplus reads attributes inside a listing).
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(MAP_SIZE).max_dbs(16);
+        options.map_size(MAP_SIZE).max_dbs(24);
         // SAFETY: NO_SYNC only defers the flush to disk; the DATA lock
         // guarantees one process opens the environment.
         unsafe { options.flags(EnvFlags::NO_SYNC) };
@@ -127,6 +127,7 @@ impl Store {
                     (
                         dbo.create_database(wtxn, Some("cache"))?,
                         dbo.create_database(wtxn, Some("outboards"))?,
+                        dbo.create_database(wtxn, Some("bases"))?,
                     ),
                 )))
             })?
@@ -142,7 +143,7 @@ impl Store {
             meta,
             peers,
             (paths, long_paths, feed),
-            (cache, outboards),
+            (cache, outboards, bases),
         ) = dbs;
         let store = Store {
             env,
@@ -154,7 +155,7 @@ impl Store {
             meta: meta::Meta::new(meta),
             peers: peers::Peers::new(peers),
             versions: versions::Versions::new(paths, long_paths, feed),
-            cache: cache::Cache::new(cache, outboards),
+            cache: cache::Cache::new(cache, outboards, bases),
         };
         let mut wtxn = store.write()?;
         store.namespace.ensure_root(&mut wtxn)?;

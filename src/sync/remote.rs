@@ -467,21 +467,18 @@ impl Tree {
         for (file, hash) in unclaimed {
             self.stash_to_cache(&file, hash)?;
         }
-        // An unreal file where another blob was (stashed, or cached here)
-        // is likely an edit of it: its fetch starts from that blob.
+        // An unreal file where another blob was (stashed, or cached here,
+        // whole or in part) is likely an edit of it: its fetches start
+        // from that blob.
         let txn = self.store.read()?;
+        let mut edits = Vec::new();
         for (area, path, old) in std::mem::take(&mut pull.replaced) {
-            let cached = self
-                .store
-                .cache
-                .get(&txn, &old)?
-                .is_some_and(|c| c.verified);
-            if cached
+            if self.store.cache.get(&txn, &old)?.is_some()
                 && let Some(ino) = self.ino_at(&txn, area, &path)?
                 && let Some(inode) = self.store.namespace.get(&txn, ino)?
                 && let (true, Some(new)) = (inode.unreal, inode.hash)
             {
-                self.cache.note_base(new, old);
+                edits.push((new, old));
             }
         }
         // One mode lookup per directory, not per file.
@@ -501,6 +498,9 @@ impl Tree {
             }
         }
         drop(txn);
+        for (new, old) in edits {
+            self.cache.note_base(new, old)?;
+        }
         self.life_after_pull(real);
         Ok(())
     }
