@@ -117,6 +117,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, FormatError> {
         "s" => number.checked_mul(1_000),
         "m" => number.checked_mul(60_000),
         "h" => number.checked_mul(3_600_000),
+        "d" => number.checked_mul(86_400_000),
         _ => None,
     }
     .ok_or_else(bad)?;
@@ -130,7 +131,12 @@ pub fn format_duration(duration: Duration) -> String {
     if millis == 0 {
         return "0".to_string();
     }
-    for (unit, suffix) in [(3_600_000, "h"), (60_000, "m"), (1_000, "s")] {
+    for (unit, suffix) in [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ] {
         if millis.is_multiple_of(unit) {
             return format!("{}{suffix}", millis / unit);
         }

@@ -52,7 +52,7 @@ fn root_ctl_is_listed_and_area_ctl_is_found_by_lookup_only() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
-    assert_eq!(files, ["ctl", "mode", "status"]);
+    assert_eq!(files, ["ctl", "mode", "status", "versions"]);
     // Control files report size 0, like /proc, and read in full anyway.
     assert_eq!(fs::metadata(p.path(".ctl/config")).unwrap().len(), 0);
     assert!(p.read(".ctl/config").lines().count() >= 11);
@@ -229,7 +229,9 @@ fn config_lists_every_setting_and_checks_values() {
             "consensus.immediate",
             "consensus.interval",
             "consensus.timeout",
-            "net.timeout"
+            "net.timeout",
+            "versions.keep",
+            "versions.max"
         ]
     );
     for default in [
@@ -238,6 +240,8 @@ fn config_lists_every_setting_and_checks_values() {
         "copies 1",
         "cache.max 10%",
         "cache.min_free 1G",
+        "versions.keep 30d",
+        "versions.max 5%",
         "cache.verify on",
         "consensus.immediate delete,rename",
         "consensus.interval 0",

@@ -3,7 +3,8 @@
 //! and `cache.min_free`. When a stored chunk takes the cache over its
 //! bound, the least recently read blobs go first, down to nine tenths of
 //! it (so that a read storm does not scan the cache per chunk); the blobs
-//! of open files and of fetches under way are never evicted.
+//! of open files, of fetches under way and of kept versions
+//! ([`crate::store::kept`]) are never evicted.
 
 use std::sync::atomic::Ordering;
 
@@ -123,8 +124,16 @@ impl Cache {
         self.evict_down_to(0)
     }
 
-    /// Evicts the least recently read blobs, not pinned, until at most
-    /// `target` bytes stay; returns how many went.
+    /// Whether a kept version names blob `hash` (DESIGN.md "Sync": its
+    /// bytes stay until the version expires).
+    pub(crate) fn kept(&self, hash: &BlobHash) -> Result<bool> {
+        let txn = self.store.read()?;
+        Ok(self.store.kept.count(&txn, hash)? > 0)
+    }
+
+    /// Evicts the least recently read blobs, not pinned (open, being
+    /// fetched, or named by a kept version), until at most `target` bytes
+    /// stay; returns how many went.
     fn evict_down_to(&self, target: u64) -> Result<u64> {
         let (mut blobs, mut used) = self.cached_blobs()?;
         blobs.sort_by_key(|(_, c)| (c.last_read.secs, c.last_read.nanos));
@@ -132,6 +141,9 @@ impl Cache {
         for (hash, cached) in blobs {
             if used <= target {
                 break;
+            }
+            if self.kept(&hash)? {
+                continue;
             }
             let removed = self.with_open(|open| {
                 if count(open, &hash) > 0 || self.chunks.fetching(&hash) {
@@ -156,7 +168,9 @@ impl Cache {
         let (max, _, _) = self.cache_limits()?;
         let pinned = blobs
             .iter()
-            .filter(|(h, _)| self.pinned(h) || self.chunks.fetching(h))
+            .filter(|(h, _)| {
+                self.pinned(h) || self.chunks.fetching(h) || self.kept(h).unwrap_or(false)
+            })
             .count() as u64;
         Ok(CacheReport {
             used,

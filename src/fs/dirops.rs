@@ -244,7 +244,11 @@ impl Fs {
         }
         let area_path = self.tree.area_path(&wtxn, ino)?;
         let path = self.tree.real_path(&wtxn, ino)?;
-        gone_already_ok(self.real.remove_file(&path))?;
+        // A recorded file's bytes stay restorable: moved, not removed.
+        let kept = self.tree.stash_replaced(&wtxn, ino, &path)?;
+        if kept.is_none() {
+            gone_already_ok(self.real.remove_file(&path))?;
+        }
         self.store.namespace.unlink(&mut wtxn, parent, name)?;
         self.tree.touch_dir(&mut wtxn, parent)?;
         let (area, hash) = (inode.area, inode.hash);
@@ -257,6 +261,9 @@ impl Fs {
             )?;
         }
         wtxn.commit()?;
+        if let Some((file, hash)) = kept {
+            self.tree.stash_to_cache(&file, hash)?;
+        }
         Ok(())
     }
 
@@ -364,6 +371,13 @@ impl Fs {
         let old_path = self.tree.area_path(&wtxn, ino)?;
         let from = self.tree.real_child(&wtxn, parent, name)?;
         let to = self.tree.real_child(&wtxn, newparent, newname)?;
+        // The bytes of a recorded file renamed over stay restorable.
+        let kept = match &target {
+            Some((t, t_inode)) if t_inode.kind == Kind::File => {
+                self.tree.stash_replaced(&wtxn, *t, &to)?
+            }
+            _ => None,
+        };
         if inode.unreal {
             // No bytes in the Real; a stale file in the way must go.
             gone_already_ok(self.real.remove_file(&to))?;
@@ -391,6 +405,9 @@ impl Fs {
             self.tree.record(&mut wtxn, inode.area, op)?;
         }
         wtxn.commit()?;
+        if let Some((file, hash)) = kept {
+            self.tree.stash_to_cache(&file, hash)?;
+        }
         Ok(())
     }
 

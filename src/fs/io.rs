@@ -139,6 +139,10 @@ impl Fs {
         }
         let path = self.tree.real_path(&txn, ino)?;
         drop(txn);
+        if writable {
+            // The version this write replaces stays restorable.
+            self.tree.save_before_write(ino)?;
+        }
         if writable && !self.tree.writer_arrives(ino)? {
             return self.open_now(ino, flags, passthrough); // unrealized meanwhile
         }

@@ -400,6 +400,10 @@ impl Fs {
             // `echo x > file` truncates first: nothing to do on a control file.
             return Ok(self.ctl_attr(node));
         }
+        if set.size.is_some() {
+            // The version a truncation replaces stays restorable.
+            self.tree.save_before_write(ino)?;
+        }
         let mut wtxn = self.store.write()?;
         let mut inode = self.tree.inode(&wtxn, ino)?;
         if inode.unreal && set.size == Some(0) {

@@ -39,6 +39,12 @@ pub enum Key {
     ConsensusTimeout,
     /// `net.timeout`: how long a read waits for a holder.
     NetTimeout,
+    /// `versions.keep`: how long a replaced or deleted version stays
+    /// restorable (0: not kept).
+    VersionsKeep,
+    /// `versions.max`: space kept versions may take, a size or a
+    /// percentage of the disk of DATA.
+    VersionsMax,
 }
 
 impl Key {
@@ -219,6 +225,18 @@ pub const SETTINGS: &[Setting] = &[
         default: "30s",
         check: check_duration,
     },
+    Setting {
+        key: Key::VersionsKeep,
+        text: "versions.keep",
+        default: "30d",
+        check: check_duration,
+    },
+    Setting {
+        key: Key::VersionsMax,
+        text: "versions.max",
+        default: "5%",
+        check: check_size_or_percent,
+    },
 ];
 
 /// Why a setting could not be written.
@@ -316,6 +334,8 @@ mod tests {
             Key::ConsensusInterval,
             Key::ConsensusTimeout,
             Key::NetTimeout,
+            Key::VersionsKeep,
+            Key::VersionsMax,
         ];
         assert_eq!(keys.len(), SETTINGS.len());
         for key in keys {

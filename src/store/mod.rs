@@ -12,6 +12,7 @@ pub mod areas;
 pub mod cache;
 pub mod config;
 pub mod history;
+pub mod kept;
 pub mod meta;
 pub mod namespace;
 pub mod peers;
@@ -87,6 +88,8 @@ pub struct Store {
     pub versions: versions::Versions,
     /// What the blob cache holds.
     pub cache: cache::Cache,
+    /// Kept versions of replaced and deleted files.
+    pub kept: kept::KeptDb,
 }
 
 /// Map size of the environment: address space reserved, not disk used.
@@ -129,6 +132,11 @@ impl Store {
                         dbo.create_database(wtxn, Some("outboards"))?,
                         dbo.create_database(wtxn, Some("bases"))?,
                     ),
+                    (
+                        dbo.create_database(wtxn, Some("kept"))?,
+                        dbo.create_database(wtxn, Some("kept_times"))?,
+                        dbo.create_database(wtxn, Some("kept_blobs"))?,
+                    ),
                 )))
             })?
             .unwrap_commit();
@@ -144,6 +152,7 @@ impl Store {
             peers,
             (paths, long_paths, feed),
             (cache, outboards, bases),
+            (kept, kept_times, kept_blobs),
         ) = dbs;
         let store = Store {
             env,
@@ -156,6 +165,7 @@ impl Store {
             peers: peers::Peers::new(peers),
             versions: versions::Versions::new(paths, long_paths, feed),
             cache: cache::Cache::new(cache, outboards, bases),
+            kept: kept::KeptDb::new(kept, kept_times, kept_blobs),
         };
         let mut wtxn = store.write()?;
         store.namespace.ensure_root(&mut wtxn)?;

@@ -17,17 +17,29 @@ impl Tree {
     /// The file that holds blob `hash`, shown at `path` of `area`: the
     /// real file there (its recorded content, no write pending), or the
     /// blob's verified copy in the cache when the file there is unreal
-    /// (`true`). Nothing otherwise: a peer gets bytes only through a path
-    /// of an area shared with it. Opened for reading.
+    /// (`true`), or when a kept version of `path` has that blob.
+    /// Nothing otherwise: a peer gets bytes only through a path of an area
+    /// shared with it. Opened for reading.
     fn held_file(&self, area: Ino, path: &[u8], hash: BlobHash) -> Result<Option<(File, bool)>> {
         let txn = self.store.read()?;
-        let Some(ino) = self.ino_at(&txn, area, path)? else {
-            return Ok(None);
+        let inode = match self.ino_at(&txn, area, path)? {
+            Some(ino) => Some((ino, self.inode(&txn, ino)?)),
+            None => None,
         };
-        let inode = self.inode(&txn, ino)?;
-        if inode.kind != Kind::File || inode.hash != Some(hash) {
-            return Ok(None);
-        }
+        let Some((ino, inode)) =
+            inode.filter(|(_, i)| i.kind == Kind::File && i.hash == Some(hash))
+        else {
+            let kept = self.kept_version(&txn, area, path, hash).is_ok();
+            let cached = self
+                .store
+                .cache
+                .get(&txn, &hash)?
+                .is_some_and(|c| c.verified);
+            return Ok(match kept && cached {
+                true => Some((File::open(self.cache.path(&hash))?, true)),
+                false => None,
+            });
+        };
         if !inode.unreal {
             if self.recorder.is_pending(ino) {
                 return Ok(None);

@@ -117,6 +117,11 @@ impl Tree {
             if retried.elapsed() >= RETRY {
                 retried = std::time::Instant::now();
                 me.life_retry();
+                // Kept versions past versions.keep (or over versions.max
+                // after the setting changed) go.
+                if let Err(e) = me.expire_kept() {
+                    tracing::warn!("expiring kept versions: {e}");
+                }
             }
             let job = {
                 let mut queue = lock(&me.life.queue);

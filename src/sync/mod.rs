@@ -13,6 +13,7 @@
 
 mod error;
 pub mod held;
+pub mod kept;
 pub mod life;
 pub mod local;
 pub mod merge;
@@ -21,6 +22,7 @@ pub mod peering;
 pub mod reconcile;
 pub mod recorder;
 pub mod remote;
+pub mod restore;
 pub mod sharing;
 pub mod tree;
 pub mod unreal;

@@ -156,6 +156,12 @@ impl Tree {
             (None, None) => true,
             _ => false,
         };
+        if !same
+            && let Some(old) = &old_winner
+            && !new_copies.iter().any(|(_, v)| v == old)
+        {
+            self.keep(wtxn, area, path, old)?;
+        }
         if !same || self.ino_at(wtxn, area, path)?.is_none() {
             self.place(wtxn, area, path, new_winner.as_ref(), pull)?;
         }

@@ -63,6 +63,9 @@ pub struct Tree {
     open: Mutex<HashMap<Ino, OpenInode>>,
     /// Files stashed by pulls since the mount: numbers their names.
     pub(crate) stashed: std::sync::atomic::AtomicU64,
+    /// Bytes of the kept versions, `u64::MAX` until counted
+    /// ([`super::kept`]).
+    pub(crate) kept_bytes: std::sync::atomic::AtomicU64,
     kernel: OnceLock<Box<dyn KernelCache>>,
     /// This tree, for work that outlives a call (pulls, pins).
     pub(crate) me: Weak<Tree>,
@@ -103,6 +106,7 @@ impl Tree {
             unreal: unreal::Unreal::default(),
             open: Mutex::new(HashMap::new()),
             stashed: std::sync::atomic::AtomicU64::new(0),
+            kept_bytes: std::sync::atomic::AtomicU64::new(u64::MAX),
             kernel: OnceLock::new(),
             me: me.clone(),
         });
@@ -273,6 +277,11 @@ impl Tree {
     /// number, and the versions it makes (what it left at its path is read
     /// from the namespace, so call it after the change).
     pub(crate) fn record(&self, wtxn: &mut RwTxn, area: Ino, op: Op) -> Result<()> {
+        // What the op replaced stays restorable.
+        self.keep_replaced(wtxn, area, &op.path)?;
+        if let Some(new_path) = &op.new_path {
+            self.keep_replaced(wtxn, area, new_path)?;
+        }
         let left = match self.ino_at(wtxn, area, &op.path)? {
             Some(ino) => {
                 let inode = self.inode(wtxn, ino)?;

@@ -2,7 +2,10 @@
 //! set the mode of entry NAME of DIR; `fetch NAME` brings an unreal file
 //! whole into the cache (blocking; nothing to do for a real file) and
 //! `evict NAME` drops it from there (EBUSY for a real file, or one open or
-//! being fetched; EINVAL for a directory).
+//! being fetched; EINVAL for a directory); `restore NAME HASH` makes a
+//! kept version (`DIR/.ctl/versions`) the current one (ENOENT when there
+//! is no such version, EHOSTUNREACH when no peer sent its bytes within
+//! `net.timeout`).
 
 use super::super::{Error, Fs, Result};
 use super::cmdtab::{self, Cmd};
@@ -38,7 +41,21 @@ const COMMANDS: &[Cmd] = &[
         args: "NAME",
         run: |fs, owner, args| on_entry(fs, owner, "evict", args[0]),
     },
+    Cmd {
+        name: "restore",
+        args: "NAME HASH",
+        run: |fs, owner, args| restore(fs, owner, args[0], args[1]),
+    },
 ];
+
+/// `restore NAME HASH`: the kept version of entry `name` of `owner` with
+/// blob `hash` becomes the current one.
+fn restore(fs: &Fs, owner: Ino, name: &str, hash: &str) -> Result<()> {
+    let name = name_field(name)?;
+    let hash = crate::format::parse_hash(hash)
+        .ok_or_else(|| Error::Invalid(format!("bad hash {hash:?}: expected 64 hex digits")))?;
+    Ok(fs.tree.restore(owner, &name, hash)?)
+}
 
 /// Runs one command of [`COMMANDS`].
 pub(super) fn write(fs: &Fs, owner: Ino, fields: &[&str]) -> Result<()> {

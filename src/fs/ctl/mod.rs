@@ -24,6 +24,7 @@ mod peers;
 pub mod stats;
 mod status;
 mod transfers;
+mod versions;
 
 use std::time::SystemTime;
 
@@ -130,6 +131,11 @@ const DIR_FILES: &[Spec] = &[
         name: "ctl",
         read: None,
         write: Some(dirctl::write),
+    },
+    Spec {
+        name: "versions",
+        read: Some(versions::read),
+        write: None,
     },
 ];
 

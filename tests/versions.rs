@@ -1,0 +1,224 @@
+//! Kept versions on real mounts: every version a local write, a
+//! truncation, a rename over it, a delete or a peer's record replaced
+//! stays listed in `DIR/.ctl/versions` and comes back with
+//! `restore NAME HASH`, its bytes from this peer's cache or from any peer
+//! that still has them; `versions.max` bounds them.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+
+use common::files::{pattern, state, status_hash, write_file};
+use common::{Peer, consensus, household, wait_until};
+
+/// `DIR/.ctl/versions` lines of `name`, split: [NAME, TIME, PEER, HASH,
+/// SIZE, WHERE].
+fn versions(p: &Peer, dir: &str, name: &str) -> Vec<Vec<String>> {
+    p.read(&format!("{dir}/.ctl/versions"))
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f[0] == name)
+        .collect()
+}
+
+/// The hash of the kept version of `name` whose size is `size`.
+fn kept_hash(p: &Peer, dir: &str, name: &str, size: usize) -> String {
+    versions(p, dir, name)
+        .into_iter()
+        .find(|f| f[4] == size.to_string())
+        .unwrap_or_else(|| panic!("no kept version of {name} of {size} bytes"))[3]
+        .clone()
+}
+
+#[test]
+fn local_edits_truncations_renames_and_deletes_are_kept_and_restored() {
+    let a = Peer::start();
+    std::fs::create_dir(a.path("k")).unwrap();
+    let one = pattern(100_000, 1);
+    write_file(&a, "k/f", &one);
+    let h1 = status_hash(&a, "k", "f");
+    // An edit in place.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(a.path("k/f"))
+        .unwrap();
+    file.write_all_at(b"edited", 500).unwrap();
+    drop(file);
+    a.wait_recorded("k");
+    let listed = versions(&a, "k", "f");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0][3].as_str(), listed[0][5].as_str()),
+        (h1.as_str(), "cached")
+    );
+    // A truncation, then a rename over it, then a delete.
+    std::fs::write(a.path("k/f"), b"short").unwrap();
+    a.wait_recorded("k");
+    std::fs::write(a.path("k/g"), b"other file").unwrap();
+    a.wait_recorded("k");
+    std::fs::rename(a.path("k/g"), a.path("k/f")).unwrap();
+    a.wait_recorded("k");
+    std::fs::remove_file(a.path("k/f")).unwrap();
+    let sizes: Vec<String> = versions(&a, "k", "f")
+        .iter()
+        .map(|f| f[4].clone())
+        .collect();
+    assert_eq!(sizes, ["10", "5", "100000", "100000"], "newest first");
+    assert!(versions(&a, "k", "f").iter().all(|f| f[5] == "cached"));
+    // Each comes back byte for byte, as a write that is recorded.
+    a.write_ctl("k/.ctl/ctl", &format!("restore f {h1}"))
+        .unwrap();
+    assert_eq!(std::fs::read(a.path("k/f")).unwrap(), one);
+    a.wait_recorded("k");
+    assert_eq!(status_hash(&a, "k", "f"), h1);
+    assert!(
+        a.history()
+            .iter()
+            .any(|op| op.get(3).map(String::as_str) == Some("create")
+                && op.get(4).map(String::as_str) == Some("f"))
+    );
+    let short = kept_hash(&a, "k", "f", 5);
+    a.write_ctl("k/.ctl/ctl", &format!("restore f {short}"))
+        .unwrap();
+    assert_eq!(std::fs::read(a.path("k/f")).unwrap(), b"short");
+    // The version the restore replaced is kept in turn.
+    a.wait_recorded("k");
+    assert!(versions(&a, "k", "f").iter().filter(|f| f[3] == h1).count() >= 2);
+}
+
+#[test]
+fn restore_refuses_what_it_cannot_do_with_the_design_errnos() {
+    let a = Peer::start();
+    std::fs::create_dir(a.path("k")).unwrap();
+    write_file(&a, "k/f", b"one");
+    let h1 = status_hash(&a, "k", "f");
+    std::fs::write(a.path("k/f"), b"two").unwrap();
+    a.wait_recorded("k");
+    let none = "0".repeat(64);
+    assert_eq!(
+        a.ctl_errno("k/.ctl/ctl", &format!("restore nosuch {h1}")),
+        libc::ENOENT
+    );
+    assert_eq!(
+        a.ctl_errno("k/.ctl/ctl", &format!("restore f {none}")),
+        libc::ENOENT
+    );
+    assert_eq!(a.ctl_errno("k/.ctl/ctl", "restore f nothex"), libc::EINVAL);
+    assert_eq!(a.ctl_errno("k/.ctl/ctl", "restore f"), libc::EINVAL);
+    assert_eq!(
+        a.ctl_errno(".ctl/config", "versions.keep forever"),
+        libc::EINVAL
+    );
+    assert_eq!(a.ctl_errno(".ctl/config", "versions.max 0%"), libc::EINVAL);
+    let errors = a.read(".ctl/errors");
+    for needle in [
+        "restore nosuch",
+        "restore f nothex",
+        "versions.keep forever",
+        "versions.max 0%",
+    ] {
+        assert!(errors.contains(needle), "{needle} not in {errors}");
+    }
+    assert_eq!(
+        std::fs::read(a.path("k/f")).unwrap(),
+        b"two",
+        "nothing changed"
+    );
+    // versions.keep 0: nothing more is kept, and what was kept expires.
+    a.write_ctl(".ctl/config", "versions.keep 0").unwrap();
+    std::fs::write(a.path("k/f"), b"three").unwrap();
+    a.wait_recorded("k");
+    assert_eq!(versions(&a, "k", "f"), Vec::<Vec<String>>::new());
+}
+
+#[test]
+fn versions_max_bounds_a_stream_of_edits() {
+    let a = Peer::start();
+    std::fs::create_dir(a.path("k")).unwrap();
+    a.write_ctl(".ctl/config", "versions.max 1M").unwrap();
+    for i in 0..12u8 {
+        write_file(&a, "k/log", &pattern(300_000, i));
+    }
+    let kept = versions(&a, "k", "log");
+    let total: u64 = kept.iter().map(|f| f[4].parse::<u64>().unwrap()).sum();
+    assert!(total <= 1 << 20, "{total} bytes kept");
+    assert_eq!(kept.len(), 3, "the newest three of 300 KB fit in 1 MiB");
+    // The newest kept one is the version before the current.
+    assert_eq!(
+        std::fs::read(a.path("k/log")).unwrap(),
+        pattern(300_000, 11)
+    );
+    let newest = kept[0][3].clone();
+    a.write_ctl("k/.ctl/ctl", &format!("restore log {newest}"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(a.path("k/log")).unwrap(),
+        pattern(300_000, 10)
+    );
+}
+
+#[test]
+fn a_file_a_peer_overwrote_or_deleted_is_restored_on_the_other_peer() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "s");
+    b.write_ctl("s/.ctl/mode", "real").unwrap();
+    let one = pattern(3 << 20, 4);
+    write_file(&a, "s/doc", &one);
+    write_file(&a, "s/gone", b"deleted on a");
+    consensus(&a);
+    wait_until("b to realize both", || {
+        b.real("s/doc").is_file() && b.real("s/gone").is_file()
+    });
+    let h1 = status_hash(&b, "s", "doc");
+    let gone = status_hash(&b, "s", "gone");
+    std::fs::write(a.path("s/doc"), b"scrambled").unwrap();
+    a.wait_recorded("s");
+    std::fs::remove_file(a.path("s/gone")).unwrap();
+    consensus(&a);
+    wait_until("b to take both changes", || {
+        std::fs::read(b.path("s/doc")).ok().as_deref() == Some(&b"scrambled"[..])
+            && !b.path("s/gone").exists()
+    });
+    assert_eq!(versions(&b, "s", "doc")[0][5], "cached");
+    b.write_ctl("s/.ctl/ctl", &format!("restore doc {h1}"))
+        .unwrap();
+    b.write_ctl("s/.ctl/ctl", &format!("restore gone {gone}"))
+        .unwrap();
+    assert_eq!(std::fs::read(b.path("s/doc")).unwrap(), one);
+    assert_eq!(std::fs::read(b.path("s/gone")).unwrap(), b"deleted on a");
+    b.wait_recorded("s");
+    consensus(&b);
+    wait_until("a to get both back", || {
+        std::fs::read(a.path("s/gone")).ok().as_deref() == Some(&b"deleted on a"[..])
+            && status_hash(&a, "s", "doc") == h1
+    });
+    assert_eq!(std::fs::read(a.path("s/doc")).unwrap(), one);
+}
+
+#[test]
+fn a_kept_version_only_a_third_peer_has_is_fetched_from_it() {
+    let (a, b, c) = (Peer::start(), Peer::start(), Peer::start());
+    household(&[&a, &b, &c], "t");
+    c.write_ctl("t/.ctl/mode", "real").unwrap();
+    a.write_ctl(".ctl/config", "versions.keep 0").unwrap();
+    let one = pattern(2 << 20, 8);
+    write_file(&a, "t/photo", &one);
+    consensus(&a);
+    wait_until("c to realize it", || c.real("t/photo").is_file());
+    let h1 = status_hash(&c, "t", "photo");
+    std::fs::write(a.path("t/photo"), b"overwritten").unwrap();
+    a.wait_recorded("t");
+    consensus(&a);
+    wait_until("b and c to take the overwrite", || {
+        status_hash(&b, "t", "photo") == status_hash(&a, "t", "photo")
+            && status_hash(&c, "t", "photo") == status_hash(&a, "t", "photo")
+    });
+    // b never had the old bytes; a kept nothing; c kept them.
+    assert_eq!(versions(&b, "t", "photo")[0][5], "peers");
+    assert!(versions(&a, "t", "photo").is_empty());
+    assert_eq!(versions(&c, "t", "photo")[0][5], "cached");
+    b.write_ctl("t/.ctl/ctl", &format!("restore photo {h1}"))
+        .unwrap();
+    assert_eq!(std::fs::read(b.path("t/photo")).unwrap(), one);
+    assert_eq!(state(&b, "t", "photo"), "dirty");
+}
