@@ -197,7 +197,7 @@ fn a_file_a_peer_overwrote_or_deleted_is_restored_on_the_other_peer() {
 
 #[test]
 fn a_kept_version_only_a_third_peer_has_is_fetched_from_it() {
-    let (a, b, c) = (Peer::start(), Peer::start(), Peer::start());
+    let (a, b, mut c) = (Peer::start(), Peer::start(), Peer::start());
     household(&[&a, &b, &c], "t");
     c.write_ctl("t/.ctl/mode", "real").unwrap();
     a.write_ctl(".ctl/config", "versions.keep 0").unwrap();
@@ -217,8 +217,19 @@ fn a_kept_version_only_a_third_peer_has_is_fetched_from_it() {
     assert_eq!(versions(&b, "t", "photo")[0][5], "peers");
     assert!(versions(&a, "t", "photo").is_empty());
     assert_eq!(versions(&c, "t", "photo")[0][5], "cached");
-    b.write_ctl("t/.ctl/ctl", &format!("restore photo {h1}"))
-        .unwrap();
+    // With c away, no peer has the bytes: EHOSTUNREACH after net.timeout.
+    c.stop();
+    b.write_ctl(".ctl/config", "net.timeout 2s").unwrap();
+    let restore = format!("restore photo {h1}");
+    assert_eq!(b.ctl_errno("t/.ctl/ctl", &restore), libc::EHOSTUNREACH);
+    assert!(b.read(".ctl/errors").contains("restore photo"));
+    assert_eq!(std::fs::read(b.path("t/photo")).unwrap(), b"overwritten");
+    c.mount();
+    let idc = c.id();
+    wait_until("b to reconnect to c", || {
+        b.state_of(&idc).as_deref() == Some("connected")
+    });
+    b.write_ctl("t/.ctl/ctl", &restore).unwrap();
     assert_eq!(std::fs::read(b.path("t/photo")).unwrap(), one);
     assert_eq!(state(&b, "t", "photo"), "dirty");
 }
