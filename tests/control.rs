@@ -32,6 +32,7 @@ fn root_ctl_is_listed_and_area_ctl_is_found_by_lookup_only() {
             "config",
             "conflicts",
             "consensus",
+            "dump",
             "errors",
             "health",
             "history",

@@ -233,3 +233,94 @@ fn a_kept_version_only_a_third_peer_has_is_fetched_from_it() {
     assert_eq!(std::fs::read(b.path("t/photo")).unwrap(), one);
     assert_eq!(state(&b, "t", "photo"), "dirty");
 }
+
+/// `YYYY` and `MMDD` of the day (UTC) `days_ago` days before today.
+fn day_path(days_ago: u64) -> (String, String) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400 * days_ago);
+    let text = humantime::format_rfc3339_seconds(when).to_string();
+    (
+        text[0..4].to_string(),
+        format!("{}{}", &text[5..7], &text[8..10]),
+    )
+}
+
+#[test]
+fn the_dump_shows_a_deleted_directory_as_it_was_and_cp_restores_it() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "p");
+    b.write_ctl("p/.ctl/mode", "real").unwrap();
+    std::fs::create_dir_all(a.path("p/trip/sub")).unwrap();
+    let files = [
+        ("trip/one.jpg", pattern(300_000, 1)),
+        ("trip/two.jpg", pattern(5 << 20, 2)),
+        ("trip/sub/three.txt", b"three".to_vec()),
+    ];
+    // Written two days ago, as far as their times say.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    for (path, bytes) in &files {
+        std::fs::write(a.path(&format!("p/{path}")), bytes).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(a.path(&format!("p/{path}")))
+            .unwrap();
+        f.set_modified(old).unwrap();
+    }
+    a.wait_recorded("p/trip");
+    a.wait_recorded("p/trip/sub");
+    consensus(&a);
+    wait_until("b to realize the trip", || {
+        files
+            .iter()
+            .all(|(p, _)| b.real(&format!("p/{p}")).is_file())
+    });
+    // A mistaken rm -r on a reaches b at the next round.
+    std::fs::remove_dir_all(a.path("p/trip")).unwrap();
+    consensus(&a);
+    wait_until("b to lose the trip", || !b.path("p/trip").exists());
+    let (year, yesterday) = day_path(1);
+    let (_, today) = day_path(0);
+    let days = std::fs::read_dir(b.path(&format!(".ctl/dump/{year}")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        days.contains(&yesterday) && days.contains(&today),
+        "{days:?}"
+    );
+    let dump = format!(".ctl/dump/{year}/{yesterday}/p/trip");
+    assert!(!b.path(&format!(".ctl/dump/{year}/{today}/p/trip")).exists());
+    // Writes anywhere under the dump: EROFS, logged.
+    let errno = |r: std::io::Result<()>| r.unwrap_err().raw_os_error();
+    let new = b.path(&format!("{dump}/new"));
+    assert_eq!(errno(std::fs::write(&new, b"x")), Some(libc::EROFS));
+    let one = b.path(&format!("{dump}/one.jpg"));
+    assert_eq!(errno(std::fs::remove_file(&one)), Some(libc::EROFS));
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&one)
+        .map(|_| ());
+    assert_eq!(errno(opened), Some(libc::EROFS));
+    assert!(b.read(".ctl/errors").contains(".ctl/dump/"));
+    // cp -r from the dump restores the directory as it was.
+    let cp = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(b.path(&dump))
+        .arg(b.path("p/"))
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    for (path, bytes) in &files {
+        assert_eq!(
+            &std::fs::read(b.path(&format!("p/{path}"))).unwrap(),
+            bytes,
+            "{path}"
+        );
+    }
+    b.wait_recorded("p/trip");
+    consensus(&b);
+    wait_until("a to get the trip back", || {
+        files
+            .iter()
+            .all(|(p, bytes)| std::fs::read(a.path(&format!("p/{p}"))).ok().as_ref() == Some(bytes))
+    });
+}

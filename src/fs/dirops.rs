@@ -34,9 +34,11 @@ impl Fs {
     /// `/.ctl/errors` when it is the user's mistake rather than a lookup.
     fn refuse_entry(&self, parent: Ino, name: &[u8], op: &str, error: Error) -> Error {
         match error {
-            Error::Perm(_) | Error::NameTooLong | Error::Invalid(_) | Error::CrossArea => {
-                self.refuse(&self.entry_path(parent, name), op, error)
-            }
+            Error::Perm(_)
+            | Error::ReadOnly
+            | Error::NameTooLong
+            | Error::Invalid(_)
+            | Error::CrossArea => self.refuse(&self.entry_path(parent, name), op, error),
             other => other,
         }
     }
@@ -54,6 +56,9 @@ impl Fs {
 
     /// The mount path of `ino` (`/AREA/PATH`), escaped, for messages.
     pub fn mount_path(&self, ino: Ino) -> String {
+        if let Some(CtlNode::Dump(node)) = CtlNode::parse(ino) {
+            return self.dump_path(node);
+        }
         if let Some(CtlNode::Dir { owner } | CtlNode::File { owner, .. }) = CtlNode::parse(ino) {
             let dir = if owner == ROOT {
                 String::new()
@@ -83,8 +88,8 @@ impl Fs {
     /// Checks that `parent` is a directory of an area that may get a new
     /// entry `name`, which must not exist yet; returns its record.
     fn new_entry_parent(&self, wtxn: &RwTxn, parent: Ino, name: &[u8]) -> Result<Inode> {
-        if CtlNode::parse(parent).is_some() {
-            return Err(Error::Perm("the control tree takes no new entries".into()));
+        if let Some(node) = CtlNode::parse(parent) {
+            return Err(Self::ctl_refusal(node));
         }
         check_new_name(name)?;
         if parent == ROOT {
@@ -221,7 +226,10 @@ impl Fs {
         name: &[u8],
         op: &str,
     ) -> Result<(Ino, Inode)> {
-        if CtlNode::parse(parent).is_some() || name == super::ctl::CTL_NAME.as_bytes() {
+        if let Some(node) = CtlNode::parse(parent) {
+            return Err(self.refuse_entry(parent, name, op, Self::ctl_refusal(node)));
+        }
+        if name == super::ctl::CTL_NAME.as_bytes() {
             let e = Error::Perm("the control tree cannot be changed".into());
             return Err(self.refuse_entry(parent, name, op, e));
         }
@@ -324,13 +332,13 @@ impl Fs {
         if flags & RENAME_EXCHANGE != 0 {
             return Err(Error::Invalid("RENAME_EXCHANGE is not supported".into()));
         }
-        if CtlNode::parse(parent).is_some() || name == super::ctl::CTL_NAME.as_bytes() {
+        if let Some(node) = CtlNode::parse(parent).or(CtlNode::parse(newparent)) {
+            return Err(Self::ctl_refusal(node));
+        }
+        if name == super::ctl::CTL_NAME.as_bytes() {
             return Err(Error::Perm("the control tree cannot be changed".into()));
         }
         check_new_name(newname)?;
-        if CtlNode::parse(newparent).is_some() {
-            return Err(Error::Perm("the control tree takes no new entries".into()));
-        }
         if parent == ROOT || newparent == ROOT {
             return Err(Error::Perm(
                 "areas cannot be renamed, and files cannot move to the root".into(),

@@ -25,6 +25,9 @@ pub enum Error {
     /// EPERM: refused by the design (files at the root, `.ctl`, hard links…).
     #[error("{0}")]
     Perm(String),
+    /// EROFS: a change under `/.ctl/dump`.
+    #[error("the dump is read-only")]
+    ReadOnly,
     /// ENAMETOOLONG: a name over 255 bytes.
     #[error("name longer than 255 bytes")]
     NameTooLong,
@@ -103,6 +106,7 @@ impl Error {
             Error::Busy(_) => libc::EBUSY,
             Error::Access(_) => libc::EACCES,
             Error::Perm(_) => libc::EPERM,
+            Error::ReadOnly => libc::EROFS,
             Error::NameTooLong => libc::ENAMETOOLONG,
             Error::NotDir => libc::ENOTDIR,
             Error::IsDir => libc::EISDIR,

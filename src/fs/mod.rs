@@ -145,6 +145,8 @@ pub struct Fs {
     pub stats: Arc<crate::stats::Stats>,
     errors: Arc<crate::stats::ErrorLog>,
     timers: waits::Timers,
+    /// The numbers of `/.ctl/dump` entries looked up.
+    dump_names: ctl::dump::DumpNames,
     /// This dispatcher, for work that outlives a call (waiting requests).
     me: std::sync::Weak<Fs>,
 }
@@ -210,6 +212,7 @@ impl Fs {
             stats,
             errors,
             timers,
+            dump_names: ctl::dump::DumpNames::default(),
             me: me.clone(),
         }))
     }
@@ -365,7 +368,7 @@ impl Fs {
     /// Attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
         if let Some(node) = CtlNode::parse(ino) {
-            return Ok(self.ctl_attr(node));
+            return self.ctl_getattr(node);
         }
         let txn = self.store.read()?;
         let inode = self.tree.inode(&txn, ino)?;
@@ -397,6 +400,9 @@ impl Fs {
     /// file is only emptied here (EROFS for any other size).
     fn setattr_now(&self, ino: Ino, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
         if let Some(node) = CtlNode::parse(ino) {
+            if let CtlNode::Dump(node) = node {
+                return Err(self.refuse(&self.dump_path(node), "setattr", Error::ReadOnly));
+            }
             // `echo x > file` truncates first: nothing to do on a control file.
             return Ok(self.ctl_attr(node));
         }

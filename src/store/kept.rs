@@ -151,6 +151,15 @@ impl KeptDb {
         Ok(all)
     }
 
+    /// Every kept version.
+    pub fn all(&self, txn: &RoTxn) -> Result<Vec<Kept>> {
+        let mut out = Vec::new();
+        for item in self.db.iter(txn)? {
+            out.push(item.map_err(|_| Error::Corrupt("kept"))?.1);
+        }
+        Ok(out)
+    }
+
     /// Every kept version of `area`.
     pub fn in_area(&self, txn: &RoTxn, area: Ino) -> Result<Vec<Kept>> {
         self.scan(txn, &area.0.to_be_bytes())

@@ -11,6 +11,7 @@
 //! When rounds run is the network's (`net/schedule.rs`); the dispatcher
 //! ([`crate::fs`]) calls [`Tree`] for every change it makes.
 
+pub mod dump;
 mod error;
 pub mod held;
 pub mod kept;

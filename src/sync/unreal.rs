@@ -95,6 +95,22 @@ impl Tree {
         let hash = inode.hash.ok_or_else(Error::not_found)?;
         let path = self.area_path(&txn, ino)?;
         let area_name = self.inode(&txn, inode.area)?.name;
+        drop(txn);
+        let blob = BlobRef {
+            hash,
+            size: inode.size,
+            area: inode.area,
+            area_name,
+            path,
+        };
+        self.open_blob(ino, blob)
+    }
+
+    /// Opens `blob` for reading from the cache, as unreal file `ino`
+    /// shows it (`Ino::NONE` for a version no inode shows: `/.ctl/dump`).
+    pub(crate) fn open_blob(&self, ino: Ino, blob: BlobRef) -> Result<UnrealFile> {
+        let hash = blob.hash;
+        let txn = self.store.read()?;
         let known = self.store.cache.get(&txn, &hash)?.is_some();
         drop(txn);
         // Counted open first: a delta edit adopts its base's file for the
@@ -112,18 +128,12 @@ impl Tree {
             .open(self.cache.path(&hash))?;
         if !known {
             // Sparse: chunks land at their offsets as they come.
-            file.set_len(inode.size)?;
+            file.set_len(blob.size)?;
         }
         Ok(UnrealFile {
             ino,
             _pin: pin,
-            blob: BlobRef {
-                hash,
-                size: inode.size,
-                area: inode.area,
-                area_name,
-                path,
-            },
+            blob,
             file,
             next: AtomicU64::new(0),
         })

@@ -15,6 +15,7 @@ mod config;
 mod conflicts;
 mod consensus;
 mod dirctl;
+pub mod dump;
 pub mod errors;
 mod health;
 mod history;
@@ -154,6 +155,8 @@ pub enum CtlNode {
         /// Position in the table, from 1.
         index: u8,
     },
+    /// A node of `/.ctl/dump`.
+    Dump(dump::DumpNode),
 }
 
 fn table(owner: Ino) -> &'static [Spec] {
@@ -165,6 +168,9 @@ impl CtlNode {
     pub fn parse(ino: Ino) -> Option<CtlNode> {
         if ino.0 & CTL_BIT == 0 {
             return None;
+        }
+        if ino.0 & dump::DUMP_BIT != 0 {
+            return dump::DumpNode::parse(ino).map(CtlNode::Dump);
         }
         let owner = Ino((ino.0 & !CTL_BIT) >> 4);
         let index = (ino.0 & 0xf) as u8;
@@ -180,12 +186,13 @@ impl CtlNode {
         Ino(match self {
             CtlNode::Dir { owner } => CTL_BIT | owner.0 << 4,
             CtlNode::File { owner, index } => CTL_BIT | owner.0 << 4 | u64::from(index),
+            CtlNode::Dump(node) => node.ino(),
         })
     }
 
     fn spec(self) -> Option<&'static Spec> {
         match self {
-            CtlNode::Dir { .. } => None,
+            CtlNode::Dir { .. } | CtlNode::Dump(_) => None,
             CtlNode::File { owner, index } => table(owner).get(usize::from(index) - 1),
         }
     }
@@ -243,10 +250,32 @@ impl Fs {
         }
     }
 
+    /// Attributes of a control node (a node of the dump may be gone).
+    pub(super) fn ctl_getattr(&self, node: CtlNode) -> Result<Attr> {
+        match node {
+            CtlNode::Dump(node) => self.dump_attr(node),
+            _ => Ok(self.ctl_attr(node)),
+        }
+    }
+
+    /// Why a change under control node `node` is refused: EROFS in the
+    /// dump, EPERM elsewhere.
+    pub(super) fn ctl_refusal(node: CtlNode) -> Error {
+        match node {
+            CtlNode::Dump(_) => Error::ReadOnly,
+            _ => Error::Perm("the control tree cannot be changed".into()),
+        }
+    }
+
     pub(super) fn ctl_lookup(&self, node: CtlNode, name: &[u8]) -> Result<Attr> {
-        let CtlNode::Dir { owner } = node else {
-            return Err(Error::NotDir);
+        let owner = match node {
+            CtlNode::Dump(node) => return self.dump_lookup(node, name),
+            CtlNode::Dir { owner } => owner,
+            CtlNode::File { .. } => return Err(Error::NotDir),
         };
+        if owner == ROOT && name == b"dump" {
+            return self.dump_attr(dump::DumpNode::Root);
+        }
         let index = table(owner)
             .iter()
             .position(|s| s.name.as_bytes() == name)
@@ -263,13 +292,19 @@ impl Fs {
         offset: u64,
         mut emit: impl FnMut(DirEntry, Option<Attr>) -> bool,
     ) -> Result<()> {
-        let CtlNode::Dir { owner } = node else {
-            return Err(Error::NotDir);
+        let owner = match node {
+            CtlNode::Dump(node) => return self.dump_readdir(node, offset, emit),
+            CtlNode::Dir { owner } => owner,
+            CtlNode::File { .. } => return Err(Error::NotDir),
         };
         let mut entries = vec![
             (node.ino(), Kind::Dir, b".".to_vec()),
             (owner, Kind::Dir, b"..".to_vec()),
         ];
+        if owner == ROOT {
+            let dump = CtlNode::Dump(dump::DumpNode::Root).ino();
+            entries.push((dump, Kind::Dir, b"dump".to_vec()));
+        }
         for (i, spec) in table(owner).iter().enumerate() {
             let file = CtlNode::File {
                 owner,
@@ -307,6 +342,7 @@ impl Fs {
     /// fails with EACCES and is logged.
     pub(super) fn ctl_open(&self, node: CtlNode, flags: i32) -> Result<Opened> {
         let (owner, spec) = match node {
+            CtlNode::Dump(node) => return self.dump_open(node, flags),
             CtlNode::Dir { .. } => return Err(Error::IsDir),
             CtlNode::File { owner, .. } => (owner, node.spec().ok_or_else(Error::not_found)?),
         };
@@ -381,7 +417,9 @@ mod tests {
 
     #[test]
     fn control_inodes_round_trip_and_never_collide_with_the_namespace() {
-        for owner in [ROOT, Ino(2), Ino(12345), Ino((1 << 58) + 7)] {
+        // Namespace inodes are counted up from 1 (store::meta), far below
+        // the 2^58 at which an owner would reach the dump's bit.
+        for owner in [ROOT, Ino(2), Ino(12345), Ino((1 << 57) + 7)] {
             let dir = CtlNode::Dir { owner };
             assert_eq!(CtlNode::parse(dir.ino()), Some(dir));
             for index in 1..=table(owner).len() as u8 {
@@ -392,5 +430,21 @@ mod tests {
         assert_eq!(CtlNode::parse(ROOT), None);
         assert_eq!(CtlNode::parse(Ino(12345)), None);
         assert_eq!(CtlNode::parse(Ino(CTL_BIT | 2 << 4 | 15)), None);
+        let day = crate::sync::dump::Day {
+            year: 2026,
+            month: 12,
+            day: 1,
+        };
+        for node in [
+            dump::DumpNode::Root,
+            dump::DumpNode::Year(2026),
+            dump::DumpNode::Day(day),
+            dump::DumpNode::Entry(0),
+            dump::DumpNode::Entry(u32::MAX),
+        ] {
+            let ctl = CtlNode::Dump(node);
+            assert_eq!(CtlNode::parse(ctl.ino()), Some(ctl));
+            assert_eq!(CtlNode::parse(Ino(ctl.ino().0 & !CTL_BIT)), None);
+        }
     }
 }
