@@ -14,6 +14,13 @@ usage: bench_fs.py table RUNS MIB FILES NATIVE PASS USER
        bench_fs.py arrive DIR COUNT KIB    -> waits until DIR lists COUNT files,
                                               then reads each (KIB KiB); prints
                                               seconds from start to the last byte
+       bench_fs.py create DIR COUNT KIB    -> mkfiles, timed: prints ops/s
+       bench_fs.py rewrite DIR COUNT KIB   -> rewrites each file of mkfiles whole
+                                              (O_TRUNC) with new bytes starting
+                                              REWRITE: prints ops/s
+       bench_fs.py rewritten DIR COUNT     -> waits until each of the COUNT files
+                                              starts REWRITE; prints seconds
+       bench_fs.py unlink DIR COUNT        -> unlinks them: prints ops/s
 """
 import os
 import subprocess
@@ -153,6 +160,44 @@ def mkfiles(directory, count, kib):
             f.write(body[:8] + i.to_bytes(8, "little") + body[16:])
 
 
+REWRITE = b"rewrite!"
+
+
+def names(directory, count):
+    return [os.path.join(directory, f"f{i:06}") for i in range(count)]
+
+
+def rewrite(directory, count, kib):
+    body = os.urandom(kib * 1024)
+    start = time.perf_counter()
+    for i, name in enumerate(names(directory, count)):
+        with open(name, "wb") as f:
+            f.write(REWRITE + i.to_bytes(8, "little") + body[16:])
+    return count / (time.perf_counter() - start)
+
+
+def rewritten(directory, count):
+    """Polls each file (every 50 ms, for at most 10 minutes) until it
+    starts with REWRITE."""
+    start = time.perf_counter()
+    for name in names(directory, count):
+        while True:
+            with open(name, "rb") as f:
+                if f.read(len(REWRITE)) == REWRITE:
+                    break
+            if time.perf_counter() - start > 600:
+                sys.exit(f"{name} was not rewritten")
+            time.sleep(0.05)
+    return time.perf_counter() - start
+
+
+def unlink(directory, count):
+    start = time.perf_counter()
+    for name in names(directory, count):
+        os.unlink(name)
+    return count / (time.perf_counter() - start)
+
+
 def arrive(directory, count, kib):
     """Polls the listing (every 50 ms, for at most 10 minutes) until it
     holds COUNT files, then reads every file whole."""
@@ -186,5 +231,15 @@ if __name__ == "__main__":
         mkfiles(path, n, int(sys.argv[4]))
     elif what == "arrive":
         print(f"{arrive(path, n, int(sys.argv[4])):.3f}")
+    elif what == "create":
+        start = time.perf_counter()
+        mkfiles(path, n, int(sys.argv[4]))
+        print(f"{n / (time.perf_counter() - start):.0f}")
+    elif what == "rewrite":
+        print(f"{rewrite(path, n, int(sys.argv[4])):.0f}")
+    elif what == "rewritten":
+        print(f"{rewritten(path, n):.3f}")
+    elif what == "unlink":
+        print(f"{unlink(path, n):.0f}")
     else:
         sys.exit(__doc__)
