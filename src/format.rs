@@ -17,8 +17,8 @@ pub enum FormatError {
     /// A size that does not fit in 64 bits.
     #[error("size {0:?} is out of range")]
     SizeRange(String),
-    /// A duration that is not a number followed by ms, s, m or h.
-    #[error("bad duration {0:?}: expected a number followed by ms, s, m or h")]
+    /// A duration that is not a number followed by ms, s, m, h or d.
+    #[error("bad duration {0:?}: expected a number followed by ms, s, m, h or d")]
     Duration(String),
     /// A name with a backslash escape other than `\s`, `\n` or `\\`.
     #[error("bad escape in {0:?}: only \\s, \\n and \\\\ are allowed")]
