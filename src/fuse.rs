@@ -114,8 +114,13 @@ impl Backings {
                 passthrough: true,
             } => match self.backing(ino, &file, |f| reply.open_backing(f)) {
                 Ok(id) => {
+                    // Held before the reply: the kernel may release the
+                    // handle before this thread goes on, and a release
+                    // that finds nothing would leave the id held for good
+                    // (every later open of the inode would share a
+                    // backing file that may no longer be its file).
+                    self.hold(opened.fh, Arc::clone(&id));
                     reply.opened_passthrough(FileHandle(opened.fh), FopenFlags::empty(), &id);
-                    self.hold(opened.fh, id);
                 }
                 Err(e) => {
                     tracing::warn!("passthrough refused for inode {ino}: {e}");
@@ -595,6 +600,8 @@ impl Filesystem for Fuse {
         {
             match self.backings.backing(ino, &file, |f| reply.open_backing(f)) {
                 Ok(id) => {
+                    // Held before the reply (see `Backings::answer_open`).
+                    self.backings.hold(opened.fh, Arc::clone(&id));
                     reply.created_passthrough(
                         &TTL,
                         &attr,
@@ -603,7 +610,6 @@ impl Filesystem for Fuse {
                         FopenFlags::empty(),
                         &id,
                     );
-                    self.backings.hold(opened.fh, id);
                     return;
                 }
                 Err(e) => tracing::warn!("passthrough refused for inode {ino}: {e}"),

@@ -178,6 +178,11 @@ impl Fs {
             file.set_len(0)?;
         }
         let opened = self.open_real(ino, file, writable, passthrough);
+        if !writable && !self.tree.reader_stays(ino)? {
+            // Unrealized between the open and the count: open it unreal.
+            self.release(opened.fh)?;
+            return self.open_tries(ino, flags, passthrough, retries.saturating_sub(1));
+        }
         if truncate {
             self.tree.recorder.touched(ino, true);
         }

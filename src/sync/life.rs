@@ -371,6 +371,21 @@ impl Tree {
         Ok(true)
     }
 
+    /// Whether real file `ino`, just opened for reading (its handle
+    /// counted), is still real once any unrealize of it has finished:
+    /// `false` when it was unrealized meanwhile, and the handle holds a
+    /// file that is the cache's now (the open starts again). With
+    /// [`Tree::drop_real`], which leaves a file with handles real, a
+    /// reader is either counted before an unrealize looks or sees it done.
+    pub(crate) fn reader_stays(&self, ino: Ino) -> Result<bool> {
+        let mut moving = lock(&self.life.moving);
+        while moving.contains(&ino) {
+            moving = wait(&self.life.moved, moving, Duration::from_millis(100));
+        }
+        let txn = self.store.read()?;
+        Ok(!self.inode(&txn, ino)?.unreal)
+    }
+
     /// Asks `peer` whether it holds `hash` at `path` and keeps it.
     fn peer_keeps(
         &self,
@@ -403,7 +418,13 @@ impl Tree {
     fn drop_real(&self, ino: Ino, area: Ino, path: &[u8], hash: BlobHash) -> Result<()> {
         {
             let mut moving = lock(&self.life.moving);
-            if self.cache.chunks.fetching(&hash) || self.recorder.is_pending(ino) {
+            // An open handle keeps its file real: a handle left on the
+            // old file would be shared (passthrough) by the file's next
+            // opens, after a write made it real again.
+            if self.cache.chunks.fetching(&hash)
+                || self.recorder.is_pending(ino)
+                || self.open_file(ino).is_some()
+            {
                 lock(&self.life.waiting).insert(ino);
                 return Ok(());
             }
