@@ -286,6 +286,13 @@ pub fn losers<A: Author>(siblings: &[Version<A>]) -> impl Iterator<Item = &Versi
 /// `NAME.conflict-AUTHOR8-YYYYMMDD-HHMMSS.EXT` for a losing version of
 /// `path` (DESIGN.md "Sync"); the time is the version's mtime in UTC.
 pub fn conflict_path<A: Author>(path: &str, version: &Version<A>) -> String {
+    numbered_conflict_path(path, version, 1)
+}
+
+/// [`conflict_path`] with `-N` after the time when `n` is 2 or more: the
+/// name of a copy when an earlier copy of another version by the same
+/// author in the same second already has the plain name.
+pub fn numbered_conflict_path<A: Author>(path: &str, version: &Version<A>, n: u32) -> String {
     let (dir, name) = match path.rsplit_once('/') {
         Some((dir, name)) => (Some(dir), name),
         None => (None, path),
@@ -301,7 +308,15 @@ pub fn conflict_path<A: Author>(path: &str, version: &Version<A>) -> String {
         .filter(|c| c.is_ascii_digit() || *c == 'T')
         .collect::<String>()
         .replace('T', "-");
-    let name = format!("{stem}.conflict-{}-{stamp}{ext}", version.author.tag());
+    let number = if n >= 2 {
+        format!("-{n}")
+    } else {
+        String::new()
+    };
+    let name = format!(
+        "{stem}.conflict-{}-{stamp}{number}{ext}",
+        version.author.tag()
+    );
     match dir {
         Some(dir) => format!("{dir}/{name}"),
         None => name,

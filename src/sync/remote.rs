@@ -15,12 +15,17 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::merge::{Content, Version, add_sibling, conflict_path, losers};
+use super::local::{Left, put_local};
+use super::merge::{Content, Version, add_sibling, conflict_path, losers, numbered_conflict_path};
 use super::{Result, Tree};
 use crate::ids::{BlobHash, PeerId, Seq};
+use crate::store::history::{Op, OpKind};
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::versions::{Holding, PathRecord};
 use crate::store::{Ino, RwTxn};
+
+/// The highest number a conflict copy's name takes (`-N`).
+const MAX_COPY_NUMBER: u32 = 100;
 
 /// What one pull has done so far; [`Tree::finish_pull`] ends it.
 #[derive(Default)]
@@ -146,9 +151,9 @@ impl Tree {
                 self.place(wtxn, area, copy, None, pull)?;
             }
         }
-        for (copy, version) in &new_copies {
-            if !old_copies.iter().any(|(c, _)| c == copy) {
-                self.place(wtxn, area, copy, Some(version), pull)?;
+        for (_, version) in &new_copies {
+            if !old_copies.iter().any(|(_, v)| v == version) {
+                self.copy_loser(wtxn, area, path, version, pull)?;
             }
         }
         let same = match (&old_winner, &new_winner) {
@@ -166,6 +171,70 @@ impl Tree {
             self.place(wtxn, area, path, new_winner.as_ref(), pull)?;
         }
         Ok(())
+    }
+
+    /// Makes `loser`, a version of `path` that just lost a conflict, an
+    /// ordinary file of its own at its conflict copy: shown, recorded as
+    /// this peer's version there (so it is sent, outlives the conflict and
+    /// moves with its directory) and held when its bytes are here. A copy
+    /// another peer made already is only shown. When the name holds
+    /// another file, the copy is numbered (`-2`, `-3`…).
+    fn copy_loser(
+        &self,
+        wtxn: &mut RwTxn,
+        area: Ino,
+        path: &[u8],
+        loser: &Version<PeerId>,
+        pull: &mut Pull,
+    ) -> Result<()> {
+        let text = String::from_utf8_lossy(path);
+        let mut copy = Vec::new();
+        let mut made = false;
+        for n in 1..=MAX_COPY_NUMBER {
+            copy = numbered_conflict_path(&text, loser, n).into_bytes();
+            let winner = self
+                .store
+                .versions
+                .get(wtxn, area, &copy)?
+                .and_then(|r| r.siblings.first().map(|w| w.content.clone()));
+            match winner {
+                Some(c) if c == loser.content => {
+                    made = true;
+                    break;
+                }
+                Some(c) if c != Content::Deleted => continue,
+                _ => break,
+            }
+        }
+        self.place(wtxn, area, &copy, Some(loser), pull)?;
+        if made {
+            return Ok(());
+        }
+        let Some(ino) = self.ino_at(wtxn, area, &copy)? else {
+            // Not shown (a file is in the way of its directory).
+            return Ok(());
+        };
+        let held = !self.inode(wtxn, ino)?.unreal;
+        let left = Left {
+            content: loser.content.clone(),
+            mtime: loser.mtime,
+            size: loser.size,
+            perm: loser.perm,
+        };
+        put_local(&self.store, wtxn, self.peer_id, area, &copy, left, held)?;
+        let op = Op {
+            time: Timestamp::now(),
+            kind: OpKind::Create,
+            path: copy,
+            hash: match &loser.content {
+                Content::File(hash) => Some(*hash),
+                _ => None,
+            },
+            base: None,
+            new_path: None,
+        };
+        let seq = self.store.areas.next_seq(wtxn, area)?;
+        Ok(self.store.history.append(wtxn, area, seq, &op)?)
     }
 
     /// Makes `path` show `version` (nothing when `None`).
