@@ -116,7 +116,10 @@ impl Peer {
             .arg(&self.data)
             .arg("--listen")
             .arg(&self.listen)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("REALIZE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

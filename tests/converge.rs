@@ -1,0 +1,522 @@
+//! Three peers converge and lose nothing (issue 10): random histories of
+//! writes, deletes, renames of files and directories, rounds in random
+//! orders and restarts, driven on three real mounts; then rounds until
+//! the trees agree, every file readable everywhere, and every version
+//! written either in the final tree or superseded by a peer that saw it.
+//!
+//! `REALIZE_SOAK_SEEDS`, `REALIZE_SOAK_FIRST` and `REALIZE_SOAK_STEPS`
+//! (scripts/soak) run more; `REALIZE_SOAK_SHRINK=1` shrinks a failing
+//! history; `REALIZE_SOAK_TRACE=1` prints each peer's tree after each
+//! step; `REALIZE_SOAK_LOGS=DIR` keeps the daemons' logs.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use common::{Peer, consensus, household};
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// One step of a history.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Writes a new version (its number) of `size` bytes at `path`.
+    Write {
+        peer: usize,
+        path: String,
+        size: usize,
+        id: usize,
+    },
+    Delete {
+        peer: usize,
+        path: String,
+    },
+    Rename {
+        peer: usize,
+        from: String,
+        to: String,
+    },
+    RenameDir {
+        peer: usize,
+        from: String,
+        to: String,
+    },
+    Now {
+        peer: usize,
+    },
+    Restart {
+        peer: usize,
+        kill: bool,
+    },
+}
+
+const DIRS: [&str; 4] = ["d0", "d1", "d2", "d3"];
+
+fn file_path(rng: &mut Rng) -> String {
+    format!("{}/f{}", DIRS[rng.below(3)], rng.below(6))
+}
+
+/// A random history of `steps` steps.
+fn history(seed: u64, steps: usize) -> Vec<Step> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    for id in 0..steps {
+        let peer = rng.below(3);
+        let step = match rng.below(20) {
+            0..=8 => Step::Write {
+                peer,
+                path: file_path(&mut rng),
+                size: [10, 3000, 70_000][rng.below(3)],
+                id,
+            },
+            9..=10 => Step::Delete {
+                peer,
+                path: file_path(&mut rng),
+            },
+            11..=13 => Step::Rename {
+                peer,
+                from: file_path(&mut rng),
+                to: file_path(&mut rng),
+            },
+            14 => Step::RenameDir {
+                peer,
+                from: DIRS[rng.below(4)].into(),
+                to: DIRS[rng.below(4)].into(),
+            },
+            15..=18 => Step::Now { peer },
+            _ => Step::Restart {
+                peer,
+                kill: rng.below(2) == 0,
+            },
+        };
+        out.push(step);
+    }
+    out
+}
+
+/// The bytes of version `id`: its number first, so each is unique.
+fn content(id: usize, size: usize) -> Vec<u8> {
+    let mut bytes = format!("version {id}\n").into_bytes();
+    bytes.resize(size.max(bytes.len()), b'a' + (id % 26) as u8);
+    bytes
+}
+
+/// A file of a tree: its hash (status), or `dir`.
+type Tree = BTreeMap<String, String>;
+
+/// The tree of area `t` on `p`, from `.ctl/status` (no byte fetched).
+fn tree(p: &Peer) -> Tree {
+    let mut out = Tree::new();
+    let mut dirs = vec![String::from("t")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(text) = std::fs::read_to_string(p.path(&format!("{dir}/.ctl/status"))) else {
+            continue;
+        };
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let path = format!("{dir}/{}", f[0]);
+            if f[1] == "dir" {
+                dirs.push(path.clone());
+                out.insert(path, "dir".into());
+            } else if f[2] == "dirty" {
+                let bytes = std::fs::read(p.path(&path)).unwrap_or_default();
+                out.insert(path, blake3::hash(&bytes).to_hex().to_string());
+            } else {
+                out.insert(path, f[4].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The hashes of the versions `p` keeps of file `path` of area `t`.
+fn kept(p: &Peer, path: &str) -> HashSet<String> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let text =
+        std::fs::read_to_string(p.path(&format!("t/{dir}/.ctl/versions"))).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.first() == Some(&name)).then(|| f.get(3).map(|h| h.to_string()))?
+        })
+        .collect()
+}
+
+/// Runs a history on three mounts and checks convergence and that
+/// nothing is lost. Panics with the history when a check fails.
+fn run(seed: u64, steps: &[Step]) {
+    let mut peers = [Peer::start(), Peer::start(), Peer::start()];
+    for p in &peers {
+        p.write_ctl(".ctl/config", "net.timeout 3s").unwrap();
+    }
+    household(&[&peers[0], &peers[1], &peers[2]], "t");
+    consensus(&peers[0]);
+    let mut versions: HashMap<String, usize> = HashMap::new();
+    let mut superseded: HashSet<usize> = HashSet::new();
+    let mut written = Vec::new();
+    // What a peer shows at a path now: the version it replaces.
+    let shown = |p: &Peer, path: &str, versions: &HashMap<String, usize>| -> Vec<usize> {
+        let prefix = format!("t/{path}");
+        tree(p)
+            .iter()
+            .filter(|(k, _)| **k == prefix || k.starts_with(&format!("{prefix}/")))
+            .filter_map(|(_, h)| versions.get(h).copied())
+            .collect()
+    };
+    // What a peer replaces at `path` by writing, deleting or renaming over
+    // it: what it showed just before, and what it kept at that path while
+    // it did (a peer's version may arrive between the two: replacing it
+    // then is replacing a version this peer had, and keeps it).
+    let replacing = |p: &Peer,
+                     path: &str,
+                     versions: &HashMap<String, usize>,
+                     change: &dyn Fn() -> bool|
+     -> Option<Vec<usize>> {
+        let before = kept(p, path);
+        let mut replaced = shown(p, path, versions);
+        if !change() {
+            return None;
+        }
+        let after = kept(p, path);
+        replaced.extend(after.difference(&before).filter_map(|h| versions.get(h)));
+        Some(replaced)
+    };
+    for step in steps {
+        match step {
+            Step::Write {
+                peer,
+                path,
+                size,
+                id,
+            } => {
+                let p = &peers[*peer];
+                let bytes = content(*id, *size);
+                versions.insert(blake3::hash(&bytes).to_hex().to_string(), *id);
+                let dir = path.split('/').next().unwrap();
+                let _ = std::fs::create_dir_all(p.path(&format!("t/{dir}")));
+                let write = || std::fs::write(p.path(&format!("t/{path}")), &bytes).is_ok();
+                if let Some(replaced) = replacing(p, path, &versions, &write) {
+                    superseded.extend(replaced);
+                    written.push(*id);
+                }
+            }
+            Step::Delete { peer, path } => {
+                let p = &peers[*peer];
+                let delete = || std::fs::remove_file(p.path(&format!("t/{path}"))).is_ok();
+                superseded.extend(replacing(p, path, &versions, &delete).unwrap_or_default());
+            }
+            Step::Rename { peer, from, to } | Step::RenameDir { peer, from, to } => {
+                let p = &peers[*peer];
+                let target = p.path(&format!("t/{to}"));
+                if let Some(parent) = target.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let rename =
+                    || from != to && std::fs::rename(p.path(&format!("t/{from}")), &target).is_ok();
+                superseded.extend(replacing(p, to, &versions, &rename).unwrap_or_default());
+            }
+            Step::Now { peer } => {
+                let _ = peers[*peer].write_ctl(".ctl/consensus", "now");
+            }
+            Step::Restart { peer, kill } => {
+                let p = &mut peers[*peer];
+                if *kill {
+                    p.kill9();
+                } else {
+                    p.stop();
+                }
+                p.mount();
+            }
+        }
+        if env("REALIZE_SOAK_TRACE", 0) != 0 {
+            eprintln!("{step:?}");
+            for (i, p) in peers.iter().enumerate() {
+                eprintln!("  {i}: {}", named(&tree(p), &versions));
+            }
+        }
+    }
+    // The daemons' logs, to read with the trace (REALIZE_TEST_LOG sets
+    // their level).
+    if let Ok(dir) = std::env::var("REALIZE_SOAK_LOGS") {
+        for (i, p) in peers.iter().enumerate() {
+            let _ = std::fs::copy(p.log(), format!("{dir}/peer-{i}.log"));
+        }
+    }
+    // Rounds until the three trees agree.
+    let mut passes = 0;
+    let trees = loop {
+        passes += 1;
+        for p in &peers {
+            consensus(p);
+        }
+        let trees: Vec<Tree> = peers.iter().map(tree).collect();
+        if trees[0] == trees[1] && trees[1] == trees[2] {
+            break trees;
+        }
+        assert!(
+            passes < 4,
+            "seed {seed}: no convergence after {passes} passes of rounds\n{}\n{steps:#?}",
+            diff(&trees)
+        );
+    };
+    // Every file readable on every peer, its bytes its hash.
+    for p in &peers {
+        for (path, hash) in &trees[0] {
+            if hash == "dir" {
+                continue;
+            }
+            let bytes = std::fs::read(p.path(path))
+                .unwrap_or_else(|e| panic!("seed {seed}: {path} on {}: {e}\n{steps:#?}", p.id()));
+            assert_eq!(
+                &blake3::hash(&bytes).to_hex().to_string(),
+                hash,
+                "seed {seed}: {path}"
+            );
+        }
+    }
+    // Nothing lost.
+    let present: HashSet<usize> = trees[0]
+        .values()
+        .filter_map(|h| versions.get(h).copied())
+        .collect();
+    let lost: Vec<usize> = written
+        .iter()
+        .filter(|id| !superseded.contains(id) && !present.contains(id))
+        .copied()
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "seed {seed}: versions {lost:?} lost\n{}\n{steps:#?}",
+        named(&trees[0], &versions)
+    );
+}
+
+/// A tree with version numbers for hashes, on one line.
+fn named(tree: &Tree, versions: &HashMap<String, usize>) -> String {
+    tree.iter()
+        .filter(|(_, h)| *h != "dir")
+        .map(|(path, h)| match versions.get(h) {
+            Some(id) => format!("{path}={id} "),
+            None => format!("{path}=? "),
+        })
+        .collect()
+}
+
+/// The paths on which the trees differ, with what each peer shows.
+fn diff(trees: &[Tree]) -> String {
+    let mut paths: Vec<&String> = trees.iter().flat_map(|t| t.keys()).collect();
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .filter(|k| trees.iter().any(|t| t.get(*k) != trees[0].get(*k)))
+        .map(|k| {
+            let shows: Vec<&str> = trees
+                .iter()
+                .map(|t| t.get(k).map_or("-", |h| &h[..h.len().min(8)]))
+                .collect();
+            format!("{k}: {shows:?}\n")
+        })
+        .collect()
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether `steps` fail, with the failure's first line.
+fn fails(seed: u64, steps: &[Step]) -> Option<String> {
+    std::panic::catch_unwind(|| run(seed, steps))
+        .err()
+        .map(|e| {
+            let text = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            text.lines().next().unwrap_or_default().to_string()
+        })
+}
+
+/// A shorter history that still fails (chunks of steps dropped while the
+/// failure stays), as in delta debugging.
+fn shrink(seed: u64, mut steps: Vec<Step>) -> Vec<Step> {
+    let mut chunk = steps.len() / 2;
+    while chunk > 0 {
+        let mut at = 0;
+        while at < steps.len() {
+            let mut shorter = steps.clone();
+            shorter.drain(at..(at + chunk).min(steps.len()));
+            match fails(seed, &shorter) {
+                Some(why) => {
+                    eprintln!("shrunk to {} steps: {why}", shorter.len());
+                    steps = shorter;
+                }
+                None => at += chunk,
+            }
+        }
+        chunk /= 2;
+    }
+    steps
+}
+
+#[test]
+fn three_peers_converge_and_lose_nothing_under_random_histories() {
+    let seeds = env("REALIZE_SOAK_SEEDS", 2);
+    let steps = env("REALIZE_SOAK_STEPS", 60) as usize;
+    let first = env("REALIZE_SOAK_FIRST", 1);
+    for seed in first..first + seeds {
+        eprintln!("seed {seed}, {steps} steps");
+        let history = history(seed, steps);
+        if env("REALIZE_SOAK_SHRINK", 0) == 0 {
+            run(seed, &history);
+        } else if fails(seed, &history).is_some() {
+            let short = shrink(seed, history);
+            panic!("seed {seed} fails with this history:\n{short:#?}");
+        }
+    }
+}
+
+/// Histories the soak found, shrunk.
+#[test]
+fn a_write_right_after_a_restart_races_two_writes_elsewhere() {
+    use Step::*;
+    let steps = [
+        Restart {
+            peer: 2,
+            kill: true,
+        },
+        Write {
+            peer: 2,
+            path: "d2/f3".into(),
+            size: 10,
+            id: 1,
+        },
+        Delete {
+            peer: 0,
+            path: "d0/f4".into(),
+        },
+        Write {
+            peer: 2,
+            path: "d1/f5".into(),
+            size: 10,
+            id: 3,
+        },
+        RenameDir {
+            peer: 2,
+            from: "d0".into(),
+            to: "d2".into(),
+        },
+        Write {
+            peer: 0,
+            path: "d2/f3".into(),
+            size: 3000,
+            id: 5,
+        },
+        Rename {
+            peer: 1,
+            from: "d1/f2".into(),
+            to: "d1/f0".into(),
+        },
+        Now { peer: 1 },
+        Write {
+            peer: 0,
+            path: "d2/f3".into(),
+            size: 70000,
+            id: 8,
+        },
+        Write {
+            peer: 1,
+            path: "d0/f1".into(),
+            size: 70000,
+            id: 9,
+        },
+        Rename {
+            peer: 1,
+            from: "d0/f2".into(),
+            to: "d2/f2".into(),
+        },
+        Now { peer: 0 },
+        Write {
+            peer: 1,
+            path: "d2/f1".into(),
+            size: 10,
+            id: 12,
+        },
+        Now { peer: 2 },
+    ];
+    run(1, &steps);
+}
+
+#[test]
+fn overwriting_an_unreal_file_records_the_new_bytes() {
+    use Step::*;
+    let steps = [
+        Write {
+            peer: 0,
+            path: "d2/f3".into(),
+            size: 70000,
+            id: 1,
+        },
+        Now { peer: 0 },
+        Write {
+            peer: 2,
+            path: "d2/f3".into(),
+            size: 10,
+            id: 2,
+        },
+        Now { peer: 2 },
+    ];
+    run(1, &steps);
+}
+
+#[test]
+fn overwriting_a_cached_file_keeps_the_new_bytes() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "t");
+    std::fs::write(a.path("t/f"), vec![b'a'; 3000]).unwrap();
+    consensus(&a);
+    assert_eq!(std::fs::read(b.path("t/f")).unwrap(), vec![b'a'; 3000]);
+    std::fs::write(b.path("t/f"), b"new bytes\n").unwrap();
+    assert_eq!(std::fs::read(b.path("t/f")).unwrap(), b"new bytes\n");
+    consensus(&b);
+    assert_eq!(std::fs::read(b.path("t/f")).unwrap(), b"new bytes\n");
+    assert_eq!(std::fs::read(a.path("t/f")).unwrap(), b"new bytes\n");
+}
+
+#[test]
+fn overwriting_an_own_file_after_it_was_unrealized_keeps_the_new_bytes() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "t");
+    std::fs::write(b.path("t/f"), vec![b'a'; 3000]).unwrap();
+    consensus(&b);
+    assert_eq!(std::fs::read(a.path("t/f")).unwrap(), vec![b'a'; 3000]);
+    consensus(&a);
+    common::wait_until("b to unrealize its file", || {
+        common::files::state(&b, "t", "f") == "cached"
+    });
+    std::fs::write(b.path("t/f"), b"new bytes\n").unwrap();
+    assert_eq!(std::fs::read(b.path("t/f")).unwrap(), b"new bytes\n");
+    b.wait_recorded("t");
+    assert_eq!(std::fs::read(b.real("t/f")).unwrap(), b"new bytes\n");
+    consensus(&b);
+    assert_eq!(std::fs::read(a.path("t/f")).unwrap(), b"new bytes\n");
+}
