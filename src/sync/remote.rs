@@ -542,6 +542,7 @@ impl Tree {
         for (file, hash) in unclaimed {
             self.stash_to_cache(&file, hash)?;
         }
+        self.cache_held_elsewhere(std::mem::take(&mut pull.unreal))?;
         // An unreal file where another blob was (stashed, or cached here,
         // whole or in part) is likely an edit of it: its fetches start
         // from that blob.
@@ -577,6 +578,68 @@ impl Tree {
             self.cache.note_base(new, old)?;
         }
         self.life_after_pull(real);
+        Ok(())
+    }
+
+    /// Copies into the cache the blobs of unreal files a pull brought that
+    /// this peer holds real at another path of the same area (a file it
+    /// renamed while a peer renamed it elsewhere shows at both paths):
+    /// otherwise nobody would serve it at the new path, this peer
+    /// included. One pass over the records of each area concerned.
+    fn cache_held_elsewhere(&self, brought: HashMap<BlobHash, Vec<(Ino, Ino)>>) -> Result<()> {
+        let mut wanted: HashMap<Ino, std::collections::HashSet<BlobHash>> = HashMap::new();
+        {
+            let txn = self.store.read()?;
+            for (hash, files) in brought {
+                if self
+                    .store
+                    .cache
+                    .get(&txn, &hash)?
+                    .is_some_and(|c| c.verified)
+                {
+                    continue;
+                }
+                for (area, _) in files {
+                    wanted.entry(area).or_default().insert(hash);
+                }
+            }
+        }
+        for (area, mut hashes) in wanted {
+            let mut found = Vec::new();
+            {
+                let txn = self.store.read()?;
+                self.store.versions.for_each(&txn, area, |path, record| {
+                    let mine = record.holders.get(&self.peer_id).and_then(|h| h.hash);
+                    if let Some(hash) = mine.filter(|h| hashes.remove(h)) {
+                        found.push((path.to_vec(), hash));
+                    }
+                    Ok(())
+                })?;
+            }
+            for (path, hash) in found {
+                let real = {
+                    let txn = self.store.read()?;
+                    let Some(ino) = self.ino_at(&txn, area, &path)? else {
+                        continue;
+                    };
+                    let inode = self.inode(&txn, ino)?;
+                    if inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
+                        continue;
+                    }
+                    self.real_path(&txn, ino)?
+                };
+                let n = self
+                    .stashed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let to = self.stash_dir().join(format!("{hash}-held-{n}"));
+                let mut from = self.real.open_file(&real, crate::real::Open::read())?;
+                std::io::copy(&mut from, &mut std::fs::File::create(&to)?)?;
+                // Verified against the hash there; a copy of a file changed
+                // meanwhile is not needed (the real file stays).
+                self.stash_to_cache(&to, hash)?;
+                std::fs::remove_file(&to).or_else(missing_ok)?;
+            }
+        }
         Ok(())
     }
 
