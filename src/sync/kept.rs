@@ -172,15 +172,7 @@ impl Tree {
         }
         let path = self.real_path(&txn, ino)?;
         drop(txn);
-        let mut from = self.real.open_file(&path, crate::real::Open::read())?;
-        let n = self
-            .stashed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let to = self.stash_dir().join(format!("{hash}-kept-{n}"));
-        let mut into = std::fs::File::create(&to)?;
-        std::io::copy(&mut from, &mut into)?;
-        drop(into);
-        self.stash_to_cache(&to, hash)
+        self.copy_to_cache(&path, hash, "kept")
     }
 
     /// Moves the recorded bytes of real file `ino` (about to be unlinked or

@@ -628,19 +628,30 @@ impl Tree {
                     }
                     self.real_path(&txn, ino)?
                 };
-                let n = self
-                    .stashed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let to = self.stash_dir().join(format!("{hash}-held-{n}"));
-                let mut from = self.real.open_file(&real, crate::real::Open::read())?;
-                std::io::copy(&mut from, &mut std::fs::File::create(&to)?)?;
-                // Verified against the hash there; a copy of a file changed
-                // meanwhile is not needed (the real file stays).
-                self.stash_to_cache(&to, hash)?;
-                std::fs::remove_file(&to).or_else(missing_ok)?;
+                self.copy_to_cache(&real, hash, "held")?;
             }
         }
         Ok(())
+    }
+
+    /// Copies real file `real`, recorded as blob `hash`, into the cache
+    /// (through a stash file named for `why`), verified against the hash
+    /// there: a copy of a file changed meanwhile is dropped, the real file
+    /// stays.
+    pub(crate) fn copy_to_cache(
+        &self,
+        real: &crate::real::RealPath,
+        hash: BlobHash,
+        why: &str,
+    ) -> Result<()> {
+        let n = self
+            .stashed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let to = self.stash_dir().join(format!("{hash}-{why}-{n}"));
+        let mut from = self.real.open_file(real, crate::real::Open::read())?;
+        std::io::copy(&mut from, &mut std::fs::File::create(&to)?)?;
+        self.stash_to_cache(&to, hash)?;
+        Ok(std::fs::remove_file(&to).or_else(missing_ok)?)
     }
 
     /// Moves a stashed file that holds blob `hash` into the cache, as a
