@@ -250,13 +250,6 @@ fn run(seed: u64, steps: &[Step]) {
             }
         }
     }
-    // The daemons' logs, to read with the trace (REALIZE_TEST_LOG sets
-    // their level).
-    if let Ok(dir) = std::env::var("REALIZE_SOAK_LOGS") {
-        for (i, p) in peers.iter().enumerate() {
-            let _ = std::fs::copy(p.log(), format!("{dir}/peer-{i}.log"));
-        }
-    }
     // Rounds until the three trees agree.
     let mut passes = 0;
     let trees = loop {
@@ -265,6 +258,13 @@ fn run(seed: u64, steps: &[Step]) {
             consensus(p);
         }
         let trees: Vec<Tree> = peers.iter().map(tree).collect();
+        save_logs(&peers);
+        if env("REALIZE_SOAK_TRACE", 0) != 0 {
+            eprintln!("pass {passes}");
+            for (i, t) in trees.iter().enumerate() {
+                eprintln!("  {i}: {}", named(t, &versions));
+            }
+        }
         if trees[0] == trees[1] && trees[1] == trees[2] {
             break trees;
         }
@@ -304,6 +304,16 @@ fn run(seed: u64, steps: &[Step]) {
         "seed {seed}: versions {lost:?} lost\n{}\n{steps:#?}",
         named(&trees[0], &versions)
     );
+}
+
+/// Copies the daemons' logs to `REALIZE_SOAK_LOGS`, to read with the
+/// trace (`REALIZE_TEST_LOG` sets their level).
+fn save_logs(peers: &[Peer]) {
+    if let Ok(dir) = std::env::var("REALIZE_SOAK_LOGS") {
+        for (i, p) in peers.iter().enumerate() {
+            let _ = std::fs::copy(p.log(), format!("{dir}/peer-{i}.log"));
+        }
+    }
 }
 
 /// A tree with version numbers for hashes, on one line.
@@ -554,4 +564,112 @@ fn a_file_renamed_on_two_peers_at_once_is_readable_at_both_names() {
         },
     ];
     run(1, &steps);
+}
+
+/// A file written twice within a second while peers wrote it too: both
+/// unrecorded versions moved aside need names of their own.
+#[test]
+fn two_versions_moved_aside_in_one_second_keep_both_copies() {
+    use Step::*;
+    let steps = [
+        Write {
+            peer: 2,
+            path: "d0/f2".into(),
+            size: 70000,
+            id: 65,
+        },
+        Write {
+            peer: 0,
+            path: "d0/f2".into(),
+            size: 3000,
+            id: 74,
+        },
+        Now { peer: 0 },
+        Write {
+            peer: 2,
+            path: "d0/f2".into(),
+            size: 70000,
+            id: 98,
+        },
+        Write {
+            peer: 0,
+            path: "d0/f2".into(),
+            size: 70000,
+            id: 99,
+        },
+    ];
+    run(0, &steps);
+}
+
+/// A file edited on one peer while another renamed it away: the edit
+/// stays at the path (an edit beats a concurrent delete), and the next
+/// write there replaces it.
+#[test]
+fn an_edit_not_yet_recorded_stays_when_a_peer_renames_the_file_away() {
+    use Step::*;
+    let steps = [
+        Write {
+            peer: 2,
+            path: "d0/f2".into(),
+            size: 3000,
+            id: 24,
+        },
+        Now { peer: 2 },
+        Write {
+            peer: 0,
+            path: "d0/f2".into(),
+            size: 3000,
+            id: 46,
+        },
+        Rename {
+            peer: 1,
+            from: "d0/f2".into(),
+            to: "d0/f5".into(),
+        },
+        Now { peer: 1 },
+        Write {
+            peer: 0,
+            path: "d0/f2".into(),
+            size: 70000,
+            id: 84,
+        },
+    ];
+    run(0, &steps);
+}
+
+/// A file edited on one peer while another wrote it: the edit moves
+/// aside to its conflict copy, and the next write of the path goes to the
+/// path, not into the copy (the kernel forgets the old name).
+#[test]
+fn a_write_after_an_edit_moved_aside_goes_to_the_path() {
+    use Step::*;
+    let steps = [
+        Write {
+            peer: 2,
+            path: "d0/f2".into(),
+            size: 3000,
+            id: 24,
+        },
+        Now { peer: 2 },
+        Write {
+            peer: 0,
+            path: "d0/f2".into(),
+            size: 3000,
+            id: 46,
+        },
+        Write {
+            peer: 1,
+            path: "d0/f2".into(),
+            size: 10,
+            id: 50,
+        },
+        Now { peer: 1 },
+        Write {
+            peer: 0,
+            path: "d0/f2".into(),
+            size: 70000,
+            id: 84,
+        },
+    ];
+    run(0, &steps);
 }

@@ -22,7 +22,7 @@ use crate::ids::{BlobHash, PeerId, Seq};
 use crate::store::history::{Op, OpKind};
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::versions::{Holding, PathRecord};
-use crate::store::{Ino, RwTxn};
+use crate::store::{Ino, RoTxn, RwTxn};
 
 /// The highest number a conflict copy's name takes (`-N`).
 const MAX_COPY_NUMBER: u32 = 100;
@@ -109,6 +109,10 @@ impl Tree {
                 .versions
                 .put(&mut wtxn, area, &path, record, seq)?;
             if changed {
+                tracing::debug!(
+                    "from {peer}: {} {before:?} -> {after:?}",
+                    String::from_utf8_lossy(&path)
+                );
                 pull.applied += 1;
                 if losers(&after).next().is_some() {
                     pull.conflicts += 1;
@@ -187,25 +191,17 @@ impl Tree {
         loser: &Version<PeerId>,
         pull: &mut Pull,
     ) -> Result<()> {
-        let text = String::from_utf8_lossy(path);
-        let mut copy = Vec::new();
-        let mut made = false;
-        for n in 1..=MAX_COPY_NUMBER {
-            copy = numbered_conflict_path(&text, loser, n).into_bytes();
-            let winner = self
-                .store
-                .versions
-                .get(wtxn, area, &copy)?
-                .and_then(|r| r.siblings.first().map(|w| w.content.clone()));
-            match winner {
-                Some(c) if c == loser.content => {
-                    made = true;
-                    break;
-                }
-                Some(c) if c != Content::Deleted => continue,
-                _ => break,
-            }
-        }
+        let Some((copy, made)) = self.copy_name(wtxn, area, path, loser)? else {
+            tracing::warn!(
+                "no free name for a conflict copy of {}",
+                String::from_utf8_lossy(path)
+            );
+            return Ok(());
+        };
+        tracing::debug!(
+            "conflict copy {} made {made} for {loser:?}",
+            String::from_utf8_lossy(&copy)
+        );
         self.place(wtxn, area, &copy, Some(loser), pull)?;
         if made {
             return Ok(());
@@ -237,6 +233,37 @@ impl Tree {
         Ok(self.store.history.append(wtxn, area, seq, &op)?)
     }
 
+    /// The name of the conflict copy of `version`, a version of `path`:
+    /// the first of `NAME.conflict-AUTHOR8-TIME.EXT`, `…-TIME-2.EXT`… that
+    /// holds no other file (no live record, no entry of the namespace),
+    /// and whether it holds this version already. `None` when the first
+    /// [`MAX_COPY_NUMBER`] names are all taken.
+    fn copy_name(
+        &self,
+        txn: &RoTxn,
+        area: Ino,
+        path: &[u8],
+        version: &Version<PeerId>,
+    ) -> Result<Option<(Vec<u8>, bool)>> {
+        let text = String::from_utf8_lossy(path);
+        for n in 1..=MAX_COPY_NUMBER {
+            let copy = numbered_conflict_path(&text, version, n).into_bytes();
+            let winner = self
+                .store
+                .versions
+                .get(txn, area, &copy)?
+                .and_then(|r| r.siblings.first().map(|w| w.content.clone()))
+                .filter(|c| *c != Content::Deleted);
+            match winner {
+                Some(c) if c == version.content => return Ok(Some((copy, true))),
+                Some(_) => continue,
+                None if self.ino_at(txn, area, &copy)?.is_some() => continue,
+                None => return Ok(Some((copy, false))),
+            }
+        }
+        Ok(None)
+    }
+
     /// Makes `path` show `version` (nothing when `None`).
     fn place(
         &self,
@@ -256,7 +283,10 @@ impl Tree {
                 Content::Symlink(target) => inode.kind == Kind::Symlink && &inode.target == target,
                 Content::Deleted => false,
             };
-            if keep {
+            // An edit beats a concurrent delete: a file with changes not
+            // yet recorded stays where it is, and its record, made soon,
+            // dominates the deletion.
+            if keep || (version.is_none() && self.dirty(ino, &inode)) {
                 return Ok(());
             }
             if !self.remove_shown(wtxn, area, path, ino, inode, pull)? {
@@ -388,10 +418,9 @@ impl Tree {
                 }
             }
             Kind::File => {
-                let recorded = inode.hash.filter(|_| !self.recorder.is_pending(ino));
+                let recorded = inode.hash.filter(|_| !self.dirty(ino, &inode));
                 let Some(hash) = recorded else {
-                    // Dirty: changes not recorded yet.
-                    return self.keep_local(wtxn, ino, inode, path).map(|_| true);
+                    return self.keep_local(wtxn, ino, inode, path, pull).map(|_| true);
                 };
                 let hex = crate::format::format_hash(Some(&hash));
                 // Numbered across pulls: two pulls (from two peers) may
@@ -422,9 +451,23 @@ impl Tree {
         Ok(true)
     }
 
+    /// Whether file `ino` has changes not recorded yet.
+    fn dirty(&self, ino: Ino, inode: &Inode) -> bool {
+        inode.kind == Kind::File && (inode.hash.is_none() || self.recorder.is_pending(ino))
+    }
+
     /// Moves a local file with unrecorded changes out of a peer's way, to
     /// `NAME.conflict-THISPEER8-TIME.EXT`, where it is recorded as new.
-    fn keep_local(&self, wtxn: &mut RwTxn, ino: Ino, mut inode: Inode, path: &[u8]) -> Result<()> {
+    /// The kernel forgets both names: a stale entry at the old one would
+    /// send the next write of `path` into the copy.
+    fn keep_local(
+        &self,
+        wtxn: &mut RwTxn,
+        ino: Ino,
+        mut inode: Inode,
+        path: &[u8],
+        pull: &mut Pull,
+    ) -> Result<()> {
         let mine = Version {
             vv: Default::default(),
             content: Content::Deleted,
@@ -433,14 +476,22 @@ impl Tree {
             perm: 0,
             author: self.peer_id,
         };
-        let copy = conflict_path(&String::from_utf8_lossy(path), &mine).into_bytes();
+        let area = inode.area;
+        let Some((copy, _)) = self.copy_name(wtxn, area, path, &mine)? else {
+            return Err(super::Error::Exists(format!(
+                "no free name for the conflict copy of {}",
+                String::from_utf8_lossy(path)
+            )));
+        };
         let (_, name) = split(&copy);
         let parent = inode.parent;
         let from = self.real_path(wtxn, ino)?;
         let to = self.real_child(wtxn, parent, name)?;
-        self.real.rename(&from, &to, false)?;
+        self.real.rename(&from, &to, true)?;
         self.store.namespace.unlink(wtxn, parent, &inode.name)?;
         self.store.namespace.link(wtxn, parent, name, ino)?;
+        pull.forget.push((parent, inode.name.clone()));
+        pull.forget.push((parent, name.to_vec()));
         inode.name = name.to_vec();
         inode.hash = None;
         self.store.namespace.put(wtxn, ino, &inode)?;
