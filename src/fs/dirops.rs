@@ -261,6 +261,7 @@ impl Fs {
         self.tree.touch_dir(&mut wtxn, parent)?;
         let (area, hash) = (inode.area, inode.hash);
         self.tree.drop_inode(&mut wtxn, ino, inode)?;
+        self.tree.left_empty(&wtxn, parent)?;
         if hash.is_some() {
             self.tree.record(
                 &mut wtxn,
@@ -296,6 +297,7 @@ impl Fs {
         self.tree.touch_dir(&mut wtxn, parent)?;
         let area = inode.area;
         self.tree.drop_inode(&mut wtxn, ino, inode)?;
+        self.tree.left_empty(&wtxn, parent)?;
         self.tree.record(
             &mut wtxn,
             area,
@@ -404,6 +406,7 @@ impl Fs {
         ns.link(&mut wtxn, newparent, newname, ino)?;
         self.tree.touch_dir(&mut wtxn, parent)?;
         self.tree.touch_dir(&mut wtxn, newparent)?;
+        self.tree.left_empty(&wtxn, parent)?;
         if inode.kind == Kind::Dir || inode.hash.is_some() {
             let new_path = self.tree.area_path(&wtxn, ino)?;
             let op = Op {

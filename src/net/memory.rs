@@ -60,10 +60,13 @@ impl MemoryNet {
         let (commands, mut receiver) = mpsc::unbounded_channel();
         core.household().attach(commands);
         locked(&self.cores).insert(id, Arc::downgrade(&core));
-        let me = Arc::clone(self);
+        // Weak: the household must not outlive its last user through its
+        // own task (dropping its runtime from a task of that runtime
+        // panics).
+        let me = Arc::downgrade(self);
         self.runtime.spawn(async move {
             while let Some(command) = receiver.recv().await {
-                let me = Arc::clone(&me);
+                let Some(me) = me.upgrade() else { break };
                 // On the blocking pool: cores block on LMDB and disks.
                 tokio::task::spawn_blocking(move || me.serve(id, command));
             }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use super::local::{Left, put_local};
 use super::merge::{Content, Version, add_sibling, conflict_path, losers, numbered_conflict_path};
-use super::{Result, Tree};
+use super::{Result, Tree, lock};
 use crate::ids::{BlobHash, PeerId, Seq};
 use crate::store::history::{Op, OpKind};
 use crate::store::namespace::{Inode, Kind, Timestamp};
@@ -110,7 +110,8 @@ impl Tree {
                 .put(&mut wtxn, area, &path, record, seq)?;
             if changed {
                 tracing::debug!(
-                    "from {peer}: {} {before:?} -> {after:?}",
+                    "{}: from {peer}: {} {before:?} -> {after:?}",
+                    self.peer_id,
                     String::from_utf8_lossy(&path)
                 );
                 pull.applied += 1;
@@ -448,6 +449,10 @@ impl Tree {
         self.store.namespace.unlink(wtxn, parent, &inode.name)?;
         pull.forget.push((parent, inode.name.clone()));
         self.drop_inode(wtxn, ino, inode)?;
+        // Its directory goes too if a peer removed it and it is empty now.
+        if let (dir @ [_, ..], _) = split(path) {
+            pull.rmdirs.push((area, dir.to_vec()));
+        }
         Ok(true)
     }
 
@@ -535,6 +540,29 @@ impl Tree {
         Ok(Some(at))
     }
 
+    /// Removes the directories of `pull.rmdirs` that are empty and
+    /// deleted, deepest first; their parents may join `pull.rmdirs`.
+    fn remove_dirs(&self, wtxn: &mut RwTxn, pull: &mut Pull) -> Result<()> {
+        let mut rmdirs = std::mem::take(&mut pull.rmdirs);
+        rmdirs.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.cmp(b)));
+        rmdirs.dedup();
+        for (area, path) in rmdirs {
+            let gone = self
+                .store
+                .versions
+                .get(wtxn, area, &path)?
+                .and_then(|r| r.siblings.first().map(|w| w.content == Content::Deleted))
+                .unwrap_or(false);
+            if let (true, Some(ino)) = (gone, self.ino_at(wtxn, area, &path)?)
+                && self.store.namespace.is_empty(wtxn, ino)?
+            {
+                let inode = self.inode(wtxn, ino)?;
+                self.remove_shown(wtxn, area, &path, ino, inode, pull)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Ends a pull, also one cut short: stashed files whose blob an unreal
     /// file of this pull shows move there (the two halves of a rename came
     /// in that order); the rest of the stash goes to the cache; directories
@@ -569,21 +597,17 @@ impl Tree {
                     None => unclaimed.push((file, hash)),
                 }
             }
-        }
-        pull.rmdirs.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
-        for (area, path) in std::mem::take(&mut pull.rmdirs) {
-            let gone = self
-                .store
-                .versions
-                .get(&wtxn, area, &path)?
-                .and_then(|r| r.siblings.first().map(|w| w.content == Content::Deleted))
-                .unwrap_or(false);
-            if let (true, Some(ino)) = (gone, self.ino_at(&wtxn, area, &path)?)
-                && self.store.namespace.is_empty(&wtxn, ino)?
-            {
-                let inode = self.inode(&wtxn, ino)?;
-                self.remove_shown(&mut wtxn, area, &path, ino, inode, &mut pull)?;
+            // The blob's other unreal files: cached below, from the file
+            // that claimed it.
+            if !targets.is_empty() {
+                pull.unreal.insert(hash, targets);
             }
+        }
+        pull.rmdirs
+            .extend(std::mem::take(&mut *lock(&self.emptied)));
+        // Removing a directory may empty its parent: until none is left.
+        while !pull.rmdirs.is_empty() {
+            self.remove_dirs(&mut wtxn, &mut pull)?;
         }
         wtxn.commit()?;
         for (parent, name) in pull.forget.drain(..) {
@@ -655,31 +679,46 @@ impl Tree {
                 }
             }
         }
-        for (area, mut hashes) in wanted {
-            let mut found = Vec::new();
+        for (area, hashes) in wanted {
+            // Every path this peer is noted holding one of them at: a
+            // note may be older than the file there (a path it held the
+            // blob at until this pull replaced it).
+            let mut found: HashMap<BlobHash, Vec<Vec<u8>>> = HashMap::new();
             {
                 let txn = self.store.read()?;
                 self.store.versions.for_each(&txn, area, |path, record| {
                     let mine = record.holders.get(&self.peer_id).and_then(|h| h.hash);
-                    if let Some(hash) = mine.filter(|h| hashes.remove(h)) {
-                        found.push((path.to_vec(), hash));
+                    if let Some(hash) = mine.filter(|h| hashes.contains(h)) {
+                        found.entry(hash).or_default().push(path.to_vec());
                     }
                     Ok(())
                 })?;
             }
-            for (path, hash) in found {
-                let real = {
-                    let txn = self.store.read()?;
-                    let Some(ino) = self.ino_at(&txn, area, &path)? else {
-                        continue;
+            for (hash, paths) in found {
+                for path in paths {
+                    let real = {
+                        let txn = self.store.read()?;
+                        let Some(ino) = self.ino_at(&txn, area, &path)? else {
+                            continue;
+                        };
+                        let inode = self.inode(&txn, ino)?;
+                        if inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino)
+                        {
+                            continue;
+                        }
+                        self.real_path(&txn, ino)?
                     };
-                    let inode = self.inode(&txn, ino)?;
-                    if inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino) {
-                        continue;
+                    self.copy_to_cache(&real, hash, "held")?;
+                    let txn = self.store.read()?;
+                    if self
+                        .store
+                        .cache
+                        .get(&txn, &hash)?
+                        .is_some_and(|c| c.verified)
+                    {
+                        break;
                     }
-                    self.real_path(&txn, ino)?
-                };
-                self.copy_to_cache(&real, hash, "held")?;
+                }
             }
         }
         Ok(())

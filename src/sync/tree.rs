@@ -67,6 +67,10 @@ pub struct Tree {
     /// ([`super::kept`]).
     pub(crate) kept_bytes: std::sync::atomic::AtomicU64,
     kernel: OnceLock<Box<dyn KernelCache>>,
+    /// Directories a peer removed, shown only for the entries below them,
+    /// that a local removal left empty: (area, path). The next pull
+    /// removes them ([`Tree::left_empty`]).
+    pub(crate) emptied: Mutex<Vec<(Ino, Vec<u8>)>>,
     /// This tree, for work that outlives a call (pulls, pins).
     pub(crate) me: Weak<Tree>,
 }
@@ -108,6 +112,7 @@ impl Tree {
             stashed: std::sync::atomic::AtomicU64::new(0),
             kept_bytes: std::sync::atomic::AtomicU64::new(u64::MAX),
             kernel: OnceLock::new(),
+            emptied: Mutex::new(Vec::new()),
             me: me.clone(),
         });
         tree.reconcile()?;
@@ -245,6 +250,31 @@ impl Tree {
     }
 
     /// The path of `ino` inside its area, joined by `/`.
+    /// Notes directory `dir`, which a local removal just left empty,
+    /// when a peer removed it (its record shows a deletion: it was shown
+    /// only for its entries); the next pull removes it, as every peer
+    /// does. Not at once: the user may be about to put a file there.
+    pub(crate) fn left_empty(&self, txn: &RoTxn, dir: Ino) -> Result<()> {
+        let inode = self.inode(txn, dir)?;
+        if inode.kind != Kind::Dir
+            || inode.area == dir
+            || !self.store.namespace.is_empty(txn, dir)?
+        {
+            return Ok(());
+        }
+        let path = self.area_path(txn, dir)?;
+        let deleted = self
+            .store
+            .versions
+            .get(txn, inode.area, &path)?
+            .and_then(|r| r.siblings.first().map(|w| w.content == Content::Deleted))
+            .unwrap_or(false);
+        if deleted {
+            lock(&self.emptied).push((inode.area, path));
+        }
+        Ok(())
+    }
+
     pub(crate) fn area_path(&self, txn: &RoTxn, ino: Ino) -> Result<Vec<u8>> {
         Ok(self.store.namespace.path_in_area(txn, ino)?.join(&b'/'))
     }
