@@ -15,6 +15,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use common::{Peer, consensus, household};
 
+/// Passes of rounds (one from each peer in turn) after which the trees
+/// must agree (realize.7, "What is guaranteed").
+const MAX_PASSES: usize = 2;
+
 /// A small deterministic generator (splitmix64).
 struct Rng(u64);
 
@@ -169,33 +173,8 @@ fn run(seed: u64, steps: &[Step]) {
     let mut versions: HashMap<String, usize> = HashMap::new();
     let mut superseded: HashSet<usize> = HashSet::new();
     let mut written = Vec::new();
-    // What a peer shows at a path now: the version it replaces.
-    let shown = |p: &Peer, path: &str, versions: &HashMap<String, usize>| -> Vec<usize> {
-        let prefix = format!("t/{path}");
-        tree(p)
-            .iter()
-            .filter(|(k, _)| **k == prefix || k.starts_with(&format!("{prefix}/")))
-            .filter_map(|(_, h)| versions.get(h).copied())
-            .collect()
-    };
-    // What a peer replaces at `path` by writing, deleting or renaming over
-    // it: what it showed just before, and what it kept at that path while
-    // it did (a peer's version may arrive between the two: replacing it
-    // then is replacing a version this peer had, and keeps it).
-    let replacing = |p: &Peer,
-                     path: &str,
-                     versions: &HashMap<String, usize>,
-                     change: &dyn Fn() -> bool|
-     -> Option<Vec<usize>> {
-        let before = kept(p, path);
-        let mut replaced = shown(p, path, versions);
-        if !change() {
-            return None;
-        }
-        let after = kept(p, path);
-        replaced.extend(after.difference(&before).filter_map(|h| versions.get(h)));
-        Some(replaced)
-    };
+    // (peer, path, kept before) of each change: see `replacing`.
+    let mut pending: Vec<(usize, String, HashSet<String>)> = Vec::new();
     for step in steps {
         match step {
             Step::Write {
@@ -210,7 +189,9 @@ fn run(seed: u64, steps: &[Step]) {
                 let dir = path.split('/').next().unwrap();
                 let _ = std::fs::create_dir_all(p.path(&format!("t/{dir}")));
                 let write = || std::fs::write(p.path(&format!("t/{path}")), &bytes).is_ok();
-                if let Some(replaced) = replacing(p, path, &versions, &write) {
+                if let Some(replaced) =
+                    replacing(&peers, *peer, path, &versions, &write, &mut pending)
+                {
                     superseded.extend(replaced);
                     written.push(*id);
                 }
@@ -218,7 +199,10 @@ fn run(seed: u64, steps: &[Step]) {
             Step::Delete { peer, path } => {
                 let p = &peers[*peer];
                 let delete = || std::fs::remove_file(p.path(&format!("t/{path}"))).is_ok();
-                superseded.extend(replacing(p, path, &versions, &delete).unwrap_or_default());
+                superseded.extend(
+                    replacing(&peers, *peer, path, &versions, &delete, &mut pending)
+                        .unwrap_or_default(),
+                );
             }
             Step::Rename { peer, from, to } | Step::RenameDir { peer, from, to } => {
                 let p = &peers[*peer];
@@ -228,7 +212,10 @@ fn run(seed: u64, steps: &[Step]) {
                 }
                 let rename =
                     || from != to && std::fs::rename(p.path(&format!("t/{from}")), &target).is_ok();
-                superseded.extend(replacing(p, to, &versions, &rename).unwrap_or_default());
+                superseded.extend(
+                    replacing(&peers, *peer, to, &versions, &rename, &mut pending)
+                        .unwrap_or_default(),
+                );
             }
             Step::Now { peer } => {
                 let _ = peers[*peer].write_ctl(".ctl/consensus", "now");
@@ -269,7 +256,7 @@ fn run(seed: u64, steps: &[Step]) {
             break trees;
         }
         assert!(
-            passes < 4,
+            passes < MAX_PASSES,
             "seed {seed}: no convergence after {passes} passes of rounds\n{}\n{steps:#?}",
             diff(&trees)
         );
@@ -290,6 +277,10 @@ fn run(seed: u64, steps: &[Step]) {
         }
     }
     // Nothing lost.
+    for (peer, path, before) in pending {
+        let after = kept(&peers[peer], &path);
+        superseded.extend(after.difference(&before).filter_map(|h| versions.get(h)));
+    }
     let present: HashSet<usize> = trees[0]
         .values()
         .filter_map(|h| versions.get(h).copied())
@@ -304,6 +295,43 @@ fn run(seed: u64, steps: &[Step]) {
         "seed {seed}: versions {lost:?} lost\n{}\n{steps:#?}",
         named(&trees[0], &versions)
     );
+}
+
+/// The versions `p` shows at `path` or below it.
+fn shown(p: &Peer, path: &str, versions: &HashMap<String, usize>) -> Vec<usize> {
+    let prefix = format!("t/{path}");
+    tree(p)
+        .iter()
+        .filter(|(k, _)| **k == prefix || k.starts_with(&format!("{prefix}/")))
+        .filter_map(|(_, h)| versions.get(h).copied())
+        .collect()
+}
+
+/// Runs `change` (false: it failed) on `peers[peer]` at `path` and
+/// returns the versions it replaces there: what the peer showed just
+/// before. A peer's version may also arrive between the two, and
+/// replacing it is replacing a version this peer had: it is kept once the
+/// change is recorded (after `consensus.rest`). Since a version a peer
+/// keeps was replaced by a change that had seen it, a local one or a
+/// peer's, the versions kept at `path` from then on count too: they are
+/// read at the end, when every change is recorded, from `pending` (peer,
+/// path, versions kept before).
+fn replacing(
+    peers: &[Peer],
+    peer: usize,
+    path: &str,
+    versions: &HashMap<String, usize>,
+    change: &dyn Fn() -> bool,
+    pending: &mut Vec<(usize, String, HashSet<String>)>,
+) -> Option<Vec<usize>> {
+    let p = &peers[peer];
+    let before = kept(p, path);
+    let replaced = shown(p, path, versions);
+    if !change() {
+        return None;
+    }
+    pending.push((peer, path.to_string(), before));
+    Some(replaced)
 }
 
 /// Copies the daemons' logs to `REALIZE_SOAK_LOGS`, to read with the

@@ -6,7 +6,7 @@ use crate::ids::PeerId;
 use crate::store::history::{Op, OpKind};
 use crate::store::versions::{Holding, PathRecord};
 use crate::store::{Ino, Result, RwTxn, Store};
-use crate::sync::merge::{Content, add_sibling, local_version};
+use crate::sync::merge::{Content, Version, add_sibling, local_version};
 
 /// What a local op leaves at its path (found in the namespace after the
 /// op): content, mtime in seconds, size in bytes.
@@ -19,6 +19,29 @@ pub struct Left {
     pub size: u64,
     /// Permission bits (07777).
     pub perm: u16,
+}
+
+impl Left {
+    /// What `version` left: its content, time, size and permission bits,
+    /// to record again as this peer's (a conflict copy, a resolution).
+    pub fn of<A: Ord>(version: &Version<A>) -> Left {
+        Left {
+            content: version.content.clone(),
+            mtime: version.mtime,
+            size: version.size,
+            perm: version.perm,
+        }
+    }
+
+    /// A deletion at `mtime` (seconds since the epoch).
+    pub fn gone(mtime: i64) -> Left {
+        Left {
+            content: Content::Deleted,
+            mtime,
+            size: 0,
+            perm: 0,
+        }
+    }
 }
 
 /// Writes the versions made by `op` of `area` by peer `me`. `left` is
@@ -40,12 +63,7 @@ pub fn note(
             }
         }
         OpKind::Delete | OpKind::Rmdir => {
-            let gone = Left {
-                content: Content::Deleted,
-                mtime: op.time.secs,
-                size: 0,
-                perm: 0,
-            };
+            let gone = Left::gone(op.time.secs);
             put_local(store, wtxn, me, area, &op.path, gone, false)?;
         }
         OpKind::Rename => {
@@ -67,12 +85,7 @@ pub fn note(
                 }
                 let mut new = new_path.clone();
                 new.extend_from_slice(&old[op.path.len()..]);
-                let left = Left {
-                    content: winner.content.clone(),
-                    mtime: winner.mtime,
-                    size: winner.size,
-                    perm: winner.perm,
-                };
+                let left = Left::of(winner);
                 let held = match &winner.content {
                     Content::File(hash) => record
                         .holders
@@ -81,12 +94,7 @@ pub fn note(
                     _ => false,
                 };
                 put_local(store, wtxn, me, area, &new, left, held)?;
-                let gone = Left {
-                    content: Content::Deleted,
-                    mtime: op.time.secs,
-                    size: 0,
-                    perm: 0,
-                };
+                let gone = Left::gone(op.time.secs);
                 put_local(store, wtxn, me, area, &old, gone, false)?;
             }
         }

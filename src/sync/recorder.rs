@@ -256,7 +256,18 @@ impl Tree {
         let file = match self.real.open_file(&path, crate::real::Open::read()) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.recorder.forget(ino);
+                // Renamed meanwhile (by the user, or moved aside by a
+                // pull): still pending, recorded at its new path on the
+                // next pass. Removed: nothing to record.
+                tracing::debug!("recording inode {ino}: gone from {path}");
+                let txn = self.store.read()?;
+                let moved = match self.store.namespace.get(&txn, ino)? {
+                    Some(inode) if inode.parent != Ino::NONE => self.real_path(&txn, ino)? != path,
+                    _ => false,
+                };
+                if !moved {
+                    self.recorder.finish(ino, changed);
+                }
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
@@ -289,6 +300,7 @@ impl Tree {
         inode.size = after.size();
         inode.mtime = after.modified()?.into();
         self.store.namespace.put(&mut wtxn, ino, &inode)?;
+        tracing::debug!("recorded inode {ino} at {path}: {kind:?} {hash}");
         if let Some(kind) = kind {
             let op = Op {
                 base,

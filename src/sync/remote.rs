@@ -212,12 +212,7 @@ impl Tree {
             return Ok(());
         };
         let held = !self.inode(wtxn, ino)?.unreal;
-        let left = Left {
-            content: loser.content.clone(),
-            mtime: loser.mtime,
-            size: loser.size,
-            perm: loser.perm,
-        };
+        let left = Left::of(loser);
         put_local(&self.store, wtxn, self.peer_id, area, &copy, left, held)?;
         let op = Op {
             time: Timestamp::now(),
@@ -488,6 +483,11 @@ impl Tree {
                 String::from_utf8_lossy(path)
             )));
         };
+        tracing::debug!(
+            "moved inode {ino} aside, changes not recorded: {} to {}",
+            String::from_utf8_lossy(path),
+            String::from_utf8_lossy(&copy)
+        );
         let (_, name) = split(&copy);
         let parent = inode.parent;
         let from = self.real_path(wtxn, ino)?;

@@ -96,12 +96,7 @@ impl Tree {
         for (copy, loser) in copies {
             if let Some(ino) = self.ino_at(&wtxn, area, &copy)? {
                 let held = !self.inode(&wtxn, ino)?.unreal;
-                let left = Left {
-                    content: loser.content.clone(),
-                    mtime: loser.mtime,
-                    size: loser.size,
-                    perm: loser.perm,
-                };
+                let left = Left::of(&loser);
                 put_local(
                     &self.store,
                     &mut wtxn,
@@ -118,12 +113,7 @@ impl Tree {
             Some(ino) => !self.inode(&wtxn, ino)?.unreal,
             None => false,
         };
-        let left = Left {
-            content: winner.content.clone(),
-            mtime: winner.mtime,
-            size: winner.size,
-            perm: winner.perm,
-        };
+        let left = Left::of(winner);
         put_local(&self.store, &mut wtxn, self.peer_id, area, path, left, held)?;
         wtxn.commit()?;
         Ok(())
