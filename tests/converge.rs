@@ -71,6 +71,40 @@ enum Step {
 
 const DIRS: [&str; 4] = ["d0", "d1", "d2", "d3"];
 
+/// Steps as the regression histories below spell them.
+fn write(peer: usize, path: &str, size: usize, id: usize) -> Step {
+    let path = path.into();
+    Step::Write {
+        peer,
+        path,
+        size,
+        id,
+    }
+}
+
+fn delete(peer: usize, path: &str) -> Step {
+    let path = path.into();
+    Step::Delete { peer, path }
+}
+
+fn rename(peer: usize, from: &str, to: &str) -> Step {
+    let (from, to) = (from.into(), to.into());
+    Step::Rename { peer, from, to }
+}
+
+fn now(peer: usize) -> Step {
+    Step::Now { peer }
+}
+
+fn rename_dir(peer: usize, from: &str, to: &str) -> Step {
+    let (from, to) = (from.into(), to.into());
+    Step::RenameDir { peer, from, to }
+}
+
+fn restart(peer: usize, kill: bool) -> Step {
+    Step::Restart { peer, kill }
+}
+
 fn file_path(rng: &mut Rng) -> String {
     format!("{}/f{}", DIRS[rng.below(3)], rng.below(6))
 }
@@ -438,92 +472,32 @@ fn three_peers_converge_and_lose_nothing_under_random_histories() {
 /// Histories the soak found, shrunk.
 #[test]
 fn a_write_right_after_a_restart_races_two_writes_elsewhere() {
-    use Step::*;
     let steps = [
-        Restart {
-            peer: 2,
-            kill: true,
-        },
-        Write {
-            peer: 2,
-            path: "d2/f3".into(),
-            size: 10,
-            id: 1,
-        },
-        Delete {
-            peer: 0,
-            path: "d0/f4".into(),
-        },
-        Write {
-            peer: 2,
-            path: "d1/f5".into(),
-            size: 10,
-            id: 3,
-        },
-        RenameDir {
-            peer: 2,
-            from: "d0".into(),
-            to: "d2".into(),
-        },
-        Write {
-            peer: 0,
-            path: "d2/f3".into(),
-            size: 3000,
-            id: 5,
-        },
-        Rename {
-            peer: 1,
-            from: "d1/f2".into(),
-            to: "d1/f0".into(),
-        },
-        Now { peer: 1 },
-        Write {
-            peer: 0,
-            path: "d2/f3".into(),
-            size: 70000,
-            id: 8,
-        },
-        Write {
-            peer: 1,
-            path: "d0/f1".into(),
-            size: 70000,
-            id: 9,
-        },
-        Rename {
-            peer: 1,
-            from: "d0/f2".into(),
-            to: "d2/f2".into(),
-        },
-        Now { peer: 0 },
-        Write {
-            peer: 1,
-            path: "d2/f1".into(),
-            size: 10,
-            id: 12,
-        },
-        Now { peer: 2 },
+        restart(2, true),
+        write(2, "d2/f3", 10, 1),
+        delete(0, "d0/f4"),
+        write(2, "d1/f5", 10, 3),
+        rename_dir(2, "d0", "d2"),
+        write(0, "d2/f3", 3000, 5),
+        rename(1, "d1/f2", "d1/f0"),
+        now(1),
+        write(0, "d2/f3", 70000, 8),
+        write(1, "d0/f1", 70000, 9),
+        rename(1, "d0/f2", "d2/f2"),
+        now(0),
+        write(1, "d2/f1", 10, 12),
+        now(2),
     ];
     run(1, &steps);
 }
 
 #[test]
 fn overwriting_an_unreal_file_records_the_new_bytes() {
-    use Step::*;
     let steps = [
-        Write {
-            peer: 0,
-            path: "d2/f3".into(),
-            size: 70000,
-            id: 1,
-        },
-        Now { peer: 0 },
-        Write {
-            peer: 2,
-            path: "d2/f3".into(),
-            size: 10,
-            id: 2,
-        },
-        Now { peer: 2 },
+        write(0, "d2/f3", 70000, 1),
+        now(0),
+        write(2, "d2/f3", 10, 2),
+        now(2),
     ];
     run(1, &steps);
 }
@@ -563,32 +537,12 @@ fn overwriting_an_own_file_after_it_was_unrealized_keeps_the_new_bytes() {
 
 #[test]
 fn a_file_renamed_on_two_peers_at_once_is_readable_at_both_names() {
-    use Step::*;
     let steps = [
-        Write {
-            peer: 0,
-            path: "d2/f3".into(),
-            size: 70000,
-            id: 8,
-        },
-        Restart {
-            peer: 0,
-            kill: true,
-        },
-        Restart {
-            peer: 0,
-            kill: false,
-        },
-        Rename {
-            peer: 1,
-            from: "d2/f3".into(),
-            to: "d1/f5".into(),
-        },
-        RenameDir {
-            peer: 0,
-            from: "d2".into(),
-            to: "d0".into(),
-        },
+        write(0, "d2/f3", 70000, 8),
+        restart(0, true),
+        restart(0, false),
+        rename(1, "d2/f3", "d1/f5"),
+        rename_dir(0, "d2", "d0"),
     ];
     run(1, &steps);
 }
@@ -597,33 +551,12 @@ fn a_file_renamed_on_two_peers_at_once_is_readable_at_both_names() {
 /// unrecorded versions moved aside need names of their own.
 #[test]
 fn two_versions_moved_aside_in_one_second_keep_both_copies() {
-    use Step::*;
     let steps = [
-        Write {
-            peer: 2,
-            path: "d0/f2".into(),
-            size: 70000,
-            id: 65,
-        },
-        Write {
-            peer: 0,
-            path: "d0/f2".into(),
-            size: 3000,
-            id: 74,
-        },
-        Now { peer: 0 },
-        Write {
-            peer: 2,
-            path: "d0/f2".into(),
-            size: 70000,
-            id: 98,
-        },
-        Write {
-            peer: 0,
-            path: "d0/f2".into(),
-            size: 70000,
-            id: 99,
-        },
+        write(2, "d0/f2", 70000, 65),
+        write(0, "d0/f2", 3000, 74),
+        now(0),
+        write(2, "d0/f2", 70000, 98),
+        write(0, "d0/f2", 70000, 99),
     ];
     run(0, &steps);
 }
@@ -633,33 +566,13 @@ fn two_versions_moved_aside_in_one_second_keep_both_copies() {
 /// write there replaces it.
 #[test]
 fn an_edit_not_yet_recorded_stays_when_a_peer_renames_the_file_away() {
-    use Step::*;
     let steps = [
-        Write {
-            peer: 2,
-            path: "d0/f2".into(),
-            size: 3000,
-            id: 24,
-        },
-        Now { peer: 2 },
-        Write {
-            peer: 0,
-            path: "d0/f2".into(),
-            size: 3000,
-            id: 46,
-        },
-        Rename {
-            peer: 1,
-            from: "d0/f2".into(),
-            to: "d0/f5".into(),
-        },
-        Now { peer: 1 },
-        Write {
-            peer: 0,
-            path: "d0/f2".into(),
-            size: 70000,
-            id: 84,
-        },
+        write(2, "d0/f2", 3000, 24),
+        now(2),
+        write(0, "d0/f2", 3000, 46),
+        rename(1, "d0/f2", "d0/f5"),
+        now(1),
+        write(0, "d0/f2", 70000, 84),
     ];
     run(0, &steps);
 }
@@ -669,34 +582,118 @@ fn an_edit_not_yet_recorded_stays_when_a_peer_renames_the_file_away() {
 /// path, not into the copy (the kernel forgets the old name).
 #[test]
 fn a_write_after_an_edit_moved_aside_goes_to_the_path() {
-    use Step::*;
     let steps = [
-        Write {
-            peer: 2,
-            path: "d0/f2".into(),
-            size: 3000,
-            id: 24,
-        },
-        Now { peer: 2 },
-        Write {
-            peer: 0,
-            path: "d0/f2".into(),
-            size: 3000,
-            id: 46,
-        },
-        Write {
-            peer: 1,
-            path: "d0/f2".into(),
-            size: 10,
-            id: 50,
-        },
-        Now { peer: 1 },
-        Write {
-            peer: 0,
-            path: "d0/f2".into(),
-            size: 70000,
-            id: 84,
-        },
+        write(2, "d0/f2", 3000, 24),
+        now(2),
+        write(0, "d0/f2", 3000, 46),
+        write(1, "d0/f2", 10, 50),
+        now(1),
+        write(0, "d0/f2", 70000, 84),
     ];
     run(0, &steps);
+}
+
+/// Two pulls of one area at once on one peer (its own round, and a
+/// peer's request to pull from it): the first one's end claimed the stash
+/// for a file the second had replaced, and a conflict copy was left that
+/// no peer served. Pulls of an area now take turns.
+#[test]
+fn a_conflict_copy_made_while_another_pull_ends_is_served() {
+    let steps = [
+        write(2, "d1/f3", 70000, 9),
+        write(2, "d0/f1", 10, 10),
+        write(0, "d0/f5", 3000, 11),
+        write(0, "d0/f4", 3000, 12),
+        write(1, "d1/f1", 70000, 15),
+        write(0, "d1/f1", 10, 22),
+        now(0),
+        now(0),
+        write(0, "d1/f4", 70000, 25),
+        rename_dir(1, "d1", "d3"),
+        write(2, "d0/f5", 70000, 27),
+        write(2, "d0/f4", 70000, 28),
+        rename(2, "d1/f1", "d2/f0"),
+        delete(2, "d2/f5"),
+        write(1, "d1/f2", 70000, 31),
+        rename_dir(0, "d2", "d0"),
+        delete(0, "d0/f4"),
+        rename(1, "d0/f4", "d2/f0"),
+        now(0),
+        rename(0, "d0/f4", "d1/f1"),
+        write(0, "d0/f4", 3000, 37),
+        write(1, "d1/f2", 3000, 38),
+        now(2),
+        write(2, "d2/f0", 3000, 40),
+        now(0),
+        rename(1, "d1/f2", "d0/f1"),
+        write(0, "d1/f3", 3000, 65),
+        write(0, "d0/f1", 10, 66),
+        write(0, "d2/f3", 3000, 68),
+        now(1),
+        write(0, "d0/f5", 10, 154),
+        now(0),
+        write(2, "d1/f2", 70000, 187),
+        rename_dir(0, "d2", "d2"),
+        rename(1, "d1/f4", "d0/f4"),
+        restart(1, false),
+        write(1, "d0/f1", 10, 191),
+        write(1, "d0/f3", 3000, 192),
+        write(1, "d2/f0", 10, 193),
+        write(1, "d2/f3", 10, 196),
+        write(1, "d0/f1", 10, 197),
+        write(0, "d1/f2", 3000, 198),
+        rename(0, "d1/f3", "d2/f2"),
+        rename_dir(2, "d3", "d1"),
+        rename(1, "d1/f3", "d0/f4"),
+        now(1),
+        now(0),
+        write(0, "d2/f4", 70000, 215),
+        delete(0, "d2/f5"),
+        write(0, "d1/f4", 10, 222),
+        write(2, "d1/f2", 10, 223),
+        write(0, "d2/f4", 10, 224),
+        write(0, "d1/f1", 10, 225),
+        write(2, "d0/f5", 10, 226),
+        write(0, "d1/f2", 3000, 227),
+        now(0),
+        write(2, "d0/f5", 70000, 230),
+        write(0, "d0/f5", 3000, 242),
+        rename(2, "d0/f2", "d0/f3"),
+        rename_dir(1, "d3", "d0"),
+        write(0, "d1/f4", 3000, 317),
+        restart(1, false),
+        delete(0, "d2/f4"),
+        restart(0, false),
+        rename(1, "d1/f5", "d1/f3"),
+        restart(2, true),
+        rename(0, "d2/f4", "d2/f2"),
+        now(1),
+        now(2),
+        rename(1, "d0/f2", "d2/f2"),
+        rename(0, "d2/f5", "d0/f0"),
+        write(0, "d0/f0", 70000, 335),
+        rename_dir(1, "d1", "d2"),
+        write(0, "d0/f1", 70000, 338),
+        write(1, "d1/f3", 3000, 340),
+        restart(0, true),
+        rename(0, "d2/f5", "d1/f3"),
+        write(1, "d1/f3", 70000, 379),
+        now(0),
+        rename(0, "d0/f2", "d2/f3"),
+        write(2, "d2/f4", 3000, 397),
+        now(1),
+        write(0, "d0/f2", 70000, 413),
+        now(2),
+        write(0, "d1/f3", 70000, 415),
+        now(1),
+        rename(0, "d0/f5", "d0/f2"),
+        rename(0, "d0/f1", "d0/f2"),
+        write(2, "d1/f1", 3000, 424),
+        write(1, "d2/f2", 10, 425),
+        rename(0, "d2/f0", "d2/f0"),
+        write(1, "d0/f4", 3000, 496),
+        write(0, "d2/f5", 70000, 497),
+        delete(2, "d0/f4"),
+    ];
+    run(53, &steps);
 }

@@ -201,6 +201,11 @@ impl Cache {
             .map_err(|_| Error::Corrupt("cache"))
     }
 
+    /// Whether the cache holds blob `hash` whole and verified.
+    pub fn verified(&self, txn: &RoTxn, hash: &BlobHash) -> Result<bool> {
+        Ok(self.get(txn, hash)?.is_some_and(|c| c.verified))
+    }
+
     /// Writes the record of blob `hash`.
     pub fn put(&self, wtxn: &mut RwTxn, hash: &BlobHash, cached: &Cached) -> Result<()> {
         Ok(self.db.put(wtxn, hash.as_slice(), cached)?)

@@ -30,11 +30,7 @@ impl Tree {
             inode.filter(|(_, i)| i.kind == Kind::File && i.hash == Some(hash))
         else {
             let kept = self.kept_version(&txn, area, path, hash).is_ok();
-            let cached = self
-                .store
-                .cache
-                .get(&txn, &hash)?
-                .is_some_and(|c| c.verified);
+            let cached = self.store.cache.verified(&txn, &hash)?;
             return Ok(match kept && cached {
                 true => Some((File::open(self.cache.path(&hash))?, true)),
                 false => None,
@@ -48,11 +44,7 @@ impl Tree {
             let file = self.real.open_file(&path, crate::real::Open::read())?;
             return Ok(Some((file, false)));
         }
-        let verified = self
-            .store
-            .cache
-            .get(&txn, &hash)?
-            .is_some_and(|c| c.verified);
+        let verified = self.store.cache.verified(&txn, &hash)?;
         if verified {
             return Ok(Some((File::open(self.cache.path(&hash))?, true)));
         }

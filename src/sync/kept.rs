@@ -162,11 +162,7 @@ impl Tree {
             || inode.unreal
             || self.versions_keep(&txn)?.is_none()
             || inode.size > self.versions_max(&txn)?
-            || self
-                .store
-                .cache
-                .get(&txn, &hash)?
-                .is_some_and(|c| c.verified)
+            || self.store.cache.verified(&txn, &hash)?
         {
             return Ok(());
         }

@@ -250,11 +250,7 @@ impl Tree {
             }
             _ => self.cache.with_open(|open| -> Result<Option<bool>> {
                 let mut wtxn = self.store.write()?;
-                let verified = self
-                    .store
-                    .cache
-                    .get(&wtxn, &blob.hash)?
-                    .is_some_and(|c| c.verified);
+                let verified = self.store.cache.verified(&wtxn, &blob.hash)?;
                 if !verified {
                     return Ok(None);
                 }

@@ -68,13 +68,48 @@ impl Tree {
     }
 }
 
-/// A pull of one area from one peer (see [`AreaPull`]).
+/// How long a pull waits for another pull of its area to end.
+const PULL_WAIT: Duration = Duration::from_secs(60);
+
+/// A pull of one area from one peer (see [`AreaPull`]); the only one of
+/// its area while it lives ([`Tree::pulling`]).
 struct PullOf {
     fs: Arc<Tree>,
     area: Ino,
     peer: PeerId,
     since: Seq,
     pull: Pull,
+}
+
+impl Tree {
+    /// Waits until no pull applies to `area`, then marks it pulled;
+    /// [`PullOf`]'s drop unmarks it. Fails after [`PULL_WAIT`].
+    fn claim_area(&self, area: Ino) -> Result<(), RequestError> {
+        let deadline = std::time::Instant::now() + PULL_WAIT;
+        let mut pulling = crate::sync::lock(&self.pulling);
+        while pulling.contains(&area) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(RequestError::Local(
+                    "another pull of the area did not end".into(),
+                ));
+            }
+            pulling = self
+                .pull_ended
+                .wait_timeout(pulling, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        pulling.insert(area);
+        Ok(())
+    }
+}
+
+impl Drop for PullOf {
+    fn drop(&mut self) {
+        crate::sync::lock(&self.fs.pulling).remove(&self.area);
+        self.fs.pull_ended.notify_all();
+    }
 }
 
 impl AreaPull for PullOf {
@@ -92,9 +127,10 @@ impl AreaPull for PullOf {
             .map_err(local)
     }
 
-    fn finish(self: Box<Self>) -> Result<(u64, u64), RequestError> {
+    fn finish(mut self: Box<Self>) -> Result<(u64, u64), RequestError> {
         let counts = (self.pull.applied, self.pull.conflicts);
-        self.fs.finish_pull(self.pull).map_err(local)?;
+        let pull = std::mem::take(&mut self.pull);
+        self.fs.finish_pull(pull).map_err(local)?;
         Ok(counts)
     }
 }
@@ -217,25 +253,29 @@ impl Core for Tree {
 
     fn begin_pull(&self, peer: PeerId, area: &[u8]) -> Result<Box<dyn AreaPull>, RequestError> {
         let ino = self.area_shared_with(peer, area)?;
+        let fs = self
+            .me
+            .upgrade()
+            .ok_or_else(|| RequestError::Local("the mount is ending".into()))?;
+        self.claim_area(ino)?;
+        // From here its drop ends the claim.
+        let mut pull = PullOf {
+            fs,
+            area: ino,
+            peer,
+            since: Seq::ZERO,
+            pull: Pull::default(),
+        };
+        // Read once the area is this pull's: one that just ended moved it.
         let txn = self.store.read().map_err(local)?;
-        let since = self
+        pull.since = self
             .store
             .areas
             .get(&txn, ino)
             .map_err(local)?
             .and_then(|r| r.received.get(&peer).copied())
             .unwrap_or(Seq::ZERO);
-        let fs = self
-            .me
-            .upgrade()
-            .ok_or_else(|| RequestError::Local("the mount is ending".into()))?;
-        Ok(Box::new(PullOf {
-            fs,
-            area: ino,
-            peer,
-            since,
-            pull: Pull::default(),
-        }))
+        Ok(Box::new(pull))
     }
 
     fn read_blob(

@@ -666,12 +666,7 @@ impl Tree {
         {
             let txn = self.store.read()?;
             for (hash, files) in brought {
-                if self
-                    .store
-                    .cache
-                    .get(&txn, &hash)?
-                    .is_some_and(|c| c.verified)
-                {
+                if self.store.cache.verified(&txn, &hash)? {
                     continue;
                 }
                 for (area, _) in files {
@@ -710,12 +705,7 @@ impl Tree {
                     };
                     self.copy_to_cache(&real, hash, "held")?;
                     let txn = self.store.read()?;
-                    if self
-                        .store
-                        .cache
-                        .get(&txn, &hash)?
-                        .is_some_and(|c| c.verified)
-                    {
+                    if self.store.cache.verified(&txn, &hash)? {
                         break;
                     }
                 }
@@ -754,11 +744,7 @@ impl Tree {
     /// file in place, so the handle's descriptor sees them.
     pub(crate) fn stash_to_cache(&self, file: &std::path::Path, hash: BlobHash) -> Result<()> {
         let verified = |txn: &crate::store::RoTxn| -> Result<bool> {
-            Ok(self
-                .store
-                .cache
-                .get(txn, &hash)?
-                .is_some_and(|c| c.verified))
+            Ok(self.store.cache.verified(txn, &hash)?)
         };
         let (have, outboard) = {
             let txn = self.store.read()?;

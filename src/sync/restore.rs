@@ -48,11 +48,7 @@ impl Tree {
         self.cache.opened(hash);
         let copied = (|| -> Result<()> {
             let txn = self.store.read()?;
-            let whole = self
-                .store
-                .cache
-                .get(&txn, &hash)?
-                .is_some_and(|c| c.verified);
+            let whole = self.store.cache.verified(&txn, &hash)?;
             drop(txn);
             if !whole {
                 self.cache.fetch_whole(&blob)?;

@@ -71,6 +71,12 @@ pub struct Tree {
     /// that a local removal left empty: (area, path). The next pull
     /// removes them ([`Tree::left_empty`]).
     pub(crate) emptied: Mutex<Vec<(Ino, Vec<u8>)>>,
+    /// Areas a pull is applying to now: one pull per area at a time
+    /// ([`super::peering`]), since a pull's end (the stash it claims, the
+    /// files it caches) assumes the namespace it left.
+    pub(crate) pulling: Mutex<std::collections::HashSet<Ino>>,
+    /// Signalled when a pull ends.
+    pub(crate) pull_ended: std::sync::Condvar,
     /// This tree, for work that outlives a call (pulls, pins).
     pub(crate) me: Weak<Tree>,
 }
@@ -113,6 +119,8 @@ impl Tree {
             kept_bytes: std::sync::atomic::AtomicU64::new(u64::MAX),
             kernel: OnceLock::new(),
             emptied: Mutex::new(Vec::new()),
+            pulling: Mutex::new(Default::default()),
+            pull_ended: std::sync::Condvar::new(),
             me: me.clone(),
         });
         tree.reconcile()?;
