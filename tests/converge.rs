@@ -697,3 +697,49 @@ fn a_conflict_copy_made_while_another_pull_ends_is_served() {
     ];
     run(53, &steps);
 }
+
+/// A file left waiting to be recorded by a restart (kill -9), its bytes
+/// unchanged, when a peer removed its directory: it went with the
+/// directory on the others and stayed here for ever (it was taken for an
+/// edit beating the delete, and recording it changed nothing).
+#[test]
+fn an_unchanged_file_waiting_to_be_recorded_goes_with_its_directory() {
+    let steps = [
+        delete(1, "d2/f4"),
+        delete(2, "d1/f2"),
+        write(2, "d1/f4", 3000, 99),
+        write(1, "d1/f1", 10, 100),
+        write(0, "d1/f1", 10, 101),
+        write(1, "d2/f2", 70000, 102),
+        write(1, "d2/f4", 70000, 103),
+        write(1, "d1/f5", 70000, 108),
+        write(2, "d1/f2", 3000, 109),
+        rename(2, "d0/f0", "d0/f5"),
+        rename_dir(0, "d3", "d3"),
+        write(0, "d0/f5", 3000, 120),
+        write(0, "d2/f3", 10, 121),
+        write(2, "d1/f3", 70000, 123),
+        delete(1, "d2/f3"),
+        rename(1, "d0/f1", "d2/f1"),
+        restart(2, false),
+        write(2, "d2/f3", 10, 134),
+        now(1),
+        rename_dir(1, "d0", "d1"),
+        write(2, "d0/f5", 3000, 137),
+        write(1, "d0/f2", 70000, 145),
+        rename(0, "d1/f4", "d0/f1"),
+        write(0, "d1/f3", 10, 148),
+        now(0),
+        delete(0, "d0/f0"),
+        write(0, "d1/f2", 70000, 162),
+        restart(2, true),
+        rename_dir(1, "d0", "d3"),
+        delete(0, "d2/f1"),
+        now(0),
+        write(2, "d1/f4", 70000, 413),
+        write(0, "d1/f5", 3000, 414),
+        rename(0, "d0/f5", "d1/f3"),
+        now(2),
+    ];
+    run(32, &steps);
+}

@@ -106,6 +106,14 @@ impl Recorder {
         lock(&self.state).pending.remove(&ino);
     }
 
+    /// Whether `ino` is open for writing now.
+    pub(crate) fn is_written(&self, ino: Ino) -> bool {
+        lock(&self.state)
+            .pending
+            .get(&ino)
+            .is_some_and(|p| p.writers > 0)
+    }
+
     /// Whether `ino` waits to be recorded (its status is `dirty`).
     pub(crate) fn is_pending(&self, ino: Ino) -> bool {
         lock(&self.state).pending.contains_key(&ino)

@@ -282,7 +282,7 @@ impl Tree {
             // An edit beats a concurrent delete: a file with changes not
             // yet recorded stays where it is, and its record, made soon,
             // dominates the deletion.
-            if keep || (version.is_none() && self.dirty(ino, &inode)) {
+            if keep || (version.is_none() && self.dirty(wtxn, ino, &inode)?) {
                 return Ok(());
             }
             if !self.remove_shown(wtxn, area, path, ino, inode, pull)? {
@@ -414,7 +414,8 @@ impl Tree {
                 }
             }
             Kind::File => {
-                let recorded = inode.hash.filter(|_| !self.dirty(ino, &inode));
+                let dirty = self.dirty(wtxn, ino, &inode)?;
+                let recorded = inode.hash.filter(|_| !dirty);
                 let Some(hash) = recorded else {
                     return self.keep_local(wtxn, ino, inode, path, pull).map(|_| true);
                 };
@@ -452,8 +453,30 @@ impl Tree {
     }
 
     /// Whether file `ino` has changes not recorded yet.
-    fn dirty(&self, ino: Ino, inode: &Inode) -> bool {
-        inode.kind == Kind::File && (inode.hash.is_none() || self.recorder.is_pending(ino))
+    /// A file waiting to be recorded whose bytes are still the recorded
+    /// ones (touched by a reconciliation, or written with the same bytes)
+    /// is not: a peer's version replaces it like any recorded file. Its
+    /// bytes are hashed to tell, when their size has not changed.
+    fn dirty(&self, wtxn: &RwTxn, ino: Ino, inode: &Inode) -> Result<bool> {
+        if inode.kind != Kind::File || inode.unreal {
+            return Ok(false);
+        }
+        if inode.hash.is_none() || self.recorder.is_written(ino) {
+            return Ok(true);
+        }
+        if !self.recorder.is_pending(ino) {
+            return Ok(false);
+        }
+        let real = self.real_path(wtxn, ino)?;
+        let file = match self.real.open_file(&real, crate::real::Open::read()) {
+            Ok(file) => file,
+            Err(_) => return Ok(true),
+        };
+        if file.metadata()?.len() != inode.size {
+            return Ok(true);
+        }
+        let (hash, _) = crate::blob::outboard_file(&file)?;
+        Ok(inode.hash != Some(hash))
     }
 
     /// Moves a local file with unrecorded changes out of a peer's way, to
