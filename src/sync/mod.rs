@@ -4,13 +4,15 @@
 //! - [`local`]: the versions local changes make;
 //! - [`Tree`] ([`tree`]): the namespace as sync keeps it, with the
 //!   recorder ([`recorder`]), mount-time reconciliation ([`reconcile`]),
-//!   remote pages applied ([`remote`]), modes and the life of a file
+//!   remote pages applied ([`remote`], with [`copies`] for conflict
+//!   copies and [`stash`] for the files a pull replaced), modes and the life of a file
 //!   ([`life`], [`unreal`]), and what the household sees of this peer
 //!   ([`held`], [`sharing`], [`peering`]: [`crate::net::core::Core`]).
 //!
 //! When rounds run is the network's (`net/schedule.rs`); the dispatcher
 //! ([`crate::fs`]) calls [`Tree`] for every change it makes.
 
+mod copies;
 pub mod dump;
 mod error;
 pub mod held;
@@ -25,6 +27,7 @@ pub mod recorder;
 pub mod remote;
 pub mod restore;
 pub mod sharing;
+mod stash;
 pub mod tree;
 pub mod unreal;
 

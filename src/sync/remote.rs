@@ -15,17 +15,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::local::{Left, put_local};
-use super::merge::{Content, Version, add_sibling, conflict_path, losers, numbered_conflict_path};
+use super::merge::{Content, Version, add_sibling, conflict_path, losers};
 use super::{Result, Tree, lock};
 use crate::ids::{BlobHash, PeerId, Seq};
-use crate::store::history::{Op, OpKind};
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::versions::{Holding, PathRecord};
-use crate::store::{Ino, RoTxn, RwTxn};
-
-/// The highest number a conflict copy's name takes (`-N`).
-const MAX_COPY_NUMBER: u32 = 100;
+use crate::store::{Ino, RwTxn};
 
 /// What one pull has done so far; [`Tree::finish_pull`] ends it.
 #[derive(Default)]
@@ -47,7 +42,7 @@ pub struct Pull {
     /// Conflicts seen (paths left with more than one sibling).
     pub conflicts: u64,
     /// Entries the kernel must forget: (parent, name).
-    forget: Vec<(Ino, Vec<u8>)>,
+    pub(super) forget: Vec<(Ino, Vec<u8>)>,
 }
 
 /// What a path shows: its winner (none when deleted) and its conflict
@@ -68,7 +63,7 @@ pub(crate) fn shown(path: &[u8], siblings: &[Version<PeerId>]) -> Shown {
 }
 
 /// Splits `a/b/c` into (`a/b`, `c`); the parent of a top entry is empty.
-fn split(path: &[u8]) -> (&[u8], &[u8]) {
+pub(super) fn split(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&[], path),
@@ -178,90 +173,8 @@ impl Tree {
         Ok(())
     }
 
-    /// Makes `loser`, a version of `path` that just lost a conflict, an
-    /// ordinary file of its own at its conflict copy: shown, recorded as
-    /// this peer's version there (so it is sent, outlives the conflict and
-    /// moves with its directory) and held when its bytes are here. A copy
-    /// another peer made already is only shown. When the name holds
-    /// another file, the copy is numbered (`-2`, `-3`…).
-    fn copy_loser(
-        &self,
-        wtxn: &mut RwTxn,
-        area: Ino,
-        path: &[u8],
-        loser: &Version<PeerId>,
-        pull: &mut Pull,
-    ) -> Result<()> {
-        let Some((copy, made)) = self.copy_name(wtxn, area, path, loser)? else {
-            tracing::warn!(
-                "no free name for a conflict copy of {}",
-                String::from_utf8_lossy(path)
-            );
-            return Ok(());
-        };
-        tracing::debug!(
-            "conflict copy {} made {made} for {loser:?}",
-            String::from_utf8_lossy(&copy)
-        );
-        self.place(wtxn, area, &copy, Some(loser), pull)?;
-        if made {
-            return Ok(());
-        }
-        let Some(ino) = self.ino_at(wtxn, area, &copy)? else {
-            // Not shown (a file is in the way of its directory).
-            return Ok(());
-        };
-        let held = !self.inode(wtxn, ino)?.unreal;
-        let left = Left::of(loser);
-        put_local(&self.store, wtxn, self.peer_id, area, &copy, left, held)?;
-        let op = Op {
-            time: Timestamp::now(),
-            kind: OpKind::Create,
-            path: copy,
-            hash: match &loser.content {
-                Content::File(hash) => Some(*hash),
-                _ => None,
-            },
-            base: None,
-            new_path: None,
-        };
-        let seq = self.store.areas.next_seq(wtxn, area)?;
-        Ok(self.store.history.append(wtxn, area, seq, &op)?)
-    }
-
-    /// The name of the conflict copy of `version`, a version of `path`:
-    /// the first of `NAME.conflict-AUTHOR8-TIME.EXT`, `…-TIME-2.EXT`… that
-    /// holds no other file (no live record, no entry of the namespace),
-    /// and whether it holds this version already. `None` when the first
-    /// [`MAX_COPY_NUMBER`] names are all taken.
-    fn copy_name(
-        &self,
-        txn: &RoTxn,
-        area: Ino,
-        path: &[u8],
-        version: &Version<PeerId>,
-    ) -> Result<Option<(Vec<u8>, bool)>> {
-        let text = String::from_utf8_lossy(path);
-        for n in 1..=MAX_COPY_NUMBER {
-            let copy = numbered_conflict_path(&text, version, n).into_bytes();
-            let winner = self
-                .store
-                .versions
-                .get(txn, area, &copy)?
-                .and_then(|r| r.siblings.first().map(|w| w.content.clone()))
-                .filter(|c| *c != Content::Deleted);
-            match winner {
-                Some(c) if c == version.content => return Ok(Some((copy, true))),
-                Some(_) => continue,
-                None if self.ino_at(txn, area, &copy)?.is_some() => continue,
-                None => return Ok(Some((copy, false))),
-            }
-        }
-        Ok(None)
-    }
-
     /// Makes `path` show `version` (nothing when `None`).
-    fn place(
+    pub(super) fn place(
         &self,
         wtxn: &mut RwTxn,
         area: Ino,
@@ -452,81 +365,6 @@ impl Tree {
         Ok(true)
     }
 
-    /// Whether file `ino` has changes not recorded yet.
-    /// A file waiting to be recorded whose bytes are still the recorded
-    /// ones (touched by a reconciliation, or written with the same bytes)
-    /// is not: a peer's version replaces it like any recorded file. Its
-    /// bytes are hashed to tell, when their size has not changed.
-    fn dirty(&self, wtxn: &RwTxn, ino: Ino, inode: &Inode) -> Result<bool> {
-        if inode.kind != Kind::File || inode.unreal {
-            return Ok(false);
-        }
-        if inode.hash.is_none() || self.recorder.is_written(ino) {
-            return Ok(true);
-        }
-        if !self.recorder.is_pending(ino) {
-            return Ok(false);
-        }
-        let real = self.real_path(wtxn, ino)?;
-        let file = match self.real.open_file(&real, crate::real::Open::read()) {
-            Ok(file) => file,
-            Err(_) => return Ok(true),
-        };
-        if file.metadata()?.len() != inode.size {
-            return Ok(true);
-        }
-        let (hash, _) = crate::blob::outboard_file(&file)?;
-        Ok(inode.hash != Some(hash))
-    }
-
-    /// Moves a local file with unrecorded changes out of a peer's way, to
-    /// `NAME.conflict-THISPEER8-TIME.EXT`, where it is recorded as new.
-    /// The kernel forgets both names: a stale entry at the old one would
-    /// send the next write of `path` into the copy.
-    fn keep_local(
-        &self,
-        wtxn: &mut RwTxn,
-        ino: Ino,
-        mut inode: Inode,
-        path: &[u8],
-        pull: &mut Pull,
-    ) -> Result<()> {
-        let mine = Version {
-            vv: Default::default(),
-            content: Content::Deleted,
-            mtime: Timestamp::now().secs,
-            size: 0,
-            perm: 0,
-            author: self.peer_id,
-        };
-        let area = inode.area;
-        let Some((copy, _)) = self.copy_name(wtxn, area, path, &mine)? else {
-            return Err(super::Error::Exists(format!(
-                "no free name for the conflict copy of {}",
-                String::from_utf8_lossy(path)
-            )));
-        };
-        tracing::debug!(
-            "moved inode {ino} aside, changes not recorded: {} to {}",
-            String::from_utf8_lossy(path),
-            String::from_utf8_lossy(&copy)
-        );
-        let (_, name) = split(&copy);
-        let parent = inode.parent;
-        let from = self.real_path(wtxn, ino)?;
-        let to = self.real_child(wtxn, parent, name)?;
-        self.real.rename(&from, &to, true)?;
-        self.store.namespace.unlink(wtxn, parent, &inode.name)?;
-        self.store.namespace.link(wtxn, parent, name, ino)?;
-        pull.forget.push((parent, inode.name.clone()));
-        pull.forget.push((parent, name.to_vec()));
-        inode.name = name.to_vec();
-        inode.hash = None;
-        self.store.namespace.put(wtxn, ino, &inode)?;
-        self.recorder.touched(ino, false);
-        Ok(())
-    }
-
     /// The directory at `path` in `area`, made with its parents where
     /// missing; `None` when a file is in the way.
     fn make_dirs(
@@ -677,159 +515,6 @@ impl Tree {
         }
         self.life_after_pull(real);
         Ok(())
-    }
-
-    /// Copies into the cache the blobs of unreal files a pull brought that
-    /// this peer holds real at another path of the same area (a file it
-    /// renamed while a peer renamed it elsewhere shows at both paths):
-    /// otherwise nobody would serve it at the new path, this peer
-    /// included. One pass over the records of each area concerned.
-    fn cache_held_elsewhere(&self, brought: HashMap<BlobHash, Vec<(Ino, Ino)>>) -> Result<()> {
-        let mut wanted: HashMap<Ino, std::collections::HashSet<BlobHash>> = HashMap::new();
-        {
-            let txn = self.store.read()?;
-            for (hash, files) in brought {
-                if self.store.cache.verified(&txn, &hash)? {
-                    continue;
-                }
-                for (area, _) in files {
-                    wanted.entry(area).or_default().insert(hash);
-                }
-            }
-        }
-        for (area, hashes) in wanted {
-            // Every path this peer is noted holding one of them at: a
-            // note may be older than the file there (a path it held the
-            // blob at until this pull replaced it).
-            let mut found: HashMap<BlobHash, Vec<Vec<u8>>> = HashMap::new();
-            {
-                let txn = self.store.read()?;
-                self.store.versions.for_each(&txn, area, |path, record| {
-                    let mine = record.holders.get(&self.peer_id).and_then(|h| h.hash);
-                    if let Some(hash) = mine.filter(|h| hashes.contains(h)) {
-                        found.entry(hash).or_default().push(path.to_vec());
-                    }
-                    Ok(())
-                })?;
-            }
-            for (hash, paths) in found {
-                for path in paths {
-                    let real = {
-                        let txn = self.store.read()?;
-                        let Some(ino) = self.ino_at(&txn, area, &path)? else {
-                            continue;
-                        };
-                        let inode = self.inode(&txn, ino)?;
-                        if inode.unreal || inode.hash != Some(hash) || self.recorder.is_pending(ino)
-                        {
-                            continue;
-                        }
-                        self.real_path(&txn, ino)?
-                    };
-                    self.copy_to_cache(&real, hash, "held")?;
-                    let txn = self.store.read()?;
-                    if self.store.cache.verified(&txn, &hash)? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies real file `real`, recorded as blob `hash`, into the cache
-    /// (through a stash file named for `why`), verified against the hash
-    /// there: a copy of a file changed meanwhile is dropped, the real file
-    /// stays.
-    pub(crate) fn copy_to_cache(
-        &self,
-        real: &crate::real::RealPath,
-        hash: BlobHash,
-        why: &str,
-    ) -> Result<()> {
-        let n = self
-            .stashed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let to = self.stash_dir().join(format!("{hash}-{why}-{n}"));
-        let mut from = self.real.open_file(real, crate::real::Open::read())?;
-        std::io::copy(&mut from, &mut std::fs::File::create(&to)?)?;
-        self.stash_to_cache(&to, hash)?;
-        Ok(std::fs::remove_file(&to).or_else(missing_ok)?)
-    }
-
-    /// Moves a stashed file that holds blob `hash` into the cache, as a
-    /// whole verified blob; a file that does not match stays in the stash
-    /// (logged), since nothing else may know its bytes. Returns whether it
-    /// moved.
-    ///
-    /// The file takes the blob's cache path unless a handle has the blob
-    /// open or a fetch fills it: then its bytes are copied into the cache
-    /// file in place, so the handle's descriptor sees them.
-    pub(crate) fn stash_to_cache(&self, file: &std::path::Path, hash: BlobHash) -> Result<()> {
-        let verified = |txn: &crate::store::RoTxn| -> Result<bool> {
-            Ok(self.store.cache.verified(txn, &hash)?)
-        };
-        let (have, outboard) = {
-            let txn = self.store.read()?;
-            (verified(&txn)?, self.store.cache.outboard(&txn, &hash)?)
-        };
-        if have {
-            return Ok(std::fs::remove_file(file).or_else(missing_ok)?);
-        }
-        let opened = std::fs::File::open(file)?;
-        let size = opened.metadata()?.len();
-        // With its outboard known, the file is trusted as recorded: reads
-        // from the cache verify each piece anyway. Otherwise it is hashed.
-        if size <= crate::blob::PIECE || outboard.is_none() {
-            let (actual, outboard) = crate::blob::outboard_file(&opened)?;
-            if actual != hash {
-                tracing::warn!(
-                    "{} does not hold the blob it was recorded with: left in the stash",
-                    file.display()
-                );
-                return Ok(());
-            }
-            let mut wtxn = self.store.write()?;
-            self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
-            wtxn.commit()?;
-        }
-        let target = self.cache.path(&hash);
-        // Lock order: the open counts, the chunk waiters, then LMDB.
-        let grew = self.cache.with_open(|open| -> Result<bool> {
-            let busy = crate::cache::count(open, &hash) > 0 || self.cache.chunks.fetching(&hash);
-            let mut wtxn = self.store.write()?;
-            if verified(&wtxn)? {
-                drop(wtxn);
-                std::fs::remove_file(file).or_else(missing_ok)?;
-                return Ok(false);
-            }
-            if busy {
-                // A handle reads (or a fetch fills) a partial copy: its file
-                // stays and gets the bytes in place, as a fetch would.
-                let mut into = std::fs::File::options()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&target)?;
-                std::io::copy(&mut std::fs::File::open(file)?, &mut into)?;
-                std::fs::remove_file(file)?;
-            } else {
-                std::fs::rename(file, &target)?;
-            }
-            let cached = crate::store::cache::Cached::whole(size);
-            self.store.cache.put(&mut wtxn, &hash, &cached)?;
-            wtxn.commit()?;
-            Ok(true)
-        })?;
-        if grew && let Err(e) = self.cache.cache_grew(size) {
-            tracing::warn!("keeping the cache within its bound: {e}");
-        }
-        Ok(())
-    }
-
-    /// `DATA/stash`, where files removed by a peer wait for the pull to end.
-    pub(crate) fn stash_dir(&self) -> PathBuf {
-        self.real.location().with_file_name("stash")
     }
 }
 
