@@ -324,3 +324,58 @@ fn the_dump_shows_a_deleted_directory_as_it_was_and_cp_restores_it() {
             .all(|(p, bytes)| std::fs::read(a.path(&format!("p/{p}"))).ok().as_ref() == Some(bytes))
     });
 }
+
+#[test]
+fn a_file_a_peer_renamed_is_unchanged_after_a_crash_and_its_version_kept_when_overwritten() {
+    let (mut a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "s");
+    write_file(&a, "s/old", b"written on a");
+    consensus(&a);
+    wait_until("b to list old", || b.path("s/old").exists());
+    let h = status_hash(&b, "s", "old");
+    std::fs::rename(b.path("s/old"), b.path("s/new")).unwrap();
+    consensus(&b);
+    wait_until("a to take the rename", || {
+        a.real("s/new").is_file() && !a.path("s/old").exists()
+    });
+    // The bytes moved on a with the namespace's mtime: a reconciliation
+    // after kill -9 takes the file for unchanged...
+    a.kill9();
+    a.mount();
+    assert_eq!(state(&a, "s", "new"), "real");
+    // ...so overwriting it at once keeps the version it replaces (the only
+    // copy of those bytes in the household).
+    std::fs::write(a.path("s/new"), b"overwritten").unwrap();
+    a.wait_recorded("s");
+    let kept = versions(&a, "s", "new");
+    assert_eq!(kept_hash(&a, "s", "new", 12), h, "{kept:?}");
+    assert_eq!(kept[0][5], "cached", "{kept:?}");
+}
+
+#[test]
+fn a_file_only_touched_while_unmounted_keeps_its_version_when_overwritten() {
+    let mut a = Peer::start();
+    std::fs::create_dir(a.path("k")).unwrap();
+    write_file(&a, "k/f", b"first bytes");
+    let h = status_hash(&a, "k", "f");
+    // A long rest keeps it waiting to be recorded after the mount.
+    a.write_ctl(".ctl/config", "consensus.rest 1h").unwrap();
+    a.stop();
+    // Only its mtime changes: the mount takes it for dirty until it is
+    // hashed again, but its bytes are still the recorded version.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(a.real("k/f"))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    drop(file);
+    a.mount();
+    assert_eq!(state(&a, "k", "f"), "dirty");
+    std::fs::write(a.path("k/f"), b"second").unwrap();
+    a.write_ctl(".ctl/config", "consensus.rest 50ms").unwrap();
+    a.wait_recorded("k");
+    let kept = versions(&a, "k", "f");
+    assert_eq!(kept_hash(&a, "k", "f", 11), h, "{kept:?}");
+    assert_eq!(kept[0][5], "cached", "{kept:?}");
+}

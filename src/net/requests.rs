@@ -174,8 +174,26 @@ impl Manager {
     }
 }
 
+/// A refusal carrying `e`'s text, cut to at most 1000 bytes at a
+/// character boundary (the protocol refuses reasons over 1024).
 pub(super) fn refused<E: std::fmt::Display>(e: E) -> Message {
     let mut reason = e.to_string();
-    reason.truncate(1000);
+    reason.truncate(reason.floor_char_boundary(1000));
     Message::Refused { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_refusal_is_cut_at_a_character_boundary() {
+        // 999 bytes, then a two-byte character across byte 1000.
+        let text = format!("{}é and more", "x".repeat(999));
+        let Message::Refused { reason } = refused(text) else {
+            panic!("not a refusal");
+        };
+        assert_eq!(reason, "x".repeat(999));
+        assert!(Message::Refused { reason }.validate().is_ok());
+    }
 }

@@ -82,9 +82,8 @@ impl Tree {
         path: &[u8],
         version: &Version<PeerId>,
     ) -> Result<Option<(Vec<u8>, bool)>> {
-        let text = String::from_utf8_lossy(path);
         for n in 1..=MAX_COPY_NUMBER {
-            let copy = numbered_conflict_path(&text, version, n).into_bytes();
+            let copy = numbered_conflict_path(path, version, n);
             let winner = self
                 .store
                 .versions
@@ -101,11 +100,13 @@ impl Tree {
         Ok(None)
     }
 
-    /// Whether file `ino` has changes not recorded yet. A file waiting to be recorded whose bytes are still the recorded
-    /// ones (touched by a reconciliation, or written with the same bytes)
-    /// is not: a peer's version replaces it like any recorded file. Its
-    /// bytes are hashed to tell, when their size has not changed.
-    pub(super) fn dirty(&self, wtxn: &RwTxn, ino: Ino, inode: &Inode) -> Result<bool> {
+    /// Whether file `ino` has changes not recorded yet. A file waiting to
+    /// be recorded whose bytes are still the recorded ones (touched by a
+    /// reconciliation, or written with the same bytes) is not: a peer's
+    /// version replaces it like any recorded file, and a write keeps its
+    /// bytes as a version. Its bytes are hashed to tell, when their size
+    /// has not changed.
+    pub(super) fn dirty(&self, txn: &RoTxn, ino: Ino, inode: &Inode) -> Result<bool> {
         if inode.kind != Kind::File || inode.unreal {
             return Ok(false);
         }
@@ -115,7 +116,7 @@ impl Tree {
         if !self.recorder.is_pending(ino) {
             return Ok(false);
         }
-        let real = self.real_path(wtxn, ino)?;
+        let real = self.real_path(txn, ino)?;
         let file = match self.real.open_file(&real, crate::real::Open::read()) {
             Ok(file) => file,
             Err(_) => return Ok(true),

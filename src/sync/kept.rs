@@ -150,9 +150,6 @@ impl Tree {
     /// copied when they started), the cache has the blob, or the file is
     /// larger than `versions.max`.
     pub(crate) fn save_before_write(&self, ino: Ino) -> Result<()> {
-        if self.recorder.is_pending(ino) {
-            return Ok(());
-        }
         let txn = self.store.read()?;
         let inode = self.inode(&txn, ino)?;
         let Some(hash) = inode.hash else {
@@ -163,6 +160,8 @@ impl Tree {
             || self.versions_keep(&txn)?.is_none()
             || inode.size > self.versions_max(&txn)?
             || self.store.cache.verified(&txn, &hash)?
+            // Pending with other bytes: not the recorded version.
+            || self.dirty(&txn, ino, &inode)?
         {
             return Ok(());
         }

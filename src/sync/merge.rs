@@ -202,7 +202,7 @@ impl<A: Author> Tree<A> {
             }
             for loser in losers(siblings) {
                 if let Content::File(hash) = loser.content {
-                    view.insert(conflict_path(path, loser), Shown::File(hash));
+                    view.insert(copy_name(path, loser), Shown::File(hash));
                 }
             }
         }
@@ -219,7 +219,7 @@ impl<A: Author> Tree<A> {
                         .iter()
                         .find(|v| v.content == Content::File(hash));
                     if let Some(owner) = owner {
-                        view.insert(conflict_path(parent, owner), Shown::File(hash));
+                        view.insert(copy_name(parent, owner), Shown::File(hash));
                     }
                 }
                 view.insert(parent.to_string(), Shown::Dir);
@@ -284,24 +284,38 @@ pub fn losers<A: Author>(siblings: &[Version<A>]) -> impl Iterator<Item = &Versi
 }
 
 /// `NAME.conflict-AUTHOR8-YYYYMMDD-HHMMSS.EXT` for a losing version of
-/// `path` (DESIGN.md "Sync"); the time is the version's mtime in UTC.
-pub fn conflict_path<A: Author>(path: &str, version: &Version<A>) -> String {
+/// `path` (DESIGN.md "Sync"); the time is the version's mtime in UTC,
+/// clamped to the years 1970 to 9999. Paths are bytes: a name need not be
+/// UTF-8. The copy's name is at most [`NAME_MAX`] bytes: a long stem is
+/// shortened (at a character boundary when it is UTF-8).
+pub fn conflict_path<A: Author>(path: &[u8], version: &Version<A>) -> Vec<u8> {
     numbered_conflict_path(path, version, 1)
 }
+
+/// The longest name of a directory entry, in bytes (Linux's NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+/// The last second of year 9999 (UTC), the latest time a conflict name
+/// shows.
+const LAST_STAMP: i64 = 253_402_300_799;
+
+/// An extension longer than this is taken as part of the stem.
+const MAX_EXT: usize = 32;
 
 /// [`conflict_path`] with `-N` after the time when `n` is 2 or more: the
 /// name of a copy when an earlier copy of another version by the same
 /// author in the same second already has the plain name.
-pub fn numbered_conflict_path<A: Author>(path: &str, version: &Version<A>, n: u32) -> String {
-    let (dir, name) = match path.rsplit_once('/') {
-        Some((dir, name)) => (Some(dir), name),
+pub fn numbered_conflict_path<A: Author>(path: &[u8], version: &Version<A>, n: u32) -> Vec<u8> {
+    let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (Some(&path[..i]), &path[i + 1..]),
         None => (None, path),
     };
-    let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
-        _ => (name, ""),
+    let (stem, ext) = match name.iter().rposition(|&b| b == b'.') {
+        Some(i) if i > 0 && name.len() - i <= MAX_EXT => name.split_at(i),
+        _ => (name, &[][..]),
     };
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(version.mtime.max(0) as u64);
+    let secs = version.mtime.clamp(0, LAST_STAMP) as u64;
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
     let stamp: String = humantime::format_rfc3339_seconds(time)
         .to_string()
         .chars()
@@ -313,13 +327,34 @@ pub fn numbered_conflict_path<A: Author>(path: &str, version: &Version<A>, n: u3
     } else {
         String::new()
     };
-    let name = format!(
-        "{stem}.conflict-{}-{stamp}{number}{ext}",
-        version.author.tag()
-    );
-    match dir {
-        Some(dir) => format!("{dir}/{name}"),
-        None => name,
+    let mark = format!(".conflict-{}-{stamp}{number}", version.author.tag());
+    let room = NAME_MAX.saturating_sub(mark.len() + ext.len());
+    let stem = &stem[..char_floor(stem, room)];
+    let mut out = Vec::with_capacity(path.len() + mark.len());
+    if let Some(dir) = dir {
+        out.extend_from_slice(dir);
+        out.push(b'/');
+    }
+    out.extend_from_slice(stem);
+    out.extend_from_slice(mark.as_bytes());
+    out.extend_from_slice(ext);
+    out
+}
+
+/// [`conflict_path`] of a model path (always UTF-8 here).
+fn copy_name<A: Author>(path: &str, version: &Version<A>) -> String {
+    String::from_utf8_lossy(&conflict_path(path.as_bytes(), version)).into_owned()
+}
+
+/// The largest length at most `max` that cuts `bytes` at a character
+/// boundary when they are UTF-8 (anywhere otherwise).
+fn char_floor(bytes: &[u8], max: usize) -> usize {
+    if bytes.len() <= max {
+        return bytes.len();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.floor_char_boundary(max),
+        Err(_) => max,
     }
 }
 
@@ -555,7 +590,7 @@ mod tests {
         tree.add("f.txt", other.clone());
         let view = tree.view();
         assert_eq!(view.get("f.txt"), Some(&Shown::File(BlobHash([2; 32]))));
-        let copy = conflict_path("f.txt", &other);
+        let copy = copy_name("f.txt", &other);
         assert_eq!(copy, "f.conflict-peer0004-19700101-000230.txt");
         assert_eq!(view.get(&copy), Some(&Shown::File(BlobHash([3; 32]))));
         // Writing the path again dominates every sibling: resolved.
@@ -576,16 +611,60 @@ mod tests {
             author: P(7),
         };
         assert_eq!(
-            conflict_path("photos/beach.jpg", &v),
-            "photos/beach.conflict-peer0007-20260921-141320.jpg"
+            conflict_path(b"photos/beach.jpg", &v),
+            b"photos/beach.conflict-peer0007-20260921-141320.jpg"
         );
         assert_eq!(
-            conflict_path("README", &v),
-            "README.conflict-peer0007-20260921-141320"
+            conflict_path(b"README", &v),
+            b"README.conflict-peer0007-20260921-141320"
         );
         assert_eq!(
-            conflict_path(".profile", &v),
-            ".profile.conflict-peer0007-20260921-141320"
+            conflict_path(b".profile", &v),
+            b".profile.conflict-peer0007-20260921-141320"
         );
+    }
+
+    #[test]
+    fn conflict_names_fit_a_directory_entry_whatever_the_name_or_time() {
+        let mut v = Version {
+            vv: VersionVector::default(),
+            content: Content::Deleted,
+            mtime: i64::MAX,
+            size: 0,
+            perm: 0,
+            author: P(7),
+        };
+        // A time past year 9999 shows as its last second.
+        assert_eq!(
+            conflict_path(b"a", &v),
+            b"a.conflict-peer0007-99991231-235959"
+        );
+        v.mtime = i64::MIN;
+        assert_eq!(
+            conflict_path(b"a", &v),
+            b"a.conflict-peer0007-19700101-000000"
+        );
+        // A long name is shortened to fit NAME_MAX, at a character
+        // boundary, keeping its extension.
+        let long = format!("d/{}.txt", "é".repeat(127));
+        let copy = conflict_path(long.as_bytes(), &v);
+        let name = &copy[2..];
+        assert!(name.len() <= NAME_MAX, "{} bytes", name.len());
+        let name = std::str::from_utf8(name).expect("still UTF-8");
+        assert!(
+            name.starts_with("éé") && name.ends_with("-000000.txt"),
+            "{name}"
+        );
+        // A long "extension" is part of the stem.
+        let dotted = format!("x.{}", "y".repeat(250));
+        let copy = conflict_path(dotted.as_bytes(), &v);
+        assert!(copy.len() <= NAME_MAX);
+        assert!(copy.starts_with(b"x.yyy") && copy.ends_with(b"-000000"));
+        // Names that are not UTF-8 keep their bytes.
+        let copy = conflict_path(b"dir\xff/f\xfe.txt", &v);
+        assert_eq!(copy, b"dir\xff/f\xfe.conflict-peer0007-19700101-000000.txt");
+        let copy = numbered_conflict_path(&[0xff; 255], &v, 12);
+        assert_eq!(copy.len(), NAME_MAX);
+        assert!(copy.ends_with(b"-000000-12"));
     }
 }

@@ -55,9 +55,8 @@ pub(crate) fn shown(path: &[u8], siblings: &[Version<PeerId>]) -> Shown {
         .first()
         .filter(|w| w.content != Content::Deleted)
         .cloned();
-    let text = String::from_utf8_lossy(path);
     let copies = losers(siblings)
-        .map(|l| (conflict_path(&text, l).into_bytes(), l.clone()))
+        .map(|l| (conflict_path(path, l), l.clone()))
         .collect();
     (winner, copies)
 }
@@ -255,11 +254,7 @@ impl Tree {
                 inode.hash = Some(*hash);
                 let stashed = pull.stash.get_mut(hash).and_then(|s| s.pop());
                 match stashed {
-                    Some(from) => {
-                        let path = real()?;
-                        self.real.rename_in(&from, &path)?;
-                        self.real.chmod(&path, inode.perm)?;
-                    }
+                    Some(from) => self.claim(&from, &real()?, &inode)?,
                     None => inode.unreal = true,
                 }
             }
@@ -275,6 +270,22 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// Moves stashed file `from` to `to` in the Real, where it shows
+    /// `inode`, with the inode's permission bits and mtime: the Real then
+    /// matches the namespace, and a reconciliation after a crash takes it
+    /// for unchanged.
+    fn claim(
+        &self,
+        from: &std::path::Path,
+        to: &crate::real::RealPath,
+        inode: &Inode,
+    ) -> Result<()> {
+        self.real.rename_in(from, to)?;
+        self.real.chmod(to, inode.perm)?;
+        let mtime = std::time::SystemTime::from(inode.mtime);
+        Ok(self.real.set_times(to, None, Some(Some(mtime)))?)
     }
 
     /// Notes in `path`'s record that this peer holds `hash` there.
@@ -447,9 +458,7 @@ impl Tree {
                 };
                 match target {
                     Some((area, ino, mut inode)) => {
-                        let path = self.real_path(&wtxn, ino)?;
-                        self.real.rename_in(&file, &path)?;
-                        self.real.chmod(&path, inode.perm)?;
+                        self.claim(&file, &self.real_path(&wtxn, ino)?, &inode)?;
                         inode.unreal = false;
                         self.store.namespace.put(&mut wtxn, ino, &inode)?;
                         let path = self.area_path(&wtxn, ino)?;

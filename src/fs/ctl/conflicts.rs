@@ -27,12 +27,12 @@ pub(super) fn read(fs: &Fs, _owner: Ino) -> Result<String> {
                 _ => "-".to_string(),
             };
             for loser in losers(&record.siblings) {
-                let copy = conflict_path(&String::from_utf8_lossy(path), loser);
+                let copy = conflict_path(path, loser);
                 out.push_str(&format!(
                     "{} {} {kept} {}\n",
                     escape(&name),
                     escape(path),
-                    escape(copy.as_bytes())
+                    escape(&copy)
                 ));
             }
             Ok(())
