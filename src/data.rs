@@ -1,7 +1,9 @@
 //! The DATA directory (DESIGN.md "What a user does"):
 //!
 //! ```text
-//! DATA/key        this peer's ED25519 seed (32 bytes, mode 0600)
+//! DATA            mode 0700, like everything realize keeps beside the Real
+//! DATA/key        this peer's ED25519 seed (32 bytes, mode 0600, refused
+//!                 when open to other users)
 //! DATA/db/        the LMDB environment
 //! DATA/real/AREA/PATH   the Real: complete local files, plain
 //! DATA/lock       held (flock) by the running realize
@@ -77,9 +79,9 @@ impl DataDir {
     /// when absent, and takes its lock. `name`, when given, is stored as
     /// the `name` setting.
     pub fn open(root: &Path, name: Option<&str>) -> Result<DataDir, Error> {
-        std::fs::create_dir_all(root).map_err(io_error(root))?;
+        crate::private::dir(root).map_err(io_error(root))?;
         let lock_path = root.join("lock");
-        let lock_file = File::options()
+        let lock_file = crate::private::options()
             .create(true)
             .truncate(false)
             .write(true)

@@ -9,6 +9,7 @@
 //!   peers, versions and the feed, the blob cache);
 //! - [`blob`]: BLAKE3 hashing of content;
 //! - [`cache`]: the blob cache's files, open counts and usage;
+//! - [`private`]: modes of realize's own files and directories in DATA;
 //! - [`real`]: the Real, every call beneath `DATA/real` rooted there;
 //! - [`fs`]: the FUSE-free dispatcher every file operation goes through,
 //!   with the Real, the Unreal (blob cache and fetches), remote changes
@@ -28,6 +29,7 @@ pub mod fs;
 pub mod fuse;
 pub mod ids;
 pub mod net;
+pub mod private;
 pub mod real;
 pub mod stats;
 pub mod store;

@@ -157,7 +157,7 @@ impl Cache {
         from: Option<&File>,
     ) -> Result<()> {
         let target = self.path(&blob.hash);
-        let file = File::options()
+        let file = crate::private::options()
             .write(true)
             .create(true)
             .truncate(false)

@@ -7,7 +7,6 @@
 //! `verify.failures`, and fetched again from another holder; a holder
 //! slower than the hedge delay (`net::blobs::HEDGE`) is passed over.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -277,7 +276,7 @@ impl Cache {
         bytes: &[u8],
     ) -> Result<()> {
         let (hash, size, len) = (blob.hash, blob.size, bytes.len() as u64);
-        File::options()
+        crate::private::options()
             .write(true)
             .create(true)
             .truncate(false)

@@ -88,7 +88,7 @@ impl Cache {
         stats: Arc<Stats>,
         peer_id: PeerId,
     ) -> std::io::Result<Arc<Cache>> {
-        std::fs::create_dir_all(dir)?;
+        crate::private::dir(dir)?;
         Ok(Arc::new_cyclic(|me| Cache {
             store,
             household,

@@ -6,7 +6,7 @@
 //! mode 0600.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::ids::PeerId;
@@ -29,6 +29,15 @@ pub enum Error {
     /// The system's random source failed.
     #[error("no randomness for a new key: {0}")]
     Random(String),
+    /// The key file may be read or written by other users (its mode, in
+    /// octal, has group or other bits).
+    #[error("key file {path} has mode {mode:04o}: other users may read it; run chmod 600 {path}")]
+    Exposed {
+        /// The key file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// This peer's key pair.
@@ -46,13 +55,23 @@ impl Identity {
         })
     }
 
-    /// Loads the seed from `path`.
+    /// Loads the seed from `path`; refuses a file whose mode lets group
+    /// or other users in ([`Error::Exposed`]), as ssh does.
     pub fn load(path: &Path) -> Result<Identity, Error> {
         let io = |source| Error::Io {
             path: path.display().to_string(),
             source,
         };
-        let bytes = std::fs::read(path).map_err(io)?;
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(Error::Exposed {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(io)?;
         let seed: [u8; 32] = bytes
             .try_into()
             .map_err(|_| Error::Damaged(path.display().to_string()))?;
@@ -110,7 +129,6 @@ mod tests {
 
     #[test]
     fn keys_survive_save_and_load_with_mode_0600() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         let id = Identity::generate().unwrap();
@@ -122,5 +140,21 @@ mod tests {
             id.save(&path).is_err(),
             "an existing key is never overwritten"
         );
+    }
+
+    #[test]
+    fn a_key_file_other_users_may_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        Identity::generate().unwrap().save(&path).unwrap();
+        for mode in [0o640, 0o604, 0o660, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match Identity::load(&path) {
+                Err(Error::Exposed { mode: m, .. }) => assert_eq!(m, mode),
+                other => panic!("mode {mode:o}: {:?}", other.map(|i| i.peer_id())),
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(Identity::load(&path).is_ok());
     }
 }

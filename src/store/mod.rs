@@ -99,7 +99,7 @@ impl Store {
     /// Opens (creating when absent) the environment in `dir` and all its
     /// databases, and makes sure the root inode exists.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir)?;
+        crate::private::dir(dir)?;
         // Without thread-local read slots, a thread may hold several read
         // transactions (readdirplus reads attributes inside a listing).
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
@@ -109,6 +109,9 @@ impl Store {
         unsafe { options.flags(EnvFlags::NO_SYNC) };
         // SAFETY: the environment is opened once per process (DATA lock).
         let env = unsafe { options.open(dir)? };
+        for file in ["data.mdb", "lock.mdb"] {
+            crate::private::file(&dir.join(file))?;
+        }
         let wtxn = env.write_txn()?;
         let dbs = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> Result<_> {

@@ -245,7 +245,11 @@ impl Tree {
         // to be copied otherwise (the copy then runs without the lock).
         let taken = match blob.size {
             0 => {
-                std::fs::File::create(&tmp)?;
+                crate::private::options()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)?;
                 Some(true)
             }
             _ => self.cache.with_open(|open| -> Result<Option<bool>> {

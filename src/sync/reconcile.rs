@@ -36,7 +36,7 @@ impl Tree {
         // Files a peer removed during a pull the process did not finish go
         // to the cache (`HASH-N`; anything else stays).
         let stash = self.stash_dir();
-        std::fs::create_dir_all(&stash)?;
+        crate::private::dir(&stash)?;
         for entry in std::fs::read_dir(&stash)? {
             let path = entry?.path();
             let name = path.file_name().map(|n| n.to_string_lossy().to_string());

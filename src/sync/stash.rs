@@ -90,7 +90,12 @@ impl Tree {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let to = self.stash_dir().join(format!("{hash}-{why}-{n}"));
         let mut from = self.real.open_file(real, crate::real::Open::read())?;
-        std::io::copy(&mut from, &mut std::fs::File::create(&to)?)?;
+        let mut into = crate::private::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&to)?;
+        std::io::copy(&mut from, &mut into)?;
         self.stash_to_cache(&to, hash)?;
         Ok(std::fs::remove_file(&to).or_else(missing_ok)?)
     }
@@ -144,7 +149,7 @@ impl Tree {
             if busy {
                 // A handle reads (or a fetch fills) a partial copy: its file
                 // stays and gets the bytes in place, as a fetch would.
-                let mut into = std::fs::File::options()
+                let mut into = crate::private::options()
                     .write(true)
                     .create(true)
                     .truncate(false)
@@ -152,6 +157,8 @@ impl Tree {
                 std::io::copy(&mut std::fs::File::open(file)?, &mut into)?;
                 std::fs::remove_file(file)?;
             } else {
+                // A file of the Real keeps its owner's mode until here.
+                crate::private::file(file)?;
                 std::fs::rename(file, &target)?;
             }
             let cached = crate::store::cache::Cached::whole(size);

@@ -120,7 +120,7 @@ impl Tree {
             fs: self.me.clone(),
             hash,
         };
-        let file = File::options()
+        let file = crate::private::options()
             .read(true)
             .write(true)
             .create(true)
