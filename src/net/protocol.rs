@@ -159,7 +159,10 @@ fn valid_record(record: &PathRecord) -> bool {
         && record.siblings.iter().all(|v| {
             v.vv.len() <= MAX_FANOUT
                 && match &v.content {
-                    Content::Symlink(target) => target.len() <= MAX_TARGET && !target.contains(&0),
+                    Content::Symlink(target) => {
+                        // symlink(2) refuses an empty target (ENOENT).
+                        !target.is_empty() && target.len() <= MAX_TARGET && !target.contains(&0)
+                    }
                     _ => true,
                 }
         })
@@ -345,6 +348,27 @@ mod tests {
         }
         assert!(!valid_path(&vec![b'x'; 256]));
         assert!(!valid_path(&vec![b'x'; MAX_PATH + 1]));
+    }
+
+    #[test]
+    fn symlink_targets_from_peers_are_checked() {
+        let link = |target: &[u8]| PathRecord {
+            siblings: vec![crate::store::versions::Version {
+                vv: Default::default(),
+                content: Content::Symlink(target.to_vec()),
+                mtime: 0,
+                size: 0,
+                perm: 0o777,
+                author: crate::ids::PeerId([7; 32]),
+            }],
+            ..Default::default()
+        };
+        assert!(valid_record(&link(b"../x")));
+        assert!(valid_record(&link(&[b'x'; MAX_TARGET])));
+        // symlink(2) refuses an empty target: a page must not fail there.
+        assert!(!valid_record(&link(b"")));
+        assert!(!valid_record(&link(b"a\0b")));
+        assert!(!valid_record(&link(&[b'x'; MAX_TARGET + 1])));
     }
 
     async fn refused(message: &Message) -> bool {

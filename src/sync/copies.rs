@@ -165,6 +165,7 @@ impl Tree {
         let from = self.real_path(wtxn, ino)?;
         let to = self.real_child(wtxn, parent, name)?;
         self.real.rename(&from, &to, true)?;
+        pull.journal.push(super::undo::Step::Renamed { from, to });
         self.store.namespace.unlink(wtxn, parent, &inode.name)?;
         self.store.namespace.link(wtxn, parent, name, ino)?;
         pull.forget.push((parent, inode.name.clone()));

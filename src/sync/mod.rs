@@ -29,6 +29,7 @@ pub mod restore;
 pub mod sharing;
 mod stash;
 pub mod tree;
+mod undo;
 pub mod unreal;
 
 use std::sync::{Condvar, Mutex, MutexGuard};

@@ -16,14 +16,16 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::merge::{Content, Version, add_sibling, conflict_path, losers};
+use super::undo::{Journal, Step};
 use super::{Result, Tree, lock};
 use crate::ids::{BlobHash, PeerId, Seq};
+use crate::real::RealPath;
 use crate::store::namespace::{Inode, Kind, Timestamp};
 use crate::store::versions::{Holding, PathRecord};
 use crate::store::{Ino, RwTxn};
 
 /// What one pull has done so far; [`Tree::finish_pull`] ends it.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Pull {
     /// Real files removed by the peer, by blob, waiting in `DATA/stash`.
     stash: HashMap<BlobHash, Vec<PathBuf>>,
@@ -43,6 +45,8 @@ pub struct Pull {
     pub conflicts: u64,
     /// Entries the kernel must forget: (parent, name).
     pub(super) forget: Vec<(Ino, Vec<u8>)>,
+    /// What the page being applied changed in the Real.
+    pub(super) journal: Journal,
 }
 
 /// What a path shows: its winner (none when deleted) and its conflict
@@ -72,8 +76,37 @@ pub(super) fn split(path: &[u8]) -> (&[u8], &[u8]) {
 impl Tree {
     /// Merges one page of records from `peer` into `area` and shows the
     /// changes, in one transaction that also notes `last`, the peer's feed
-    /// number of the page's last record, as applied.
+    /// number of the page's last record, as applied. All or nothing: when
+    /// a record fails, what the page changed in the Real is undone, the
+    /// transaction dropped and `pull` left as it was before the page.
     pub fn apply_remote(
+        &self,
+        area: Ino,
+        peer: PeerId,
+        last: Seq,
+        records: Vec<(Vec<u8>, PathRecord)>,
+        pull: &mut Pull,
+    ) -> Result<()> {
+        let before = pull.clone();
+        match self.apply_page(area, peer, last, records, pull) {
+            Ok(()) => {
+                pull.journal.clear();
+                for (parent, name) in pull.forget.drain(..) {
+                    self.forget_entry(parent, &name);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("a page from {peer} failed, undone: {e}");
+                pull.journal.undo(&self.real);
+                *pull = before;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Tree::apply_remote`] but the undo.
+    fn apply_page(
         &self,
         area: Ino,
         peer: PeerId,
@@ -119,11 +152,7 @@ impl Tree {
             record.received.insert(peer, last);
             self.store.areas.put(&mut wtxn, area, &record)?;
         }
-        wtxn.commit()?;
-        for (parent, name) in pull.forget.drain(..) {
-            self.forget_entry(parent, &name);
-        }
-        Ok(())
+        Ok(wtxn.commit()?)
     }
 
     /// Changes the namespace from what `before` showed at `path` to what
@@ -237,9 +266,7 @@ impl Tree {
                     0 => 0o755,
                     p => p,
                 };
-                let path = real()?;
-                self.real.mkdir(&path, inode.perm).or_else(exists_ok)?;
-                self.real.chmod(&path, inode.perm)?;
+                self.made_dir(&real()?, Some(inode.perm), pull)?;
             }
             Content::Symlink(target) => {
                 inode.kind = Kind::Symlink;
@@ -247,14 +274,16 @@ impl Tree {
                 inode.size = target.len() as u64;
                 inode.target = target.clone();
                 inode.hash = Some(crate::blob::hash_bytes(target));
-                self.real.symlink(target, &real()?)?;
+                let path = real()?;
+                self.real.symlink(target, &path)?;
+                pull.journal.push(Step::Linked(path));
             }
             Content::File(hash) => {
                 inode.size = version.size;
                 inode.hash = Some(*hash);
                 let stashed = pull.stash.get_mut(hash).and_then(|s| s.pop());
                 match stashed {
-                    Some(from) => self.claim(&from, &real()?, &inode)?,
+                    Some(from) => self.claim(&from, &real()?, &inode, &mut pull.journal)?,
                     None => inode.unreal = true,
                 }
             }
@@ -279,13 +308,50 @@ impl Tree {
     fn claim(
         &self,
         from: &std::path::Path,
-        to: &crate::real::RealPath,
+        to: &RealPath,
         inode: &Inode,
+        journal: &mut Journal,
     ) -> Result<()> {
         self.real.rename_in(from, to)?;
+        journal.push(Step::Claimed {
+            stash: from.to_path_buf(),
+            real: to.clone(),
+        });
         self.real.chmod(to, inode.perm)?;
         let mtime = std::time::SystemTime::from(inode.mtime);
         Ok(self.real.set_times(to, None, Some(Some(mtime)))?)
+    }
+
+    /// Makes directory `path` in the Real with `perm` (0755 when `None`),
+    /// noted in the page's journal. A directory already there (the Real
+    /// ahead of the namespace) is used, its bits set to `perm` when given;
+    /// anything else there (a file, a symlink) is never taken for a
+    /// directory: ENOTDIR.
+    fn made_dir(&self, path: &RealPath, perm: Option<u16>, pull: &mut Pull) -> Result<()> {
+        match self.real.mkdir(path, perm.unwrap_or(0o755)) {
+            Ok(()) => {
+                pull.journal.push(Step::Made(path.clone()));
+                if let Some(perm) = perm {
+                    // mkdir(2) drops the set-id and sticky bits.
+                    self.real.chmod(path, perm)?;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let meta = self.real.metadata(path)?;
+                if !meta.is_dir() {
+                    return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR).into());
+                }
+                let old =
+                    (std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777) as u16;
+                if let Some(perm) = perm.filter(|p| *p != old) {
+                    self.real.chmod(path, perm)?;
+                    pull.journal.push(Step::Chmod(path.clone(), old));
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Notes in `path`'s record that this peer holds `hash` there.
@@ -328,9 +394,16 @@ impl Tree {
                     pull.rmdirs.push((area, path.to_vec()));
                     return Ok(false);
                 }
-                self.real.remove_dir(&real).or_else(missing_ok)?;
+                if gone(self.real.remove_dir(&real))? {
+                    pull.journal.push(Step::RemovedDir(real, inode.perm));
+                }
             }
-            Kind::Symlink => self.real.remove_file(&real).or_else(missing_ok)?,
+            Kind::Symlink => {
+                if gone(self.real.remove_file(&real))? {
+                    pull.journal
+                        .push(Step::RemovedLink(real, inode.target.clone()));
+                }
+            }
             Kind::File if inode.unreal => {
                 // Its blob may be in the cache: a base for an edit.
                 if let Some(hash) = inode.hash {
@@ -353,6 +426,10 @@ impl Tree {
                 match self.real.rename_out(&real, &to) {
                     Ok(()) => {
                         tracing::debug!("stashed inode {ino} from {real}");
+                        pull.journal.push(Step::Stashed {
+                            real,
+                            stash: to.clone(),
+                        });
                         pull.stash.entry(hash).or_default().push(to);
                     }
                     // Gone already (the Real changed under LMDB): nothing
@@ -402,7 +479,7 @@ impl Tree {
                     let mut inode = Inode::new(at, name, Kind::Dir, 0o755, area);
                     (inode.uid, inode.gid) = (dir.uid, dir.gid);
                     let path = self.real_child(wtxn, at, name)?;
-                    self.real.mkdir(&path, inode.perm).or_else(exists_ok)?;
+                    self.made_dir(&path, None, pull)?;
                     let ino = self.insert(wtxn, at, name, &inode)?;
                     pull.forget.push((at, name.to_vec()));
                     at = ino;
@@ -458,7 +535,9 @@ impl Tree {
                 };
                 match target {
                     Some((area, ino, mut inode)) => {
-                        self.claim(&file, &self.real_path(&wtxn, ino)?, &inode)?;
+                        let path = self.real_path(&wtxn, ino)?;
+                        // Not undone: the pull's end is not a page.
+                        self.claim(&file, &path, &inode, &mut Journal::default())?;
                         inode.unreal = false;
                         self.store.namespace.put(&mut wtxn, ino, &inode)?;
                         let path = self.area_path(&wtxn, ino)?;
@@ -527,11 +606,13 @@ impl Tree {
     }
 }
 
-fn exists_ok(e: std::io::Error) -> std::io::Result<()> {
-    if e.kind() == std::io::ErrorKind::AlreadyExists {
-        Ok(())
-    } else {
-        Err(e)
+/// Whether a removal removed something: `false` when it was gone
+/// already.
+fn gone(removed: std::io::Result<()>) -> std::io::Result<bool> {
+    match removed {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -59,6 +59,11 @@ impl Peer {
         }
     }
 
+    /// The Real of this peer: `DATA/real`.
+    pub fn real_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data/real")
+    }
+
     /// Runs one command on control file `/.ctl/FILE`.
     pub fn ctl(&self, file: &str, command: &str) -> Result<(), String> {
         let fs = &self.fs;

@@ -1,0 +1,135 @@
+//! Pages of records from a peer that sends what an honest peer never
+//! would, applied to an in-process core (issue "Hostile peers and hard
+//! faults", point 1): a page is all or nothing in the Real as well as in
+//! LMDB, and nothing a page does reaches outside the area.
+
+mod cores;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+
+use cores::{AREA, join};
+use realize::ids::{PeerId, Seq};
+use realize::store::ROOT;
+use realize::store::versions::{Content, PathRecord, Version};
+use realize::sync::merge::VersionVector;
+use realize::sync::remote::Pull;
+
+/// A record of one version of `path` by `author`.
+fn record(
+    path: &str,
+    author: PeerId,
+    seq: u64,
+    content: Content,
+    perm: u16,
+) -> (Vec<u8>, PathRecord) {
+    let version = Version {
+        vv: VersionVector::default().with(author, seq),
+        content,
+        mtime: 1_790_000_000,
+        size: 0,
+        perm,
+        author,
+    };
+    let record = PathRecord {
+        siblings: vec![version],
+        ..Default::default()
+    };
+    (path.as_bytes().to_vec(), record)
+}
+
+#[test]
+fn a_page_that_fails_leaves_nothing_in_the_real_and_a_symlink_is_never_taken_for_a_directory() {
+    let (peers, _net) = join(2);
+    let (a, b) = (&peers[0], &peers[1]);
+    let tree = a.fs.tree();
+    let area = a.fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
+    let real = a.real_dir().join(AREA);
+    // Outside DATA: what the symlink points at.
+    let outside = a
+        .real_dir()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let outside_mode = mode(&outside);
+    // Something in the Real the namespace does not know (yet): a
+    // directory record there fails with ENOTDIR, after the page's
+    // symlink and directory were made.
+    std::fs::write(real.join("stray"), b"not a directory").unwrap();
+    let page = vec![
+        record("x", b.id, 1, Content::Symlink(b"../../..".to_vec()), 0o777),
+        record("made", b.id, 2, Content::Dir, 0o700),
+        record(
+            "made/inside",
+            b.id,
+            3,
+            Content::Symlink(b"t".to_vec()),
+            0o777,
+        ),
+        record("stray", b.id, 4, Content::Dir, 0o777),
+    ];
+    let mut pull = Pull::default();
+    let failed = tree.apply_remote(area, b.id, Seq(4), page, &mut pull);
+    assert!(failed.is_err(), "the page must fail at stray");
+    for name in ["x", "made"] {
+        assert!(
+            std::fs::symlink_metadata(real.join(name)).is_err(),
+            "{name} stayed in the Real after the page failed"
+        );
+        assert!(
+            a.fs.lookup(area, OsStr::new(name)).is_err(),
+            "{name} in the namespace"
+        );
+    }
+    assert_eq!(
+        std::fs::read(real.join("stray")).unwrap(),
+        b"not a directory"
+    );
+    assert_eq!(pull.applied, 0);
+
+    // A symlink applied for good, then a directory record at its path
+    // with mode 0777: the symlink is replaced, never followed.
+    let page = vec![record(
+        "x",
+        b.id,
+        5,
+        Content::Symlink(b"../../..".to_vec()),
+        0o777,
+    )];
+    tree.apply_remote(area, b.id, Seq(5), page, &mut pull)
+        .unwrap();
+    assert!(
+        std::fs::symlink_metadata(real.join("x"))
+            .unwrap()
+            .is_symlink()
+    );
+    let page = vec![record("x", b.id, 6, Content::Dir, 0o777)];
+    tree.apply_remote(area, b.id, Seq(6), page, &mut pull)
+        .unwrap();
+    tree.finish_pull(pull).unwrap();
+    assert!(std::fs::symlink_metadata(real.join("x")).unwrap().is_dir());
+    assert_eq!(mode(&real.join("x")), 0o777);
+    assert_eq!(
+        mode(&outside),
+        outside_mode,
+        "a directory outside DATA changed"
+    );
+
+    // A symlink in the Real the namespace does not know, where a page
+    // puts a directory: refused, nothing followed.
+    std::os::unix::fs::symlink("../../..", real.join("sneaky")).unwrap();
+    let page = vec![record("sneaky", b.id, 7, Content::Dir, 0o777)];
+    let mut pull = Pull::default();
+    assert!(
+        tree.apply_remote(area, b.id, Seq(7), page, &mut pull)
+            .is_err()
+    );
+    assert_eq!(
+        mode(&outside),
+        outside_mode,
+        "a directory outside DATA changed"
+    );
+}
