@@ -54,6 +54,12 @@ impl Cache {
     }
 
     /// Every blob with bytes in the cache, and their total.
+    /// Bytes the cache holds now (what evicting everything could free, at
+    /// most).
+    pub(crate) fn used(&self) -> Result<u64> {
+        Ok(self.cached_blobs()?.1)
+    }
+
     fn cached_blobs(&self) -> Result<(Vec<CachedBlob>, u64)> {
         let txn = self.store.read()?;
         let blobs = self.store.cache.all(&txn)?;

@@ -190,7 +190,8 @@ impl Cache {
 
     fn fetch_outboard(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<Outboard> {
         let total = blob.size.div_ceil(PIECE) * 32;
-        let mut bytes = Vec::with_capacity(total as usize);
+        // Grown as parts arrive, never sized ahead from a peer's claim.
+        let mut bytes = Vec::new();
         let mut sender = None;
         while (bytes.len() as u64) < total {
             let offset = bytes.len() as u64;

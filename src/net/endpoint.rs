@@ -58,9 +58,15 @@ fn quic<E: std::fmt::Display>(e: E) -> Error {
     Error::Quic(e.to_string())
 }
 
+/// Request streams a peer may have open to this one at once (each is one
+/// request and its answer); QUIC makes it wait for more.
+const MAX_STREAMS: u64 = 32;
+
 fn limits() -> Result<s2n_quic::provider::limits::Limits, Error> {
     s2n_quic::provider::limits::Limits::new()
         .with_max_idle_timeout(IDLE_TIMEOUT)
+        .map_err(quic)?
+        .with_max_open_remote_bidirectional_streams(MAX_STREAMS)
         .map_err(quic)
 }
 
@@ -619,8 +625,9 @@ impl Manager {
 
     /// Serves the streams of the link `token` to `peer` until it closes.
     async fn serve(self: Arc<Self>, mut connection: Connection, peer: PeerId, token: u64) {
+        let budget = super::requests::answer_budget();
         while let Ok(Some(stream)) = connection.accept_bidirectional_stream().await {
-            tokio::spawn(Arc::clone(&self).answer(peer, stream));
+            tokio::spawn(Arc::clone(&self).answer(peer, stream, Arc::clone(&budget)));
         }
         let mine = {
             let mut links = locked(&self.links);

@@ -33,8 +33,9 @@ pub const MAX_PATH: usize = 32 * 1024;
 pub const MAX_TARGET: usize = 4096;
 
 /// Most siblings a record may carry, and most entries of a version
-/// vector or holder map: far more than a household has peers.
-pub const MAX_FANOUT: usize = 64;
+/// vector or holder map: far more than a household has peers. The merge
+/// keeps records within it too (see [`crate::store::versions`]).
+pub use crate::store::versions::MAX_FANOUT;
 
 /// Largest byte range one [`Message::ReadBlob`] may ask for.
 pub const MAX_READ: u64 = 16 << 20;

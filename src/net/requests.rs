@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use s2n_quic::stream::BidirectionalStream;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 
 use super::endpoint::Manager;
 use super::protocol::{self, Message};
@@ -32,6 +33,16 @@ pub enum RequestError {
 
 pub(super) fn local<E: std::fmt::Display>(e: E) -> RequestError {
     RequestError::Local(e.to_string())
+}
+
+/// MiB of blob answers one connection may have read and not yet sent, at
+/// once: with [`protocol::MAX_READ`] of 16 MiB, four reads in flight. More
+/// wait for earlier ones to be written.
+pub(super) const ANSWER_BUDGET_MIB: u32 = 64;
+
+/// The budget of a new connection's answers (see [`ANSWER_BUDGET_MIB`]).
+pub(super) fn answer_budget() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(ANSWER_BUDGET_MIB as usize))
 }
 
 /// Runs `work` on the blocking pool.
@@ -80,18 +91,32 @@ impl Manager {
             .map_err(|_| RequestError::TimedOut)?
     }
 
-    /// Answers one request stream from `peer`.
-    pub(super) async fn answer(self: Arc<Self>, peer: PeerId, mut stream: BidirectionalStream) {
-        let request = match protocol::recv(&mut stream).await {
-            Ok((request, n)) => {
+    /// Answers one request stream from `peer`. The request must arrive,
+    /// and the answer be written, within `net.timeout` each (a stream
+    /// never read or never written is closed); blob answers share the
+    /// connection's `budget` of bytes in flight.
+    pub(super) async fn answer(
+        self: Arc<Self>,
+        peer: PeerId,
+        mut stream: BidirectionalStream,
+        budget: Arc<Semaphore>,
+    ) {
+        let timeout = self.net_timeout();
+        let request = match tokio::time::timeout(timeout, protocol::recv(&mut stream)).await {
+            Ok(Ok((request, n))) => {
                 self.household()
                     .rx_bytes
                     .fetch_add(n as u64, Ordering::Relaxed);
                 request
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!("request from {peer}: {e}");
-                let _ = self.reply(&mut stream, &refused(e)).await;
+                let _ = tokio::time::timeout(timeout, self.reply(&mut stream, &refused(e))).await;
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("request from {peer}: none within net.timeout; stream closed");
+                let _ = stream.close().await;
                 return;
             }
         };
@@ -103,30 +128,43 @@ impl Manager {
                 .await
                 .map(|(applied, conflicts)| Message::Pulled { applied, conflicts }),
             Message::Holds { area, path, hash } => self.holds(peer, area, path, hash).await,
-            Message::ReadBlob(ref range) | Message::ReadOutboard(ref range) => match self
-                .read_blob(
-                    peer,
-                    range.clone(),
-                    matches!(request, Message::ReadOutboard(_)),
-                )
-                .await
-            {
-                Ok(bytes) => {
-                    let header = Message::Blob {
-                        len: bytes.len() as u64,
-                    };
-                    if self.reply(&mut stream, &header).await.is_ok()
-                        && stream.write_all(&bytes).await.is_ok()
-                    {
-                        self.household()
-                            .tx_bytes
-                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        let _ = stream.close().await;
-                    }
+            Message::ReadBlob(ref range) | Message::ReadOutboard(ref range) => {
+                // Held until the bytes are written: at most the budget is
+                // in memory per connection. The semaphore is never closed.
+                let mib = range
+                    .len
+                    .div_ceil(1 << 20)
+                    .clamp(1, ANSWER_BUDGET_MIB.into());
+                let Ok(_permit) = budget.acquire_many(mib as u32).await else {
                     return;
+                };
+                let outboard = matches!(request, Message::ReadOutboard(_));
+                match self.read_blob(peer, range.clone(), outboard).await {
+                    Ok(bytes) => {
+                        let header = Message::Blob {
+                            len: bytes.len() as u64,
+                        };
+                        let send = async {
+                            self.reply(&mut stream, &header).await.is_ok()
+                                && stream.write_all(&bytes).await.is_ok()
+                        };
+                        match tokio::time::timeout(timeout, send).await {
+                            Ok(true) => {
+                                self.household()
+                                    .tx_bytes
+                                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                let _ = stream.close().await;
+                            }
+                            Ok(false) => {}
+                            Err(_) => tracing::warn!(
+                                "answer to {peer}: not taken within net.timeout; stream closed"
+                            ),
+                        }
+                        return;
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             other => Err(RequestError::Refused(format!(
                 "{} is not a request",
                 format!("{other:?}").split([' ', '{']).next().unwrap_or("?")
@@ -136,7 +174,12 @@ impl Manager {
             tracing::info!("refused a request from {peer}: {e}");
             refused(e)
         });
-        let _ = self.reply(&mut stream, &answer).await;
+        if tokio::time::timeout(timeout, self.reply(&mut stream, &answer))
+            .await
+            .is_err()
+        {
+            tracing::warn!("answer to {peer}: not taken within net.timeout; stream closed");
+        }
         let _ = stream.close().await;
     }
 

@@ -59,6 +59,7 @@ impl Manager {
         // then takes it as applied a little early, which only trims its
         // history sooner: what a peer sends comes from its feed).
         let mut next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), since));
+        let mut asked = since;
         let outcome = loop {
             let (records, last) = match next.await.map_err(local).and_then(|r| r) {
                 Ok(page) => page,
@@ -67,6 +68,17 @@ impl Manager {
             if records.is_empty() {
                 break Ok(());
             }
+            // Each page must end past the last: a peer that sends the
+            // same page again (a bug, or on purpose) ends the pull.
+            if last <= asked {
+                break Err(RequestError::Refused(format!(
+                    "{peer} sent a page of {} records ending at {} after {}: no progress",
+                    records.len(),
+                    last.0,
+                    asked.0
+                )));
+            }
+            asked = last;
             next = tokio::spawn(Arc::clone(self).page(peer, area.clone(), last));
             let applied = blocking(move || {
                 let result = pull.apply(last, records);

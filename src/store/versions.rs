@@ -86,10 +86,17 @@ pub struct PathRecord {
     pub holders: BTreeMap<PeerId, Holding>,
 }
 
+/// Most siblings a record keeps, and most holders: far more than a
+/// household has peers, so only a peer that makes them up on purpose
+/// reaches it. Pages carrying more are refused on receipt; merging pages
+/// keeps records within it, so what a peer serves back stays within it.
+pub const MAX_FANOUT: usize = 64;
+
 impl PathRecord {
     /// Merges the holdings of `other` into this record; true when one
-    /// changed.
-    pub fn merge_holders(&mut self, other: &BTreeMap<PeerId, Holding>) -> bool {
+    /// changed. At most [`MAX_FANOUT`] holders stay: `me`, then those
+    /// that hold a blob, the latest clocks first.
+    pub fn merge_holders(&mut self, other: &BTreeMap<PeerId, Holding>, me: PeerId) -> bool {
         let mut changed = false;
         for (peer, holding) in other {
             let newer = self
@@ -100,6 +107,16 @@ impl PathRecord {
                 self.holders.insert(*peer, holding.clone());
                 changed = true;
             }
+        }
+        if self.holders.len() > MAX_FANOUT {
+            let mut ranked: Vec<(PeerId, Holding)> =
+                std::mem::take(&mut self.holders).into_iter().collect();
+            ranked.sort_by_key(|(peer, h)| {
+                std::cmp::Reverse((*peer == me, h.hash.is_some(), h.clock))
+            });
+            ranked.truncate(MAX_FANOUT);
+            self.holders = ranked.into_iter().collect();
+            tracing::warn!("a record had more than {MAX_FANOUT} holders: the rest dropped");
         }
         changed
     }
@@ -338,5 +355,63 @@ mod tests {
             .map(|(_, p, _)| p)
             .collect();
         assert_eq!(fed, [short, long, longer, other]);
+    }
+
+    #[test]
+    fn holders_stay_within_the_bound_keeping_this_peer_and_those_that_hold() {
+        use super::{Holding, MAX_FANOUT, PathRecord};
+        use crate::ids::{BlobHash, PeerId};
+        use std::collections::BTreeMap;
+        let peer = |i: u32| {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            PeerId(id)
+        };
+        let me = peer(9999);
+        let mut record = PathRecord::default();
+        let mine = BTreeMap::from([(
+            me,
+            Holding {
+                clock: 1,
+                hash: None,
+            },
+        )]);
+        record.merge_holders(&mine, me);
+        // A peer sends 64 new holders a page, holding nothing, over and
+        // over, with ever greater clocks; two honest holders hold a blob.
+        let honest = BTreeMap::from([
+            (
+                peer(1),
+                Holding {
+                    clock: 5,
+                    hash: Some(BlobHash([1; 32])),
+                },
+            ),
+            (
+                peer(2),
+                Holding {
+                    clock: 6,
+                    hash: Some(BlobHash([1; 32])),
+                },
+            ),
+        ]);
+        record.merge_holders(&honest, me);
+        for page in 0..10u32 {
+            let flood = (0..MAX_FANOUT as u32)
+                .map(|i| {
+                    (
+                        peer(100 + page * 100 + i),
+                        Holding {
+                            clock: 1000 + u64::from(i),
+                            hash: None,
+                        },
+                    )
+                })
+                .collect();
+            record.merge_holders(&flood, me);
+            assert!(record.holders.len() <= MAX_FANOUT);
+        }
+        assert!(record.holders.contains_key(&me));
+        assert_eq!(record.holders_of(BlobHash([1; 32])).count(), 2);
     }
 }

@@ -515,6 +515,13 @@ impl Tree {
         if free >= need {
             return Ok(());
         }
+        // A size no eviction can make room for (a peer may claim any)
+        // fails before anything is evicted.
+        if free.saturating_add(self.cache.used()?) < need {
+            return Err(Error::NoSpace(format!(
+                "{bytes} bytes do not fit even with the cache emptied: {free} free on the disk of DATA, cache.min_free {min_free}"
+            )));
+        }
         self.cache.evict_bytes(need - free)?;
         let (_, _, free) = self.cache.cache_limits()?;
         if free >= need {

@@ -27,7 +27,7 @@ use crate::ids::BlobHash;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
-pub use crate::store::versions::{Content, Version, VersionVector};
+pub use crate::store::versions::{Content, MAX_FANOUT, Version, VersionVector};
 
 /// Who made a version: a peer, named in conflict copies by 8 characters.
 pub trait Author: Ord + Copy + Debug {
@@ -256,7 +256,9 @@ pub fn local_version<A: Author>(
 }
 
 /// Adds `version` to `siblings` (kept in order of precedence, the winner
-/// first); returns false when a known version dominates or equals it.
+/// first); returns false when a known version dominates or equals it. At
+/// most [`MAX_FANOUT`] siblings stay (only a peer making concurrent
+/// versions up on purpose gets there): the lowest in precedence go.
 pub fn add_sibling<A: Author>(siblings: &mut Vec<Version<A>>, version: Version<A>) -> bool {
     let known = siblings.iter().any(|s| {
         matches!(
@@ -270,6 +272,7 @@ pub fn add_sibling<A: Author>(siblings: &mut Vec<Version<A>>, version: Version<A
     siblings.retain(|s| s.vv.compare(&version.vv) != Causality::DominatedBy);
     siblings.push(version);
     siblings.sort_by(|a, b| b.precedence().cmp(&a.precedence()));
+    siblings.truncate(MAX_FANOUT);
     true
 }
 
@@ -666,5 +669,29 @@ mod tests {
         let copy = numbered_conflict_path(&[0xff; 255], &v, 12);
         assert_eq!(copy.len(), NAME_MAX);
         assert!(copy.ends_with(b"-000000-12"));
+    }
+
+    #[test]
+    fn a_path_keeps_at_most_max_fanout_siblings() {
+        // 100 concurrent versions, as only a peer making them up sends.
+        let mut siblings = Vec::new();
+        for i in 0..100u8 {
+            let v = Version {
+                vv: VersionVector::default().with(P(i), 1),
+                content: Content::File(BlobHash([i; 32])),
+                mtime: i64::from(i),
+                size: 1,
+                perm: 0o644,
+                author: P(i),
+            };
+            add_sibling(&mut siblings, v);
+            assert!(siblings.len() <= MAX_FANOUT);
+        }
+        // The latest (the winner) and the next in precedence stay.
+        assert_eq!(siblings[0].mtime, 99);
+        assert_eq!(
+            siblings.last().map(|v| v.mtime),
+            Some(99 - MAX_FANOUT as i64 + 1)
+        );
     }
 }

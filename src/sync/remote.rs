@@ -126,7 +126,7 @@ impl Tree {
             for version in incoming.siblings {
                 changed |= add_sibling(&mut record.siblings, version);
             }
-            let holders_changed = record.merge_holders(&incoming.holders);
+            let holders_changed = record.merge_holders(&incoming.holders, self.peer_id);
             if !changed && !holders_changed {
                 continue;
             }

@@ -315,6 +315,16 @@ impl Tree {
     /// number, and the versions it makes (what it left at its path is read
     /// from the namespace, so call it after the change).
     pub(crate) fn record(&self, wtxn: &mut RwTxn, area: Ino, op: Op) -> Result<()> {
+        tracing::debug!(
+            "{}: {:?} {}{}",
+            self.peer_id,
+            op.kind,
+            String::from_utf8_lossy(&op.path),
+            op.new_path
+                .as_ref()
+                .map(|p| format!(" -> {}", String::from_utf8_lossy(p)))
+                .unwrap_or_default()
+        );
         // What the op replaced stays restorable.
         self.keep_replaced(wtxn, area, &op.path)?;
         if let Some(new_path) = &op.new_path {
