@@ -15,6 +15,7 @@ use realize::fs::waits::{wait_for, wait_for_read};
 use realize::fs::{Caller, Fs};
 use realize::ids::PeerId;
 use realize::net::core::Core;
+use realize::net::identity::Identity;
 use realize::net::memory::MemoryNet;
 use realize::store::namespace::Kind;
 use realize::store::{Ino, ROOT};
@@ -34,6 +35,14 @@ pub struct Peer {
 
 impl Peer {
     pub fn start(net: &Arc<MemoryNet>, name: &str) -> Peer {
+        let (peer, _) = Peer::open(name);
+        net.join(peer.id, peer.fs.tree().clone() as Arc<dyn Core>);
+        peer
+    }
+
+    /// A core of its own, in no household yet, and its identity (for a
+    /// network of its own: tests/hostile.rs).
+    pub fn open(name: &str) -> (Peer, Identity) {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::open(&dir.path().join("data"), Some(name)).unwrap();
         let real = data.real();
@@ -51,12 +60,12 @@ impl Peer {
         if std::env::var_os("REALIZE_TEST_LIFE").is_some() {
             fs.start().unwrap();
         }
-        net.join(id, fs.tree().clone() as Arc<dyn Core>);
-        Peer {
+        let peer = Peer {
             fs,
             id,
             _dir: Arc::new(dir),
-        }
+        };
+        (peer, identity)
     }
 
     /// The Real of this peer: `DATA/real`.
