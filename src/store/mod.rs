@@ -70,6 +70,8 @@ impl<'a, T: serde::Deserialize<'a> + 'a> BytesDecode<'a> for Postcard<T> {
 /// The open LMDB environment and its databases.
 pub struct Store {
     env: heed::Env<heed::WithoutTls>,
+    /// Flushes done ([`Store::sync`]).
+    syncs: std::sync::atomic::AtomicU64,
     /// Inodes and directory entries.
     pub namespace: namespace::Namespace,
     /// Per-area operation logs.
@@ -159,6 +161,7 @@ impl Store {
         ) = dbs;
         let store = Store {
             env,
+            syncs: Default::default(),
             namespace: namespace::Namespace::new(inodes, entries, names),
             history: history::History::new(history),
             areas: areas::Areas::new(areas),
@@ -198,9 +201,19 @@ impl Store {
         Ok(self.env.write_txn()?)
     }
 
-    /// Flushes committed transactions to disk.
+    /// Flushes committed transactions to disk (the environment runs with
+    /// `NO_SYNC`: commits are durable once this returns). Called before
+    /// anything a peer may keep leaves this peer, and at unmount.
     pub fn sync(&self) -> Result<()> {
-        Ok(self.env.force_sync()?)
+        self.env.force_sync()?;
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many flushes [`Store::sync`] did since the store opened.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -196,6 +196,8 @@ impl Core for Tree {
     }
 
     fn offers(&self, peer: PeerId) -> Result<Offers, RequestError> {
+        // Sequence numbers a peer learns are on disk first (see changes).
+        self.store.sync().map_err(local)?;
         Tree::offers(self, peer).map_err(local)
     }
 
@@ -213,6 +215,11 @@ impl Core for Tree {
 
     fn changes(&self, peer: PeerId, area: &[u8], since: Seq) -> Result<Page, RequestError> {
         let ino = self.area_shared_with(peer, area)?;
+        // LMDB runs without a sync per commit: what a page carries (feed
+        // numbers, version counters) is flushed before it leaves, so that
+        // after a power loss this peer never numbers a new change with a
+        // number a peer already holds (realize.7 "Durability").
+        self.store.sync().map_err(local)?;
         let found = {
             let txn = self.store.read().map_err(local)?;
             self.store
@@ -312,7 +319,13 @@ impl Core for Tree {
         hash: BlobHash,
     ) -> Result<bool, RequestError> {
         let ino = self.area_shared_with(peer, area)?;
-        self.keeps(ino, path, hash).map_err(local)
+        let keeps = self.keeps(ino, path, hash).map_err(local)?;
+        if keeps {
+            // The peer may drop its copy on this answer: the holding that
+            // made it is on disk first.
+            self.store.sync().map_err(local)?;
+        }
+        Ok(keeps)
     }
 
     fn round_ended(&self, conflicts: u64) {

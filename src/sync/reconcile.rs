@@ -39,6 +39,14 @@ impl Tree {
         crate::private::dir(&stash)?;
         for entry in std::fs::read_dir(&stash)? {
             let path = entry?.path();
+            // A link an unrealize made of a file still in the Real (killed
+            // before its commit): in the cache it would share the real
+            // file's bytes, and an edit of the file would change the blob.
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.nlink() > 1) {
+                tracing::warn!("{}: a link to a real file; dropped", path.display());
+                std::fs::remove_file(&path)?;
+                continue;
+            }
             let name = path.file_name().map(|n| n.to_string_lossy().to_string());
             let hash = name
                 .as_deref()
@@ -144,6 +152,13 @@ impl Tree {
             Kind::Dir => self.reconcile_dir(wtxn, ino, path),
             Kind::File => {
                 if inode.unreal {
+                    if self.shares_cache_file(&inode, meta) {
+                        // An unrealize committed, then was killed before it
+                        // unlinked the real file: finished here, so that no
+                        // edit of the file changes the cached blob.
+                        tracing::warn!("{path}: left by an unrealize; removed");
+                        return Ok(self.real.remove_file(path)?);
+                    }
                     // Realized from the stash just before a crash.
                     inode.unreal = false;
                     self.store.namespace.put(wtxn, ino, &inode)?;
@@ -167,6 +182,17 @@ impl Tree {
                 Ok(())
             }
         }
+    }
+
+    /// Whether the real file `meta` describes is the cache's file of
+    /// `inode`'s blob (one file under two names).
+    fn shares_cache_file(&self, inode: &Inode, meta: &Metadata) -> bool {
+        let Some(hash) = inode.hash else {
+            return false;
+        };
+        meta.nlink() > 1
+            && std::fs::metadata(self.cache.path(&hash))
+                .is_ok_and(|c| c.ino() == meta.ino() && c.dev() == meta.dev())
     }
 
     /// Adds an entry found only in the Real.

@@ -1,0 +1,87 @@
+//! Durability (issue "Hostile peers and hard faults", point 4; realize.7
+//! "Durability"): what a peer is sent is on disk first, so that no number
+//! a peer holds is reused after a power loss; and a crash in the middle of
+//! an unrealize never leaves a real file that is also the cache's file of
+//! its blob.
+
+mod common;
+mod cores;
+
+use std::os::unix::fs::MetadataExt;
+
+use common::files::{pattern, state, status_hash, write_file};
+use common::{Peer, consensus, household, wait_until};
+
+#[test]
+fn what_a_peer_is_sent_is_flushed_before_it_leaves() {
+    let (peers, _net) = cores::join(2);
+    let (a, b) = (&peers[0], &peers[1]);
+    a.write("f", b"one", false);
+    let before = a.fs.store().syncs();
+    // b pulls from a: a answers with a page of its feed.
+    b.ctl("consensus", "now").unwrap();
+    assert!(a.fs.store().syncs() > before, "a page left before a flush");
+    assert_eq!(b.read(b.ino("f").unwrap()), b"one");
+}
+
+/// Whether `path`'s file is one of the files of `cache` (the same inode).
+fn in_cache(cache: &std::path::Path, path: &std::path::Path) -> bool {
+    let meta = std::fs::metadata(path).unwrap();
+    std::fs::read_dir(cache).unwrap().any(|e| {
+        let c = std::fs::metadata(e.unwrap().path()).unwrap();
+        (c.dev(), c.ino()) == (meta.dev(), meta.ino())
+    })
+}
+
+#[test]
+fn an_unrealize_killed_after_its_commit_leaves_no_real_file_shared_with_the_cache() {
+    let (mut a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "s");
+    b.write_ctl("s/.ctl/mode", "real").unwrap();
+    let bytes = pattern(100_000, 3);
+    write_file(&a, "s/f", &bytes);
+    consensus(&a);
+    wait_until("b to realize f", || b.real("s/f").is_file());
+    a.write_ctl("s/.ctl/mode", "unreal").unwrap();
+    wait_until("a to unrealize f", || state(&a, "s", "f") == "cached");
+    let hash = status_hash(&a, "s", "f");
+    let cached = a.data.join("cache").join(&hash);
+    a.stop();
+    // What a kill between the commit and the unlink leaves: the real file
+    // is the cache's file under a second name.
+    std::fs::hard_link(&cached, a.real("s/f")).unwrap();
+    a.mount();
+    assert!(!a.real("s/f").exists(), "the unrealize was not finished");
+    assert_eq!(state(&a, "s", "f"), "cached");
+    std::fs::write(a.path("s/f"), b"edited").unwrap();
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        bytes,
+        "the cached blob changed"
+    );
+}
+
+#[test]
+fn an_unrealize_killed_before_its_commit_leaves_no_link_to_become_a_cache_file() {
+    let mut a = Peer::start();
+    std::fs::create_dir(a.path("k")).unwrap();
+    write_file(&a, "k/f", &pattern(100_000, 4));
+    let hash = status_hash(&a, "k", "f");
+    a.stop();
+    // What a kill between the link into the stash and the commit leaves.
+    let link = a.data.join("stash").join(format!("{hash}-unrealize-9"));
+    std::fs::hard_link(a.real("k/f"), &link).unwrap();
+    a.mount();
+    assert!(!link.exists());
+    assert_eq!(state(&a, "k", "f"), "real");
+    assert!(!in_cache(&a.data.join("cache"), &a.real("k/f")));
+    // An edit in place changes the real file only.
+    std::fs::write(a.path("k/f"), b"edited").unwrap();
+    a.wait_recorded("k");
+    for entry in std::fs::read_dir(a.data.join("cache")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(blake3::hash(&bytes).to_hex().to_string(), name);
+    }
+}
