@@ -133,3 +133,42 @@ fn a_page_that_fails_leaves_nothing_in_the_real_and_a_symlink_is_never_taken_for
         "a directory outside DATA changed"
     );
 }
+
+#[test]
+fn names_that_are_not_utf8_keep_their_bytes_in_conflict_copies() {
+    let (peers, _net) = join(2);
+    let (a, b) = (&peers[0], &peers[1]);
+    let tree = a.fs.tree();
+    let area = a.fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
+    let path = b"d\xff/f\xfe.txt";
+    let one = |author: PeerId, n: u8| {
+        let (_, mut r) = record("x", author, 1, Content::File(realize::ids::BlobHash([n; 32])), 0o644);
+        r.siblings[0].size = 3;
+        r.siblings[0].mtime += i64::from(n);
+        (path.to_vec(), r)
+    };
+    // Two concurrent versions: one wins, the other is a conflict copy.
+    let page = vec![one(b.id, 1), one(PeerId([9; 32]), 2)];
+    let mut pull = Pull::default();
+    tree.apply_remote(area, b.id, Seq(2), page, &mut pull).unwrap();
+    tree.finish_pull(pull).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    let dir = a.fs.lookup(area, OsStr::from_bytes(b"d\xff")).unwrap().ino;
+    let mut names = Vec::new();
+    let listed = a.fs.readdir(
+        dir,
+        0,
+        |entry, _| {
+            names.push(entry.name);
+            true
+        },
+        false,
+    );
+    assert!(listed.is_ok());
+    assert!(names.iter().any(|n| n == b"f\xfe.txt"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with(b"f\xfe.conflict-") && n.ends_with(b".txt")),
+        "{names:?}"
+    );
+    assert!(a.fs.lookup(area, OsStr::new("d\u{fffd}")).is_err());
+}
