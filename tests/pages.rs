@@ -142,7 +142,13 @@ fn names_that_are_not_utf8_keep_their_bytes_in_conflict_copies() {
     let area = a.fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
     let path = b"d\xff/f\xfe.txt";
     let one = |author: PeerId, n: u8| {
-        let (_, mut r) = record("x", author, 1, Content::File(realize::ids::BlobHash([n; 32])), 0o644);
+        let (_, mut r) = record(
+            "x",
+            author,
+            1,
+            Content::File(realize::ids::BlobHash([n; 32])),
+            0o644,
+        );
         r.siblings[0].size = 3;
         r.siblings[0].mtime += i64::from(n);
         (path.to_vec(), r)
@@ -150,7 +156,8 @@ fn names_that_are_not_utf8_keep_their_bytes_in_conflict_copies() {
     // Two concurrent versions: one wins, the other is a conflict copy.
     let page = vec![one(b.id, 1), one(PeerId([9; 32]), 2)];
     let mut pull = Pull::default();
-    tree.apply_remote(area, b.id, Seq(2), page, &mut pull).unwrap();
+    tree.apply_remote(area, b.id, Seq(2), page, &mut pull)
+        .unwrap();
     tree.finish_pull(pull).unwrap();
     use std::os::unix::ffi::OsStrExt;
     let dir = a.fs.lookup(area, OsStr::from_bytes(b"d\xff")).unwrap().ino;
@@ -167,7 +174,9 @@ fn names_that_are_not_utf8_keep_their_bytes_in_conflict_copies() {
     assert!(listed.is_ok());
     assert!(names.iter().any(|n| n == b"f\xfe.txt"), "{names:?}");
     assert!(
-        names.iter().any(|n| n.starts_with(b"f\xfe.conflict-") && n.ends_with(b".txt")),
+        names
+            .iter()
+            .any(|n| n.starts_with(b"f\xfe.conflict-") && n.ends_with(b".txt")),
         "{names:?}"
     );
     assert!(a.fs.lookup(area, OsStr::new("d\u{fffd}")).is_err());

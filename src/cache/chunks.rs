@@ -27,6 +27,9 @@ pub struct Failure {
     /// whose deadline passes with this as the last failure); otherwise no
     /// holder sent them (EHOSTUNREACH).
     pub corrupt: bool,
+    /// The bytes came but the disk of DATA had no room for them (ENOSPC
+    /// to a reader at once: asking again would only fetch them again).
+    pub no_space: bool,
     /// What happened, for the reader's error and the log.
     pub why: String,
 }
@@ -36,6 +39,7 @@ impl Failure {
     pub fn unreachable(why: impl Into<String>) -> Failure {
         Failure {
             corrupt: false,
+            no_space: false,
             why: why.into(),
         }
     }

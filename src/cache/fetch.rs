@@ -31,15 +31,25 @@ pub(crate) const RETRY: Duration = Duration::from_millis(200);
 
 /// The failure `e` as the readers of a chunk see it.
 pub(crate) fn failure(e: &Error) -> Failure {
+    let no_space = match e {
+        Error::NoSpace(_) => true,
+        Error::Io(io) => matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)),
+        _ => false,
+    };
     Failure {
         corrupt: matches!(e, Error::Corrupt(_)),
+        no_space,
         why: e.to_string(),
     }
 }
 
-/// The error a reader gets when its deadline passes after `failure`:
-/// EIO for bytes that did not verify, EHOSTUNREACH otherwise.
+/// The error a reader gets after `failure`: ENOSPC at once for a full
+/// disk; when its deadline passes, EIO for bytes that did not verify,
+/// EHOSTUNREACH otherwise.
 pub(crate) fn error(failure: &Failure) -> Error {
+    if failure.no_space {
+        return Error::NoSpace(failure.why.clone());
+    }
     match failure.corrupt {
         true => Error::Corrupt(failure.why.clone()),
         false => Error::Unreachable(failure.why.clone()),
@@ -106,7 +116,7 @@ impl Cache {
                 Some(Ok(())) => return Ok(()),
                 Some(Err(failure)) => {
                     let now = Instant::now();
-                    if now >= deadline {
+                    if now >= deadline || failure.no_space {
                         return Err(error(&failure));
                     }
                     std::thread::sleep((deadline - now).min(RETRY));

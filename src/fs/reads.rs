@@ -145,6 +145,9 @@ impl Fs {
                 let Some(fs) = me.upgrade() else { return };
                 match outcome {
                     Ok(()) => fs.advance(&p),
+                    Err(failure) if failure.no_space => {
+                        p.finish(Err(error(failure).into()));
+                    }
                     Err(failure) => {
                         lock(&p.state).failure = Some(failure.clone());
                         // Asked again a little later: a holder may come

@@ -53,6 +53,18 @@ impl Error {
             Error::Unreachable(_) | Error::TimedOut(_) | Error::Cache(cache::Error::Unreachable(_))
         )
     }
+
+    /// Whether the failure is a full disk (the work may succeed once
+    /// space returns).
+    pub fn no_space(&self) -> bool {
+        match self {
+            Error::NoSpace(_) | Error::Cache(cache::Error::NoSpace(_)) => true,
+            Error::Io(e) | Error::Cache(cache::Error::Io(e)) => {
+                matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Result of sync operations.

@@ -144,7 +144,8 @@ impl Tree {
                 Ok(()) => {}
                 Err(Error::NotFound(_)) => {} // gone meanwhile
                 Err(e) => {
-                    if e.unreachable() {
+                    // Tried again after the next pull, or within RETRY.
+                    if e.unreachable() || e.no_space() {
                         lock(&me.life.unreachable).insert(job);
                     }
                     let label = me.job_label(job);

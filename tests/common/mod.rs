@@ -49,6 +49,8 @@ pub struct Peer {
     pub passthrough: bool,
     /// `--listen` argument: `127.0.0.1:PORT`, or `none` for a deaf peer.
     pub listen: String,
+    /// Whether `data` is a tmpfs of its own (unmounted on drop).
+    small: bool,
     child: Option<Child>,
 }
 
@@ -78,16 +80,37 @@ impl Peer {
 
     /// A new peer with the given `--listen`.
     pub fn start_listening(passthrough: bool, listen: String) -> Peer {
+        Peer::start_on(passthrough, listen, None)
+    }
+
+    /// A new peer whose DATA is a tmpfs of `mib` MiB: a disk that fills.
+    pub fn start_small(mib: u64) -> Peer {
+        Peer::start_on(true, format!("127.0.0.1:{}", free_port()), Some(mib))
+    }
+
+    fn start_on(passthrough: bool, listen: String, tmpfs_mib: Option<u64>) -> Peer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mount point");
+        if let Some(mib) = tmpfs_mib {
+            std::fs::create_dir(&data).expect("data");
+            nix::mount::mount(
+                Some("tmpfs"),
+                &data,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some(format!("size={mib}m,mode=0700").as_str()),
+            )
+            .expect("mount a tmpfs");
+        }
         let mut peer = Peer {
             dir,
             data,
             mnt,
             passthrough,
             listen,
+            small: tmpfs_mib.is_some(),
             child: None,
         };
         peer.mount();
@@ -295,6 +318,9 @@ impl Drop for Peer {
         }
         if is_mounted(&self.mnt) {
             lazy_unmount(&self.mnt);
+        }
+        if self.small {
+            lazy_unmount(&self.data);
         }
     }
 }
