@@ -138,3 +138,34 @@ fn reading_an_edited_cached_file_fetches_only_its_changed_pieces_after_a_restart
     let received = b.stat("net.rx_bytes") - rx;
     assert!(received <= 2 << 20, "{received} bytes received");
 }
+
+#[test]
+fn an_edit_built_from_a_cached_blob_leaves_it_to_the_other_files_that_show_it() {
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "e");
+    b.write_ctl("e/.ctl/mode", "unreal").unwrap();
+    let mut bytes = pattern(4 << 20, 6);
+    write_file(&a, "e/one", &bytes);
+    write_file(&a, "e/two", &bytes);
+    consensus(&a);
+    wait_until("b to list both", || b.path("e/two").exists());
+    assert_eq!(std::fs::read(b.path("e/one")).unwrap(), bytes);
+    assert_eq!(state(&b, "e", "two"), "cached");
+    // one is edited: b builds the edit from the blob it has cached, which
+    // two still shows.
+    edit(&a, "e/one", &mut bytes, 1 << 20, 1000, 42);
+    a.wait_recorded("e");
+    consensus(&a);
+    wait_until("b to list the edit", || {
+        status_hash(&b, "e", "one") == status_hash(&a, "e", "one")
+    });
+    // Realized: the whole edit is built from the base at once.
+    b.write_ctl("e/.ctl/ctl", "real one").unwrap();
+    wait_until("b to realize one", || state(&b, "e", "one") == "real");
+    assert_eq!(std::fs::read(b.path("e/one")).unwrap(), bytes);
+    assert!(
+        b.stat("fetch.reused") > 0,
+        "the edit was not built from the base"
+    );
+    assert_eq!(state(&b, "e", "two"), "cached", "two's blob left the cache");
+}

@@ -101,7 +101,10 @@ impl Cache {
         // new blob's chunks (no fetch writes into the file while it is
         // patched) and the swap happen with no handle opening meanwhile.
         let target = self.path(&blob.hash);
-        let adopted = match alone && !started {
+        // A base another file still shows (or a kept version names) stays
+        // whole: its bytes may be the only copy there is.
+        let adopt = alone && !started && !self.still_wanted(&base)?;
+        let adopted = match adopt {
             false => None,
             true => self.with_open(|open| -> Result<Option<Vec<u64>>> {
                 let untouched =

@@ -54,9 +54,9 @@ impl Cache {
     }
 
     /// Every blob with bytes in the cache, and their total.
-    /// Bytes the cache holds now (what evicting everything could free, at
-    /// most).
-    pub(crate) fn used(&self) -> Result<u64> {
+    /// Bytes the cache holds now, counted from its records (what
+    /// evicting everything could free, at most).
+    pub(crate) fn counted_bytes(&self) -> Result<u64> {
         Ok(self.cached_blobs()?.1)
     }
 

@@ -71,7 +71,13 @@ pub struct Cache {
     pub chunks: chunks::Chunks,
     /// Transfers, outboard fetches, peers in trouble.
     pub fetches: fetches::Fetches,
+    /// Whether something the cache does not know of (an unreal file of
+    /// the namespace) still shows a blob: set by the core at start.
+    shown: std::sync::OnceLock<Shown>,
 }
+
+/// Whether an unreal file still shows blob `hash` (see [`Cache::set_shown`]).
+pub type Shown = Box<dyn Fn(&BlobHash) -> bool + Send + Sync>;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -101,7 +107,22 @@ impl Cache {
             evicted: AtomicU64::new(0),
             chunks: chunks::Chunks::default(),
             fetches: fetches::Fetches::default(),
+            shown: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Tells the cache how to ask whether an unreal file still shows a
+    /// blob (the core knows; the cache does not know the namespace). Set
+    /// once; later calls are ignored.
+    pub fn set_shown(&self, shown: Shown) {
+        let _ = self.shown.set(shown);
+    }
+
+    /// Whether blob `hash` must keep its own cache file: a kept version
+    /// names it, or an unreal file shows it (a delta edit then copies from
+    /// it instead of taking its file).
+    pub(crate) fn still_wanted(&self, hash: &BlobHash) -> Result<bool> {
+        Ok(self.kept(hash)? || self.shown.get().is_some_and(|shown| shown(hash)))
     }
 
     /// `DATA/cache`.

@@ -518,7 +518,7 @@ impl Tree {
         }
         // A size no eviction can make room for (a peer may claim any)
         // fails before anything is evicted.
-        if free.saturating_add(self.cache.used()?) < need {
+        if free.saturating_add(self.cache.counted_bytes()?) < need {
             return Err(Error::NoSpace(format!(
                 "{bytes} bytes do not fit even with the cache emptied: {free} free on the disk of DATA, cache.min_free {min_free}"
             )));

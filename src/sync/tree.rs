@@ -123,8 +123,30 @@ impl Tree {
             pull_ended: std::sync::Condvar::new(),
             me: me.clone(),
         });
+        let weak = Arc::downgrade(&tree);
+        tree.cache.set_shown(Box::new(move |hash| {
+            weak.upgrade().is_some_and(|tree| {
+                tree.unreal_shows(hash).unwrap_or_else(|e| {
+                    tracing::warn!("looking for unreal files of a blob: {e}");
+                    true // kept, in doubt
+                })
+            })
+        }));
         tree.reconcile()?;
         Ok(tree)
+    }
+
+    /// Whether an unreal file of the namespace shows blob `hash` (a scan
+    /// of every inode: asked only before a delta edit takes its base's
+    /// file).
+    pub(crate) fn unreal_shows(&self, hash: &BlobHash) -> Result<bool> {
+        let txn = self.store.read()?;
+        let mut shows = false;
+        self.store.namespace.for_each(&txn, |_, inode| {
+            shows |= inode.unreal && inode.parent != Ino::NONE && inode.hash == Some(*hash);
+            Ok(())
+        })?;
+        Ok(shows)
     }
 
     /// Starts the thread that records rested writes into history, and the
