@@ -35,6 +35,8 @@ enum Attack {
     WrongBytes,
     /// A file of 4 TiB, more than the disk holds.
     HugeSize,
+    /// A name of 300 bytes (NAME_MAX is 255).
+    LongName,
 }
 
 /// The honest bytes of the file the attacks name, and their lie.
@@ -153,6 +155,11 @@ impl Core for Hostile {
                 more: false,
             },
             Attack::HugeSize => Page::default(),
+            Attack::LongName => Page {
+                records: vec![self.file(&"n".repeat(300), good, size)],
+                last: Seq(since.0 + 1),
+                more: false,
+            },
         })
     }
     fn begin_pull(&self, peer: PeerId, area: &[u8]) -> Result<Box<dyn AreaPull>, RequestError> {
@@ -337,4 +344,56 @@ fn a_file_claimed_larger_than_the_disk_fails_without_emptying_the_cache() {
     });
     assert_eq!(common::files::state(&a, "s", "kept"), "cached");
     assert_eq!(std::fs::read(a.path("s/kept")).unwrap(), b"cached on a");
+}
+
+#[test]
+fn requests_for_an_area_not_shared_with_the_peer_are_refused_and_logged() {
+    let a = Peer::start();
+    std::fs::create_dir(a.path("private")).unwrap();
+    std::fs::write(a.path("private/secret"), b"not for mallory").unwrap();
+    a.wait_recorded("private");
+    let m = mallory(Attack::HolderFlood, &[&a]);
+    // Mallory has an area of the same name and says it shares it with a;
+    // a shares only `s` with mallory.
+    let fs = &m._core.fs;
+    fs.mkdir(ROOT, OsStr::new("private"), 0o755, 0, cores::ME)
+        .unwrap();
+    m._core
+        .ctl("areas", &format!("share private {}", a.id()))
+        .unwrap();
+    wait_until("a to connect to mallory", || {
+        a.state_of(&m.id.to_string()).as_deref() == Some("connected")
+    });
+    let asked = m._core.ctl("consensus", &format!("now {}", a.id()));
+    assert!(asked.is_err(), "mallory's round of private must fail");
+    let log = a.log_text();
+    assert!(
+        log.contains(&format!("refused a request from {}: area not shared", m.id)),
+        "{log}"
+    );
+    let private = m._core.fs.lookup(ROOT, OsStr::new("private")).unwrap().ino;
+    assert!(
+        m._core.fs.lookup(private, OsStr::new("secret")).is_err(),
+        "a's private file reached mallory"
+    );
+}
+
+#[test]
+fn a_page_with_a_name_too_long_is_refused_with_the_peer_named() {
+    let a = Peer::start();
+    let m = mallory(Attack::LongName, &[&a]);
+    wait_until("a to connect to mallory", || {
+        a.state_of(&m.id.to_string()).as_deref() == Some("connected")
+    });
+    let errno = a.ctl_errno(".ctl/consensus", &format!("now {}", m.id));
+    assert_eq!(errno, libc::EHOSTUNREACH);
+    let log = a.log_text();
+    assert!(
+        log.contains(&format!(
+            "answer from {}: invalid message: bad page of records",
+            m.id
+        )),
+        "{log}"
+    );
+    assert_eq!(std::fs::read_dir(a.path("s")).unwrap().count(), 0);
 }
