@@ -258,7 +258,10 @@ pub fn local_version<A: Author>(
 /// Adds `version` to `siblings` (kept in order of precedence, the winner
 /// first); returns false when a known version dominates or equals it. At
 /// most [`MAX_FANOUT`] siblings stay (only a peer making concurrent
-/// versions up on purpose gets there): the lowest in precedence go.
+/// versions up on purpose gets there): the lowest in precedence go. A
+/// version that would bring the authors the siblings' vectors name to
+/// [`MAX_FANOUT`] is refused (false): a local version joins them all and
+/// adds its own, and must stay within what peers accept.
 pub fn add_sibling<A: Author>(siblings: &mut Vec<Version<A>>, version: Version<A>) -> bool {
     let known = siblings.iter().any(|s| {
         matches!(
@@ -267,6 +270,15 @@ pub fn add_sibling<A: Author>(siblings: &mut Vec<Version<A>>, version: Version<A
         )
     });
     if known {
+        return false;
+    }
+    let authors: std::collections::BTreeSet<&A> = siblings
+        .iter()
+        .filter(|s| s.vv.compare(&version.vv) != Causality::DominatedBy)
+        .chain(std::iter::once(&version))
+        .flat_map(|s| s.vv.0.keys())
+        .collect();
+    if authors.len() >= MAX_FANOUT {
         return false;
     }
     siblings.retain(|s| s.vv.compare(&version.vv) != Causality::DominatedBy);
@@ -673,25 +685,51 @@ mod tests {
 
     #[test]
     fn a_path_keeps_at_most_max_fanout_siblings() {
-        // 100 concurrent versions, as only a peer making them up sends.
+        // 100 concurrent versions of two authors, as only a peer making
+        // them up sends: {P0: i, P1: 101 - i}.
         let mut siblings = Vec::new();
-        for i in 0..100u8 {
+        for i in 1..=100u64 {
             let v = Version {
-                vv: VersionVector::default().with(P(i), 1),
+                vv: VersionVector::default().with(P(0), i).with(P(1), 101 - i),
+                content: Content::File(BlobHash([i as u8; 32])),
+                mtime: i as i64,
+                size: 1,
+                perm: 0o644,
+                author: P((i % 2) as u8),
+            };
+            assert!(add_sibling(&mut siblings, v));
+            assert!(siblings.len() <= MAX_FANOUT);
+        }
+        // The latest (the winner) and the next in precedence stay.
+        assert_eq!(siblings[0].mtime, 100);
+        assert_eq!(
+            siblings.last().map(|v| v.mtime),
+            Some(100 - MAX_FANOUT as i64 + 1)
+        );
+    }
+
+    #[test]
+    fn a_local_version_never_names_more_than_max_fanout_authors() {
+        // Concurrent versions naming new authors each, page after page.
+        let mut siblings = Vec::new();
+        let mut refused = 0;
+        for i in 0..40u8 {
+            let v = Version {
+                vv: VersionVector::default()
+                    .with(P(2 * i), 1)
+                    .with(P(2 * i + 1), 1),
                 content: Content::File(BlobHash([i; 32])),
                 mtime: i64::from(i),
                 size: 1,
                 perm: 0o644,
-                author: P(i),
+                author: P(2 * i),
             };
-            add_sibling(&mut siblings, v);
-            assert!(siblings.len() <= MAX_FANOUT);
+            if !add_sibling(&mut siblings, v) {
+                refused += 1;
+            }
         }
-        // The latest (the winner) and the next in precedence stay.
-        assert_eq!(siblings[0].mtime, 99);
-        assert_eq!(
-            siblings.last().map(|v| v.mtime),
-            Some(99 - MAX_FANOUT as i64 + 1)
-        );
+        assert!(refused > 0);
+        let mine = local_version(&siblings, Content::Deleted, (0, 0, 0), P(255), 1);
+        assert!(mine.vv.len() <= MAX_FANOUT, "{} authors", mine.vv.len());
     }
 }
