@@ -198,9 +198,12 @@ both_paths!(unlinked_open_files_stay_usable, |p: Peer| {
         .write(true)
         .open(p.path("u/f"))
         .unwrap();
+    assert_eq!(f.metadata().unwrap().nlink(), 1);
     fs::remove_file(p.path("u/f")).unwrap();
     assert!(!p.path("u/f").exists());
     assert!(!p.real("u/f").exists());
+    // No name left: fstat says so.
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
     let mut text = String::new();
     f.read_to_string(&mut text).unwrap();
     assert_eq!(text, "still here");
@@ -252,6 +255,22 @@ both_paths!(symlinks_modes_times_and_statfs, |p: Peer| {
         .unwrap()
         .set_modified(when)
         .unwrap();
+    assert_eq!(
+        fs::metadata(p.path("s/target")).unwrap().mtime(),
+        1_000_000_000
+    );
+    // A symlink's own times (AT_SYMLINK_NOFOLLOW): atime and mtime apart.
+    let spec = |secs| nix::sys::time::TimeSpec::new(secs, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &p.path("s/link"),
+        &spec(1_100_000_000),
+        &spec(1_200_000_000),
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    let link = fs::symlink_metadata(p.path("s/link")).unwrap();
+    assert_eq!((link.atime(), link.mtime()), (1_100_000_000, 1_200_000_000));
     assert_eq!(
         fs::metadata(p.path("s/target")).unwrap().mtime(),
         1_000_000_000

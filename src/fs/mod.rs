@@ -295,9 +295,11 @@ impl Fs {
         error
     }
 
-    /// Attributes of `ino`, whose record is `inode`. Files and symlinks
-    /// take size and times from the backing file, which passthrough writes
-    /// change without telling us.
+    /// Attributes of `ino`, whose record is `inode`. Files take size and
+    /// times from the backing file, which passthrough writes change
+    /// without telling us; symlinks their times (`utimensat` with
+    /// `AT_SYMLINK_NOFOLLOW` sets them there). A file unlinked while open
+    /// has no link left: nlink 0.
     fn attr_of(&self, txn: &RoTxn, ino: Ino, inode: &Inode) -> Result<Attr> {
         let mut attr = Attr {
             ino,
@@ -308,11 +310,20 @@ impl Fs {
             mtime: inode.mtime.into(),
             ctime: inode.ctime.into(),
             perm: inode.perm,
-            nlink: 1,
+            nlink: u32::from(inode.kind == Kind::Dir || inode.parent != Ino::NONE),
             uid: inode.uid,
             gid: inode.gid,
         };
-        if inode.kind == Kind::File && inode.unreal {
+        if inode.kind == Kind::Symlink && inode.parent != Ino::NONE {
+            match self.real.metadata(&self.tree.real_path(txn, ino)?) {
+                Ok(meta) => {
+                    attr.atime = meta.accessed()?;
+                    attr.mtime = meta.modified()?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        } else if inode.kind == Kind::File && inode.unreal {
             attr.blocks = 0;
         } else if inode.kind == Kind::File {
             let meta = match self.tree.open_file(ino) {
