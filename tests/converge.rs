@@ -458,8 +458,12 @@ fn three_peers_converge_and_lose_nothing_under_random_histories() {
     let steps = env("REALIZE_SOAK_STEPS", 60) as usize;
     let first = env("REALIZE_SOAK_FIRST", 1);
     for seed in first..first + seeds {
-        eprintln!("seed {seed}, {steps} steps");
         let history = history(seed, steps);
+        let kills = history
+            .iter()
+            .filter(|s| matches!(s, Step::Restart { kill: true, .. }))
+            .count();
+        eprintln!("seed {seed}, {steps} steps, {kills} kill -9");
         if env("REALIZE_SOAK_SHRINK", 0) == 0 {
             run(seed, &history);
         } else if fails(seed, &history).is_some() {
