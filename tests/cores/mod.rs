@@ -75,24 +75,20 @@ impl Peer {
 
     /// Runs one command on control file `/.ctl/FILE`.
     pub fn ctl(&self, file: &str, command: &str) -> Result<(), String> {
-        let fs = &self.fs;
-        let dir = fs.lookup(ROOT, OsStr::new(".ctl")).unwrap().ino;
-        let ino = fs.lookup(dir, OsStr::new(file)).unwrap().ino;
-        let opened = wait_for(|done| fs.open(ino, libc::O_WRONLY, false, done))
-            .map_err(|e| format!("{file}: {e}"))?;
-        let written = wait_for(|done| fs.write(opened.fh, 0, command.as_bytes(), done));
-        fs.release(opened.fh).unwrap();
-        written
-            .map(|_| ())
-            .map_err(|e| format!("{file} {command}: {e}"))
+        self.ctl_in(ROOT, file, command)
     }
 
     /// Runs one command on the area's control file `AREA/.ctl/FILE`.
     pub fn dir_ctl(&self, file: &str, command: &str) -> Result<(), String> {
+        let area = self.fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
+        self.ctl_in(area, file, command)
+    }
+
+    /// Writes `command` to control file `.ctl/FILE` of directory `dir`.
+    fn ctl_in(&self, dir: Ino, file: &str, command: &str) -> Result<(), String> {
         let fs = &self.fs;
-        let area = fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
-        let dir = fs.lookup(area, OsStr::new(".ctl")).unwrap().ino;
-        let ino = fs.lookup(dir, OsStr::new(file)).unwrap().ino;
+        let ctl = fs.lookup(dir, OsStr::new(".ctl")).unwrap().ino;
+        let ino = fs.lookup(ctl, OsStr::new(file)).unwrap().ino;
         let opened = wait_for(|done| fs.open(ino, libc::O_WRONLY, false, done))
             .map_err(|e| format!("{file}: {e}"))?;
         let written = wait_for(|done| fs.write(opened.fh, 0, command.as_bytes(), done));
