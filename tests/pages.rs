@@ -181,3 +181,51 @@ fn names_that_are_not_utf8_keep_their_bytes_in_conflict_copies() {
     );
     assert!(a.fs.lookup(area, OsStr::new("d\u{fffd}")).is_err());
 }
+
+/// Creates `name` in the area of `p` with `bytes`, closed and not
+/// recorded yet.
+fn unrecorded(p: &cores::Peer, name: &str, bytes: &[u8]) {
+    let area = p.fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
+    let (_, opened) =
+        p.fs.create(
+            area,
+            OsStr::new(name),
+            0o644,
+            libc::O_WRONLY,
+            cores::ME,
+            false,
+        )
+        .unwrap();
+    realize::fs::waits::wait_for(|done| p.fs.write(opened.fh, 0, bytes, done)).unwrap();
+    p.fs.release(opened.fh).unwrap();
+}
+
+#[test]
+fn an_unrecorded_file_renamed_over_a_recorded_one_takes_its_version_along() {
+    let (peers, _net) = join(2);
+    let (a, b) = (&peers[0], &peers[1]);
+    let area = a.fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
+    b.write("y", b"from b", false);
+    b.write("w", b"also from b", false);
+    a.ctl("consensus", "now").unwrap();
+    assert!(a.ino("y").is_some() && a.ino("w").is_some());
+    // Renamed over y, then removed before it was ever recorded (soak seed
+    // 257): y goes on every peer.
+    unrecorded(a, "x", b"new on a");
+    a.fs.rename(area, OsStr::new("x"), area, OsStr::new("y"), 0)
+        .unwrap();
+    a.fs.unlink(area, OsStr::new("y")).unwrap();
+    // Renamed over w, then renamed on to z before it was recorded.
+    unrecorded(a, "v", b"more on a");
+    a.fs.rename(area, OsStr::new("v"), area, OsStr::new("w"), 0)
+        .unwrap();
+    a.fs.rename(area, OsStr::new("w"), area, OsStr::new("z"), 0)
+        .unwrap();
+    a.fs.tree().record_closed().unwrap();
+    b.ctl("consensus", "now").unwrap();
+    a.ctl("consensus", "now").unwrap();
+    assert_eq!(a.tree(), b.tree());
+    assert!(b.ino("y").is_none(), "{}", b.describe_all());
+    assert!(b.ino("w").is_none(), "{}", b.describe_all());
+    assert_eq!(b.read(b.ino("z").unwrap()), b"more on a");
+}

@@ -260,9 +260,12 @@ impl Fs {
         self.store.namespace.unlink(&mut wtxn, parent, name)?;
         self.tree.touch_dir(&mut wtxn, parent)?;
         let (area, hash) = (inode.area, inode.hash);
+        // Never recorded, but over what peers see (renamed there): their
+        // version goes too.
+        let shown = hash.is_none() && self.tree.shown_to_peers(&wtxn, area, &area_path)?;
         self.tree.drop_inode(&mut wtxn, ino, inode)?;
         self.tree.left_empty(&wtxn, parent)?;
-        if hash.is_some() {
+        if hash.is_some() || shown {
             self.tree.record(
                 &mut wtxn,
                 area,
@@ -407,7 +410,12 @@ impl Fs {
         self.tree.touch_dir(&mut wtxn, parent)?;
         self.tree.touch_dir(&mut wtxn, newparent)?;
         self.tree.left_empty(&wtxn, parent)?;
-        if inode.kind == Kind::Dir || inode.hash.is_some() {
+        // A file never recorded moves what peers see at its old path too
+        // (it was renamed over a recorded one).
+        if inode.kind == Kind::Dir
+            || inode.hash.is_some()
+            || self.tree.shown_to_peers(&wtxn, inode.area, &old_path)?
+        {
             let new_path = self.tree.area_path(&wtxn, ino)?;
             let op = Op {
                 new_path: Some(new_path),

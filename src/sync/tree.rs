@@ -333,6 +333,19 @@ impl Tree {
         }
     }
 
+    /// Whether the peers see something at `path` of `area` (its record's
+    /// winner is not a deletion): then a local change there must be
+    /// recorded even when the file the namespace shows was never recorded
+    /// (an unrecorded file renamed over a recorded one).
+    pub(crate) fn shown_to_peers(&self, txn: &RoTxn, area: Ino, path: &[u8]) -> Result<bool> {
+        Ok(self
+            .store
+            .versions
+            .get(txn, area, path)?
+            .and_then(|r| r.siblings.first().map(|w| w.content != Content::Deleted))
+            .unwrap_or(false))
+    }
+
     /// Appends an op to the history of `area` with its next sequence
     /// number, and the versions it makes (what it left at its path is read
     /// from the namespace, so call it after the change).
