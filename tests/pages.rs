@@ -1,7 +1,9 @@
-//! Pages of records from a peer that sends what an honest peer never
-//! would, applied to an in-process core (issue "Hostile peers and hard
-//! faults", point 1): a page is all or nothing in the Real as well as in
-//! LMDB, and nothing a page does reaches outside the area.
+//! Pages of records applied to an in-process core, and the local changes
+//! that must reach the pages: pages from a peer that sends what an honest
+//! peer never would (issue "Hostile peers and hard faults", point 1: a
+//! page is all or nothing in the Real as well as in LMDB, and nothing a
+//! page does reaches outside the area), names that are not UTF-8, and
+//! unrecorded files renamed over recorded ones.
 
 mod cores;
 
