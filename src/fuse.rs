@@ -429,6 +429,20 @@ impl Filesystem for Fuse {
         self.fs.write(fh.0, offset, data, Box::new(done));
     }
 
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.stats.fuse_op();
+        empty(reply, self.fs.fallocate(fh.0, offset, length, mode))
+    }
+
     fn flush(
         &self,
         _req: &Request,

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 
 use common::Peer;
 
@@ -499,3 +499,56 @@ fn passthrough_keeps_reads_out_of_userspace() {
         "passthrough reads reached userspace {with} times"
     );
 }
+
+both_paths!(
+    fallocate_does_what_the_file_system_under_data_does,
+    |p: Peer| {
+        use nix::fcntl::{FallocateFlags as F, fallocate};
+        fs::create_dir(p.path("fa")).unwrap();
+        // The same calls on a file of the mount and on a plain file of the
+        // file system under DATA: the same outcome, the same bytes.
+        let native = p.dir.path().join("native");
+        let mounted = p.path("fa/f");
+        let open = |path: &std::path::Path| {
+            File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .unwrap()
+        };
+        let (n, m) = (open(&native), open(&mounted));
+        let start: Vec<u8> = (0..(256u32 << 10)).map(|i| (i % 251) as u8).collect();
+        for f in [&n, &m] {
+            f.write_all_at(&start, 0).unwrap();
+        }
+        let calls = [
+            (F::empty(), 0, 1 << 20),
+            (F::FALLOC_FL_KEEP_SIZE, 0, 2 << 20),
+            (F::FALLOC_FL_PUNCH_HOLE | F::FALLOC_FL_KEEP_SIZE, 4096, 8192),
+            (F::FALLOC_FL_ZERO_RANGE, 20_000, 5000),
+            (F::FALLOC_FL_PUNCH_HOLE, 0, 4096), // without KEEP_SIZE: EOPNOTSUPP
+        ];
+        for (flags, offset, len) in calls {
+            let want = fallocate(&n, flags, offset, len);
+            let got = fallocate(&m, flags, offset, len);
+            assert_eq!(got, want, "{flags:?} {offset} {len}");
+        }
+        // The kernel's FUSE passes on only KEEP_SIZE, PUNCH_HOLE and
+        // ZERO_RANGE: it answers the others itself (realize.7 "Conformance").
+        for flags in [F::FALLOC_FL_COLLAPSE_RANGE, F::FALLOC_FL_INSERT_RANGE] {
+            let got = fallocate(&m, flags, 0, 4096);
+            assert_eq!(got, Err(nix::errno::Errno::EOPNOTSUPP), "{flags:?}");
+        }
+        drop((n, m));
+        assert_eq!(fs::read(&mounted).unwrap(), fs::read(&native).unwrap());
+        p.wait_recorded("fa");
+        // What was recorded is what is there.
+        let status = p.read("fa/.ctl/status");
+        let hash = blake3::hash(&fs::read(&native).unwrap())
+            .to_hex()
+            .to_string();
+        assert!(status.contains(&hash), "{status}");
+    }
+);

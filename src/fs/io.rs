@@ -296,6 +296,32 @@ impl Fs {
         )
     }
 
+    /// `fallocate(2)` with `mode` (its FALLOC_FL_* flags, passed as they
+    /// come) on the backing file of handle `fh`, which is open for writing
+    /// (the kernel checks): every mode the file system under `DATA`
+    /// supports, with its own errno otherwise (EOPNOTSUPP, EINVAL). A
+    /// file opened for writing is real (copied up at its open), so this
+    /// never fetches. What it changes is recorded when the handle closes,
+    /// like a write.
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let file = match lock(&self.handles).get(&fh) {
+            Some(Handle::Real {
+                file,
+                writable: true,
+                ..
+            }) => Arc::clone(file),
+            _ => return Err(Error::BadHandle),
+        };
+        let too_big = |_| Error::Io(std::io::Error::from_raw_os_error(libc::EFBIG));
+        let (offset, length) = (
+            i64::try_from(offset).map_err(too_big)?,
+            i64::try_from(length).map_err(too_big)?,
+        );
+        let flags = nix::fcntl::FallocateFlags::from_bits_retain(mode);
+        nix::fcntl::fallocate(&*file, flags, offset, length)
+            .map_err(|e| Error::Io(std::io::Error::from(e)))
+    }
+
     /// Flushes handle `fh` (close of one descriptor): nothing to do, data
     /// is written through.
     pub fn flush(&self, fh: u64) -> Result<()> {
