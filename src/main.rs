@@ -50,6 +50,10 @@ enum Command {
         /// only dials out.
         #[arg(long, default_value = "0.0.0.0:7717")]
         listen: String,
+        /// Let other local users in (the kernel checks permissions);
+        /// a user other than root needs user_allow_other in /etc/fuse.conf.
+        #[arg(long)]
+        allow_other: bool,
     },
 }
 
@@ -95,6 +99,7 @@ fn mount(
     data: Option<PathBuf>,
     no_passthrough: bool,
     listen: &str,
+    allow_other: bool,
 ) -> Result<(), String> {
     let listen: Option<SocketAddr> = match listen {
         "none" => None,
@@ -133,6 +138,9 @@ fn mount(
         fuser::MountOption::Subtype("realize".into()),
         fuser::MountOption::DefaultPermissions,
     ];
+    if allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
     config.n_threads = Some(4);
     config.clone_fd = true;
     let mut session =
@@ -187,7 +195,8 @@ fn main() -> ExitCode {
             data,
             no_passthrough,
             listen,
-        } => mount(mountpoint, data, no_passthrough, &listen),
+            allow_other,
+        } => mount(mountpoint, data, no_passthrough, &listen, allow_other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -130,6 +130,7 @@ impl Fs {
         let path = self.tree.real_child(&wtxn, parent, name)?;
         self.real.mkdir(&path, perm)?;
         self.real.chmod(&path, perm)?;
+        self.own(&path, caller)?;
         let mut inode = Inode::new(parent, name, Kind::Dir, perm, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
         let ino = self.tree.insert(&mut wtxn, parent, name, &inode)?;
@@ -166,6 +167,7 @@ impl Fs {
         let file = self
             .real
             .open_file(&path, crate::real::Open::create_new(u32::from(perm)))?;
+        self.own(&path, caller)?;
         let mut inode = Inode::new(parent, name, Kind::File, perm, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
         let ino = self.tree.insert(&mut wtxn, parent, name, &inode)?;
@@ -184,6 +186,16 @@ impl Fs {
         Ok((attr, self.open_real(ino, file, writable, passthrough)))
     }
 
+    /// Gives `path` in the Real to `caller` when realize runs as root
+    /// (ownership is this machine's, never sent to peers; otherwise it is
+    /// kept in the namespace only).
+    pub(super) fn own(&self, path: &crate::real::RealPath, caller: Caller) -> Result<()> {
+        if nix::unistd::geteuid().is_root() {
+            self.real.chown(path, Some(caller.uid), Some(caller.gid))?;
+        }
+        Ok(())
+    }
+
     /// Creates symlink `name` → `target` in `parent`, recorded at once as a
     /// create whose hash is that of the target text.
     pub fn symlink(
@@ -200,6 +212,7 @@ impl Fs {
             .map_err(|e| self.refuse_entry(parent, name, "symlink", e))?;
         let path = self.tree.real_child(&wtxn, parent, name)?;
         self.real.symlink(target, &path)?;
+        self.own(&path, caller)?;
         let mut inode = Inode::new(parent, name, Kind::Symlink, 0o777, dir.area);
         (inode.uid, inode.gid) = (caller.uid, caller.gid);
         inode.target = target.to_vec();

@@ -450,6 +450,19 @@ impl Fs {
                 _ => {}
             }
         }
+        if (set.uid.is_some() || set.gid.is_some()) && nix::unistd::geteuid().is_root() {
+            // The kernel checked the caller may (default_permissions).
+            match (&file, &path) {
+                (Some(file), _) if inode.kind != Kind::Symlink => nix::unistd::fchown(
+                    file,
+                    set.uid.map(nix::unistd::Uid::from_raw),
+                    set.gid.map(nix::unistd::Gid::from_raw),
+                )
+                .map_err(std::io::Error::from)?,
+                (_, Some(path)) => self.real.chown(path, set.uid, set.gid)?,
+                _ => {}
+            }
+        }
         inode.uid = set.uid.unwrap_or(inode.uid);
         inode.gid = set.gid.unwrap_or(inode.gid);
         if let Some(size) = set.size {

@@ -335,6 +335,20 @@ impl Real {
         nix::sys::stat::fchmodat(&dir, name, mode, FchmodatFlags::NoFollowSymlink).map_err(errno)
     }
 
+    /// Sets the owner and group of `path` itself (a symlink is not
+    /// followed); `None` leaves one as it is. Needs root for another owner.
+    pub fn chown(&self, path: &RealPath, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        let (dir, name) = self.parent(path)?;
+        nix::unistd::fchownat(
+            &dir,
+            name,
+            uid.map(nix::unistd::Uid::from_raw),
+            gid.map(nix::unistd::Gid::from_raw),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
+    }
+
     /// Sets access and modification times of `path` itself (a symlink is
     /// not followed). `None`: leave as is; `Some(None)`: now.
     pub fn set_times(

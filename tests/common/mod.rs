@@ -51,6 +51,8 @@ pub struct Peer {
     pub listen: String,
     /// Whether `data` is a tmpfs of its own (unmounted on drop).
     small: bool,
+    /// More arguments of `realize mount`.
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -83,6 +85,16 @@ impl Peer {
         Peer::start_on(passthrough, listen, None)
     }
 
+    /// A new peer mounted with `--allow-other`: other local users may
+    /// enter.
+    pub fn start_allowing_others() -> Peer {
+        let mut p = Peer::start();
+        p.stop();
+        p.args.push("--allow-other".into());
+        p.mount();
+        p
+    }
+
     /// A new peer whose DATA is a tmpfs of `mib` MiB: a disk that fills.
     pub fn start_small(mib: u64) -> Peer {
         Peer::start_on(true, format!("127.0.0.1:{}", free_port()), Some(mib))
@@ -111,6 +123,7 @@ impl Peer {
             passthrough,
             listen,
             small: tmpfs_mib.is_some(),
+            args: Vec::new(),
             child: None,
         };
         peer.mount();
@@ -149,6 +162,7 @@ impl Peer {
         if !self.passthrough {
             cmd.arg("--no-passthrough");
         }
+        cmd.args(&self.args);
         let mut child = cmd.spawn().expect("spawn realize");
         let start = Instant::now();
         while !is_mounted(&self.mnt) {
