@@ -72,6 +72,8 @@ pub struct Store {
     env: heed::Env<heed::WithoutTls>,
     /// Flushes done ([`Store::sync`]).
     syncs: std::sync::atomic::AtomicU64,
+    /// The last transaction id a flush covered ([`Store::sync_committed`]).
+    synced: std::sync::atomic::AtomicU64,
     /// Inodes and directory entries.
     pub namespace: namespace::Namespace,
     /// Per-area operation logs.
@@ -162,6 +164,7 @@ impl Store {
         let store = Store {
             env,
             syncs: Default::default(),
+            synced: Default::default(),
             namespace: namespace::Namespace::new(inodes, entries, names),
             history: history::History::new(history),
             areas: areas::Areas::new(areas),
@@ -205,10 +208,23 @@ impl Store {
     /// `NO_SYNC`: commits are durable once this returns). Called before
     /// anything a peer may keep leaves this peer, and at unmount.
     pub fn sync(&self) -> Result<()> {
+        let last = self.env.info().last_txn_id as u64;
         self.env.force_sync()?;
         self.syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.synced
+            .fetch_max(last, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// [`Store::sync`] unless no transaction committed since the last
+    /// flush (a page of changes asked for again, with nothing new).
+    pub fn sync_committed(&self) -> Result<()> {
+        let last = self.env.info().last_txn_id as u64;
+        if self.synced.load(std::sync::atomic::Ordering::Relaxed) >= last {
+            return Ok(());
+        }
+        self.sync()
     }
 
     /// How many flushes [`Store::sync`] did since the store opened.

@@ -53,6 +53,10 @@ impl Tree {
             // Caught up with the whole feed: every op so far is applied
             // there (ops are numbered after the versions they made).
             let ack = if caught_up { record.last_seq } else { since };
+            if record.acked.get(&peer) == Some(&ack) {
+                // Nothing new: no commit (and no flush for the next page).
+                return Ok(());
+            }
             record.acked.insert(peer, ack);
             let horizon = record
                 .shares
@@ -197,7 +201,7 @@ impl Core for Tree {
 
     fn offers(&self, peer: PeerId) -> Result<Offers, RequestError> {
         // Sequence numbers a peer learns are on disk first (see changes).
-        self.store.sync().map_err(local)?;
+        self.store.sync_committed().map_err(local)?;
         Tree::offers(self, peer).map_err(local)
     }
 
@@ -219,7 +223,7 @@ impl Core for Tree {
         // numbers, version counters) is flushed before it leaves, so that
         // after a power loss this peer never numbers a new change with a
         // number a peer already holds (realize.7 "Durability").
-        self.store.sync().map_err(local)?;
+        self.store.sync_committed().map_err(local)?;
         let found = {
             let txn = self.store.read().map_err(local)?;
             self.store
@@ -323,7 +327,7 @@ impl Core for Tree {
         if keeps {
             // The peer may drop its copy on this answer: the holding that
             // made it is on disk first.
-            self.store.sync().map_err(local)?;
+            self.store.sync_committed().map_err(local)?;
         }
         Ok(keeps)
     }
