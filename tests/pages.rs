@@ -231,3 +231,33 @@ fn an_unrecorded_file_renamed_over_a_recorded_one_takes_its_version_along() {
     assert!(b.ino("w").is_none(), "{}", b.describe_all());
     assert_eq!(b.read(b.ino("z").unwrap()), b"more on a");
 }
+
+#[test]
+fn an_unreal_file_no_peer_holds_reads_the_blob_this_peer_holds_at_another_path() {
+    let (peers, _net) = join(2);
+    let (a, b) = (&peers[0], &peers[1]);
+    let tree = a.fs.tree();
+    let area = a.fs.lookup(ROOT, OsStr::new(AREA)).unwrap().ino;
+    let bytes = vec![7u8; 100_000];
+    a.write("p", &bytes, false);
+    // A record of another path with the same blob, held by nobody (as a
+    // conflict copy whose bytes a realize took from the cache, soak seed
+    // 556): unreal here.
+    let (_, mut q) = record(
+        "q",
+        b.id,
+        1,
+        Content::File(realize::blob::hash_bytes(&bytes)),
+        0o644,
+    );
+    q.siblings[0].size = bytes.len() as u64;
+    let mut pull = Pull::default();
+    tree.apply_remote(area, b.id, Seq(1), vec![(b"q".to_vec(), q)], &mut pull)
+        .unwrap();
+    tree.finish_pull(pull).unwrap();
+    // The pull's end cached it from p; a realize of another file of the
+    // blob may take that cache file later: evicted here.
+    a.dir_ctl("ctl", "evict q").unwrap();
+    assert!(a.describe("q").contains("unreal"), "{}", a.describe("q"));
+    assert_eq!(a.read(a.ino("q").unwrap()), bytes);
+}

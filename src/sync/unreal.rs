@@ -95,7 +95,24 @@ impl Tree {
         let hash = inode.hash.ok_or_else(Error::not_found)?;
         let path = self.area_path(&txn, ino)?;
         let area_name = self.inode(&txn, inode.area)?.name;
+        // No peer noted as holding the blob here, and not in the cache:
+        // this peer may hold it real at another path (a realize took the
+        // cache file another unreal file of the blob read from). Copied
+        // into the cache from there; a scan of the area's records, only
+        // in this case.
+        let orphan = !self.store.cache.verified(&txn, &hash)?
+            && self
+                .store
+                .versions
+                .get(&txn, inode.area, &path)?
+                .is_none_or(|r| r.holders_of(hash).all(|p| p == self.peer_id));
         drop(txn);
+        if orphan {
+            let wanted = std::collections::HashMap::from([(hash, vec![(inode.area, ino)])]);
+            if let Err(e) = self.cache_held_elsewhere(wanted) {
+                tracing::warn!("looking for a real copy of an unreal file's blob here: {e}");
+            }
+        }
         let blob = BlobRef {
             hash,
             size: inode.size,
