@@ -169,12 +169,7 @@ impl Tree {
         let (old_winner, old_copies) = shown(path, before);
         let (new_winner, new_copies) = shown(path, after);
         for (copy, _) in &old_copies {
-            let own = self
-                .store
-                .versions
-                .get(wtxn, area, copy)?
-                .and_then(|r| r.siblings.first().map(|w| w.content != Content::Deleted))
-                .unwrap_or(false);
+            let own = self.shown_to_peers(wtxn, area, copy)?;
             if !own && !new_copies.iter().any(|(c, _)| c == copy) {
                 self.place(wtxn, area, copy, None, pull)?;
             }
