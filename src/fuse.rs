@@ -20,7 +20,7 @@ use fuser::{
 
 use crate::fs::{self, Caller, Fs, OpenedKind, SetAttr};
 use crate::ids::Ino;
-use crate::store::namespace::Kind;
+use crate::store::namespace::{Kind, Special};
 
 impl fs::KernelCache for fuser::Notifier {
     fn forget_entry(&self, parent: u64, name: &[u8]) {
@@ -139,6 +139,10 @@ fn kind(kind: Kind) -> FileType {
         Kind::Dir => FileType::Directory,
         Kind::File => FileType::RegularFile,
         Kind::Symlink => FileType::Symlink,
+        Kind::Special(Special::Fifo) => FileType::NamedPipe,
+        Kind::Special(Special::Socket) => FileType::Socket,
+        Kind::Special(Special::CharDevice(_)) => FileType::CharDevice,
+        Kind::Special(Special::BlockDevice(_)) => FileType::BlockDevice,
     }
 }
 
@@ -156,7 +160,11 @@ fn file_attr(a: &fs::Attr) -> FileAttr {
         nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        // The kernel's 32-bit encoding, as mknod gave it.
+        rdev: match a.kind {
+            Kind::Special(special) => special.rdev() as u32,
+            _ => 0,
+        },
         blksize: 4096,
         flags: 0,
     }
@@ -285,18 +293,25 @@ impl Filesystem for Fuse {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         self.fs.stats.fuse_op();
-        let e = fs::Error::Perm("device nodes, FIFOs and sockets are not supported".into());
-        let path = self.fs.entry_path(Ino(parent.0), name.as_bytes());
-        reply.error(errno(&self.fs.refuse(&path, "mknod", e)));
+        entry(
+            reply,
+            self.fs.mknod(
+                Ino(parent.0),
+                name,
+                mode & !umask,
+                u64::from(rdev),
+                caller(req),
+            ),
+        )
     }
 
     fn mkdir(

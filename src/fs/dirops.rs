@@ -13,7 +13,7 @@ use super::ctl::CtlNode;
 use super::io::Opened;
 use super::{Attr, Caller, Error, Fs, Result, check_new_name};
 use crate::store::history::{Op, OpKind};
-use crate::store::namespace::{Inode, Kind, Timestamp};
+use crate::store::namespace::{Inode, Kind, Special, Timestamp};
 use crate::store::{Ino, ROOT, RwTxn};
 
 /// A removal from the Real that finds nothing to remove is fine: the
@@ -184,6 +184,47 @@ impl Fs {
             self.real.open_file(&path, crate::real::Open::read())?
         };
         Ok((attr, self.open_real(ino, file, writable, passthrough)))
+    }
+
+    /// Makes FIFO, socket or device node `name` in `parent` (`mode`: its
+    /// `S_IFMT` and permission bits, the umask applied; `rdev`: its device
+    /// number). It lives in the Real of this peer only: nothing is
+    /// recorded, and `status` calls it `local`. A regular file (mknod
+    /// with S_IFREG) is made as by `create`, recorded once it has rested.
+    pub fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+        caller: Caller,
+    ) -> Result<Attr> {
+        if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
+            let (attr, opened) = self.create(parent, name, mode, libc::O_RDONLY, caller, false)?;
+            self.release(opened.fh)?;
+            return Ok(attr);
+        }
+        let name = name.as_bytes();
+        let Some(special) = Special::from_mode(mode, rdev) else {
+            let e = Error::Invalid("mknod makes FIFOs, sockets, devices and files".into());
+            return Err(self.refuse_entry(parent, name, "mknod", e));
+        };
+        let perm = (mode & 0o7777) as u16;
+        let mut wtxn = self.store.write()?;
+        let dir = self
+            .new_entry_parent(&wtxn, parent, name)
+            .map_err(|e| self.refuse_entry(parent, name, "mknod", e))?;
+        let path = self.tree.real_child(&wtxn, parent, name)?;
+        self.real
+            .mknod(&path, special.format() | u32::from(perm), rdev)?;
+        self.real.chmod(&path, perm)?;
+        self.own(&path, caller)?;
+        let mut inode = Inode::new(parent, name, Kind::Special(special), perm, dir.area);
+        (inode.uid, inode.gid) = (caller.uid, caller.gid);
+        let ino = self.tree.insert(&mut wtxn, parent, name, &inode)?;
+        let attr = self.attr_of(&wtxn, ino, &inode)?;
+        wtxn.commit()?;
+        Ok(attr)
     }
 
     /// Gives `path` in the Real to `caller` when realize runs as root
@@ -410,6 +451,18 @@ impl Fs {
         } else {
             self.real.rename(&from, &to, false)?;
         }
+        // A special file is never recorded: what peers see at the path it
+        // replaces is deleted.
+        let special = matches!(inode.kind, Kind::Special(_));
+        let replaced = match &target {
+            Some((t, t_inode)) if special => {
+                let new_path = self.tree.area_path(&wtxn, *t)?;
+                (t_inode.hash.is_some()
+                    || self.tree.shown_to_peers(&wtxn, inode.area, &new_path)?)
+                .then_some((new_path, t_inode.hash))
+            }
+            _ => None,
+        };
         if let Some((t, t_inode)) = target {
             ns.unlink(&mut wtxn, newparent, newname)?;
             self.tree.drop_inode(&mut wtxn, t, t_inode)?;
@@ -434,6 +487,10 @@ impl Fs {
                 new_path: Some(new_path),
                 ..crate::sync::Tree::op(OpKind::Rename, old_path, inode.hash)
             };
+            self.tree.record(&mut wtxn, inode.area, op)?;
+        }
+        if let Some((path, hash)) = replaced {
+            let op = crate::sync::Tree::op(OpKind::Delete, path, hash);
             self.tree.record(&mut wtxn, inode.area, op)?;
         }
         wtxn.commit()?;

@@ -107,6 +107,8 @@ impl Fs {
             Kind::Dir => return Err(Error::IsDir),
             Kind::Symlink => return Err(Error::Invalid("cannot open a symlink".into())),
             Kind::File => {}
+            // The kernel opens these itself; never asked of a FUSE file system.
+            Kind::Special(_) => return Err(Error::Invalid("cannot open a special file".into())),
         }
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if inode.unreal {

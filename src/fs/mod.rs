@@ -48,7 +48,7 @@ pub const NAME_MAX: usize = 255;
 pub struct Attr {
     /// Inode number.
     pub ino: Ino,
-    /// File, directory or symlink.
+    /// File, directory, symlink or special file (with its device number).
     pub kind: Kind,
     /// Size in bytes.
     pub size: u64,
@@ -297,8 +297,9 @@ impl Fs {
 
     /// Attributes of `ino`, whose record is `inode`. Files take size and
     /// times from the backing file, which passthrough writes change
-    /// without telling us; symlinks their times (`utimensat` with
-    /// `AT_SYMLINK_NOFOLLOW` sets them there). A file unlinked while open
+    /// without telling us; symlinks and special files their times
+    /// (`utimensat` with `AT_SYMLINK_NOFOLLOW` sets them there; a FIFO's
+    /// change as it is written). A file unlinked while open
     /// has no link left: nlink 0.
     fn attr_of(&self, txn: &RoTxn, ino: Ino, inode: &Inode) -> Result<Attr> {
         let mut attr = Attr {
@@ -314,7 +315,8 @@ impl Fs {
             uid: inode.uid,
             gid: inode.gid,
         };
-        if inode.kind == Kind::Symlink && inode.parent != Ino::NONE {
+        let in_real = matches!(inode.kind, Kind::Symlink | Kind::Special(_));
+        if in_real && inode.parent != Ino::NONE {
             match self.real.metadata(&self.tree.real_path(txn, ino)?) {
                 Ok(meta) => {
                     attr.atime = meta.accessed()?;

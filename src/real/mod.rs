@@ -262,13 +262,23 @@ impl Real {
         nix::sys::stat::mkdirat(&dir, name, Mode::from_bits_truncate(perm.into())).map_err(errno)
     }
 
+    /// Makes FIFO, socket or device node `path`: `mode` is its `S_IFMT`
+    /// bits and permission bits, `rdev` its device number (0 but for
+    /// devices, which need CAP_MKNOD: EPERM otherwise).
+    pub fn mknod(&self, path: &RealPath, mode: u32, rdev: u64) -> io::Result<()> {
+        let (dir, name) = self.parent(path)?;
+        let format = nix::sys::stat::SFlag::from_bits_truncate(mode & libc::S_IFMT);
+        let perm = Mode::from_bits_truncate(mode & 0o7777);
+        nix::sys::stat::mknodat(&dir, name, format, perm, rdev).map_err(errno)
+    }
+
     /// Removes the empty directory `path`.
     pub fn remove_dir(&self, path: &RealPath) -> io::Result<()> {
         let (dir, name) = self.parent(path)?;
         nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::RemoveDir).map_err(errno)
     }
 
-    /// Removes the file or symlink `path`.
+    /// Removes the file, symlink or special file `path`.
     pub fn remove_file(&self, path: &RealPath) -> io::Result<()> {
         let (dir, name) = self.parent(path)?;
         nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir).map_err(errno)

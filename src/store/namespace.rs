@@ -30,6 +30,56 @@ pub enum Kind {
     File,
     /// A symbolic link.
     Symlink,
+    /// A FIFO, socket or device node: it lives in the Real of this peer
+    /// only and is never recorded or sent (DESIGN.md "Special files, links,
+    /// other users"). Added last, so records written before it still read.
+    Special(Special),
+}
+
+/// What a [`Kind::Special`] entry is, as `mknod(2)` makes it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    /// A named pipe (`S_IFIFO`).
+    Fifo,
+    /// A Unix domain socket (`S_IFSOCK`).
+    Socket,
+    /// A character device with this device number (`S_IFCHR`, `st_rdev`).
+    CharDevice(u64),
+    /// A block device with this device number (`S_IFBLK`, `st_rdev`).
+    BlockDevice(u64),
+}
+
+impl Special {
+    /// The kind `mknod(2)` mode `mode` (its `S_IFMT` bits) and device
+    /// number `rdev` make; `None` for regular files, directories and
+    /// symlinks, which have calls of their own.
+    pub fn from_mode(mode: u32, rdev: u64) -> Option<Special> {
+        match mode & libc::S_IFMT {
+            libc::S_IFIFO => Some(Special::Fifo),
+            libc::S_IFSOCK => Some(Special::Socket),
+            libc::S_IFCHR => Some(Special::CharDevice(rdev)),
+            libc::S_IFBLK => Some(Special::BlockDevice(rdev)),
+            _ => None,
+        }
+    }
+
+    /// The `S_IFMT` bits of this kind.
+    pub fn format(self) -> u32 {
+        match self {
+            Special::Fifo => libc::S_IFIFO,
+            Special::Socket => libc::S_IFSOCK,
+            Special::CharDevice(_) => libc::S_IFCHR,
+            Special::BlockDevice(_) => libc::S_IFBLK,
+        }
+    }
+
+    /// The device number (`st_rdev`): 0 for FIFOs and sockets.
+    pub fn rdev(self) -> u64 {
+        match self {
+            Special::CharDevice(rdev) | Special::BlockDevice(rdev) => rdev,
+            Special::Fifo | Special::Socket => 0,
+        }
+    }
 }
 
 /// A mode set on an entry (DESIGN.md "Modes and the life of a file").

@@ -105,8 +105,11 @@ impl Tree {
     /// reconciliation, or written with the same bytes) is not: a peer's
     /// version replaces it like any recorded file, and a write keeps its
     /// bytes as a version. Its bytes are hashed to tell, when their size
-    /// has not changed.
+    /// has not changed. A special file (never recorded) always is.
     pub(super) fn dirty(&self, txn: &RoTxn, ino: Ino, inode: &Inode) -> Result<bool> {
+        if let Kind::Special(_) = inode.kind {
+            return Ok(true); // never recorded
+        }
         if inode.kind != Kind::File || inode.unreal {
             return Ok(false);
         }
@@ -172,8 +175,11 @@ impl Tree {
         pull.forget.push((parent, name.to_vec()));
         inode.name = name.to_vec();
         inode.hash = None;
+        let special = matches!(inode.kind, Kind::Special(_));
         self.store.namespace.put(wtxn, ino, &inode)?;
-        self.recorder.touched(ino, false);
+        if !special {
+            self.recorder.touched(ino, false);
+        }
         Ok(())
     }
 }

@@ -4,7 +4,8 @@
 //! crash left between a change of the Real and its commit to LMDB, are
 //! noticed here and recorded as history: a file whose size or mtime differs
 //! from its recorded content is hashed again (an edit), a new file is a
-//! create, a vanished one a delete. Inodes orphaned by a crash while
+//! create, a vanished one a delete. FIFOs, sockets and device nodes are
+//! listed, never recorded. Inodes orphaned by a crash while
 //! unlinked but open are dropped.
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use super::{Result, Tree};
 use crate::real::RealPath;
 use crate::store::history::OpKind;
-use crate::store::namespace::{Inode, Kind, Timestamp};
+use crate::store::namespace::{Inode, Kind, Special, Timestamp};
 use crate::store::{Ino, ROOT, RwTxn};
 
 fn kind_of(meta: &Metadata) -> Option<Kind> {
@@ -26,7 +27,7 @@ fn kind_of(meta: &Metadata) -> Option<Kind> {
     } else if t.is_symlink() {
         Some(Kind::Symlink)
     } else {
-        None
+        Special::from_mode(meta.mode(), meta.rdev()).map(Kind::Special)
     }
 }
 
@@ -181,6 +182,8 @@ impl Tree {
                 }
                 Ok(())
             }
+            // Local to this peer: nothing recorded to compare with.
+            Kind::Special(_) => Ok(()),
         }
     }
 
@@ -226,6 +229,7 @@ impl Tree {
                 self.record(wtxn, area, op)?;
                 self.reconcile_dir(wtxn, ino, path)?;
             }
+            Kind::Special(_) => {}
         }
         Ok(())
     }

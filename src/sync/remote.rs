@@ -399,6 +399,10 @@ impl Tree {
                         .push(Step::RemovedLink(real, inode.target.clone()));
                 }
             }
+            // Never shown to peers: moved out of their way, still local.
+            Kind::Special(_) => {
+                return self.keep_local(wtxn, ino, inode, path, pull).map(|_| true);
+            }
             Kind::File if inode.unreal => {
                 // Its blob may be in the cache: a base for an edit.
                 if let Some(hash) = inode.hash {

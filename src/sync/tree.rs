@@ -375,6 +375,8 @@ impl Tree {
                         Some(hash) => Content::File(hash),
                         None => Content::Deleted,
                     },
+                    // Never sent: peers see nothing there.
+                    Kind::Special(_) => Content::Deleted,
                 };
                 Some(Left {
                     content,

@@ -2,19 +2,22 @@
 //! `NAME KIND STATE SIZE HASH MODE HOLDERS` (DESIGN.md). A written file is
 //! `dirty` until it has rested and been hashed; holders come from the
 //! path's record (this peer's name for a real file not yet known to any).
+//! FIFOs, sockets and device nodes, never sent, are `local`.
 
 use super::super::{Fs, Result};
 use crate::format::{escape, format_hash};
 use crate::ids::{BlobHash, PeerId};
-use crate::store::namespace::{Inode, Kind};
+use crate::store::namespace::{Inode, Kind, Special};
 use crate::store::{Ino, RoTxn};
 
 /// The per-entry facts shared by `status` and the `user.realize.*`
 /// attributes.
 pub(crate) struct EntryStatus {
-    /// `file`, `dir` or `link`.
+    /// `file`, `dir`, `link`, or for a special file (local to this peer)
+    /// `fifo`, `socket`, `char` or `block`.
     pub kind: &'static str,
-    /// `real`, `cached`, `partial:NN%`, `unreal`, `conflict` or `dirty`.
+    /// `real`, `cached`, `partial:NN%`, `unreal`, `conflict` or `dirty`;
+    /// `local` for a special file.
     pub state: String,
     /// Size in bytes, `None` for directories.
     pub size: Option<u64>,
@@ -33,6 +36,10 @@ impl Fs {
             Kind::File => "file",
             Kind::Dir => "dir",
             Kind::Symlink => "link",
+            Kind::Special(Special::Fifo) => "fifo",
+            Kind::Special(Special::Socket) => "socket",
+            Kind::Special(Special::CharDevice(_)) => "char",
+            Kind::Special(Special::BlockDevice(_)) => "block",
         };
         let dirty = inode.kind == Kind::File
             && (inode.hash.is_none() || self.tree.recorder.is_pending(ino));
@@ -73,7 +80,9 @@ impl Fs {
             .as_ref()
             .is_some_and(|r| crate::sync::merge::losers(&r.siblings).next().is_some());
         let partial;
-        let state = if dirty {
+        let state = if let Kind::Special(_) = inode.kind {
+            "local"
+        } else if dirty {
             "dirty"
         } else if conflict {
             "conflict"
