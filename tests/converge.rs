@@ -12,6 +12,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 
 use common::{Peer, consensus, household};
 
@@ -295,6 +296,25 @@ fn run(seed: u64, steps: &[Step]) {
             diff(&trees)
         );
     };
+    // Each directory's link count: 2 and one per subdirectory, exact.
+    for p in &peers {
+        let dirs = trees[0].iter().filter(|(_, h)| *h == "dir");
+        for dir in std::iter::once("t").chain(dirs.map(|(d, _)| d.as_str())) {
+            let subdirs = trees[0]
+                .iter()
+                .filter(|(path, h)| {
+                    *h == "dir" && path.rsplit_once('/').map(|(d, _)| d) == Some(dir)
+                })
+                .count() as u64;
+            let nlink = std::fs::metadata(p.path(dir)).unwrap().nlink();
+            assert_eq!(
+                nlink,
+                2 + subdirs,
+                "seed {seed}: nlink of {dir} on {}\n{steps:#?}",
+                p.id()
+            );
+        }
+    }
     // Every file readable on every peer, its bytes its hash.
     for p in &peers {
         for (path, hash) in &trees[0] {

@@ -552,3 +552,43 @@ both_paths!(
         assert!(status.contains(&hash), "{status}");
     }
 );
+
+#[test]
+fn a_directory_links_itself_and_each_subdirectory() {
+    let mut p = Peer::start();
+    let nlink = |p: &Peer, rel: &str| fs::metadata(p.path(rel)).unwrap().nlink();
+    // The root: `.`, `..`, `.ctl`, and the areas.
+    let root = nlink(&p, "");
+    fs::create_dir(p.path("t")).unwrap();
+    assert_eq!(nlink(&p, ""), root + 1);
+    assert_eq!(nlink(&p, "t"), 2);
+    fs::create_dir_all(p.path("t/a/b")).unwrap();
+    fs::create_dir(p.path("t/a/c")).unwrap();
+    fs::write(p.path("t/a/f"), b"a file is no link").unwrap();
+    std::os::unix::fs::symlink("b", p.path("t/a/l")).unwrap();
+    assert_eq!(nlink(&p, "t/a"), 4);
+    assert_eq!(nlink(&p, "t"), 3);
+    fs::remove_dir(p.path("t/a/c")).unwrap();
+    assert_eq!(nlink(&p, "t/a"), 3);
+    fs::rename(p.path("t/a/b"), p.path("t/b")).unwrap();
+    assert_eq!((nlink(&p, "t/a"), nlink(&p, "t")), (2, 4));
+    // Renamed over an empty directory: one fewer.
+    fs::create_dir(p.path("t/e")).unwrap();
+    assert_eq!(nlink(&p, "t"), 5);
+    fs::rename(p.path("t/b"), p.path("t/e")).unwrap();
+    assert_eq!(nlink(&p, "t"), 4);
+    fs::create_dir(p.path("t/a/d")).unwrap();
+    p.stop();
+    // Made outside the mount: counted by the reconciliation.
+    fs::create_dir(p.real("t/a/e")).unwrap();
+    fs::remove_dir(p.real("t/a/d")).unwrap();
+    p.mount();
+    assert_eq!((nlink(&p, "t"), nlink(&p, "t/a")), (4, 3));
+    // What find relies on to skip leaves: every subdirectory is found.
+    let found = std::process::Command::new("find")
+        .arg(p.path("t"))
+        .args(["-type", "d"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&found.stdout).lines().count(), 4);
+}

@@ -62,7 +62,8 @@ pub struct Attr {
     pub ctime: SystemTime,
     /// Permission bits.
     pub perm: u16,
-    /// Hard links (1: realize has no hard links).
+    /// Links: 1 for files (realize has no hard links; 0 once unlinked
+    /// while open), 2 and one per subdirectory for directories.
     pub nlink: u32,
     /// Owner.
     pub uid: u32,
@@ -299,7 +300,8 @@ impl Fs {
     /// times from the backing file, which passthrough writes change
     /// without telling us; symlinks and special files their times
     /// (`utimensat` with `AT_SYMLINK_NOFOLLOW` sets them there; a FIFO's
-    /// change as it is written). A file unlinked while open
+    /// change as it is written). A directory's link count is 2 and one
+    /// per subdirectory, exact, so that `find` may skip leaves. A file unlinked while open
     /// has no link left: nlink 0.
     fn attr_of(&self, txn: &RoTxn, ino: Ino, inode: &Inode) -> Result<Attr> {
         let mut attr = Attr {
@@ -311,10 +313,17 @@ impl Fs {
             mtime: inode.mtime.into(),
             ctime: inode.ctime.into(),
             perm: inode.perm,
-            nlink: u32::from(inode.kind == Kind::Dir || inode.parent != Ino::NONE),
+            nlink: u32::from(inode.parent != Ino::NONE),
             uid: inode.uid,
             gid: inode.gid,
         };
+        if inode.kind == Kind::Dir {
+            // `.`, its entry in its parent, and each subdirectory's `..`;
+            // the root lists `.ctl` too.
+            let subdirs = self.store.namespace.subdirs(txn, ino)?;
+            let ctl = u64::from(ino == ROOT);
+            attr.nlink = u32::try_from(2 + subdirs + ctl).unwrap_or(u32::MAX);
+        }
         let in_real = matches!(inode.kind, Kind::Symlink | Kind::Special(_));
         if in_real && inode.parent != Ino::NONE {
             match self.real.metadata(&self.tree.real_path(txn, ino)?) {

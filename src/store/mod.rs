@@ -128,7 +128,10 @@ impl Store {
                     dbo.create_database(wtxn, Some("config"))?,
                     dbo.create_database(wtxn, Some("xattrs"))?,
                     dbo.create_database(wtxn, Some("meta"))?,
-                    dbo.create_database(wtxn, Some("peers"))?,
+                    (
+                        dbo.create_database(wtxn, Some("peers"))?,
+                        dbo.create_database(wtxn, Some("subdirs"))?,
+                    ),
                     (
                         dbo.create_database(wtxn, Some("paths"))?,
                         dbo.create_database(wtxn, Some("long_paths"))?,
@@ -156,7 +159,7 @@ impl Store {
             config,
             xattrs,
             meta,
-            peers,
+            (peers, subdirs),
             (paths, long_paths, feed),
             (cache, outboards, bases),
             (kept, kept_times, kept_blobs),
@@ -165,7 +168,7 @@ impl Store {
             env,
             syncs: Default::default(),
             synced: Default::default(),
-            namespace: namespace::Namespace::new(inodes, entries, names),
+            namespace: namespace::Namespace::new(inodes, entries, names, subdirs),
             history: history::History::new(history),
             areas: areas::Areas::new(areas),
             config: config::ConfigDb::new(config),
@@ -178,6 +181,11 @@ impl Store {
         };
         let mut wtxn = store.write()?;
         store.namespace.ensure_root(&mut wtxn)?;
+        // Layout 1: directories counted in `subdirs`.
+        if store.meta.layout(&wtxn)? < 1 {
+            store.namespace.count_subdirs(&mut wtxn)?;
+            store.meta.set_layout(&mut wtxn, 1)?;
+        }
         wtxn.commit()?;
         Ok(store)
     }

@@ -6,11 +6,16 @@
 //!   readdir streams in. A cookie is taken from the parent's counter and
 //!   never reused, so a readdir offset (the next cookie) stays valid while
 //!   entries are added or removed, and a directory is never loaded whole;
-//! - `names`: parent (u64 BE) ‖ name bytes → [`NameRef`], for lookup.
+//! - `names`: parent (u64 BE) ‖ name bytes → [`NameRef`], for lookup;
+//! - `subdirs`: directory (u64 BE) → how many directories it holds (u64
+//!   BE; absent for none), kept by [`Namespace::link`] and
+//!   [`Namespace::unlink`] for a directory's link count. A database made
+//!   before it existed is counted once when the store opens.
 
 use std::time::SystemTime;
 
-use heed::types::Bytes;
+use heed::byteorder::BigEndian;
+use heed::types::{Bytes, U64};
 use heed::{Database, RoTxn, RwTxn};
 use serde::{Deserialize, Serialize};
 
@@ -242,6 +247,7 @@ pub struct Namespace {
     inodes: Database<'static, super::InoKey, Postcard<Inode>>,
     entries: Database<'static, Bytes, Postcard<Entry>>,
     names: Database<'static, Bytes, Postcard<NameRef>>,
+    subdirs: Database<'static, super::InoKey, U64<BigEndian>>,
 }
 
 impl Namespace {
@@ -249,12 +255,61 @@ impl Namespace {
         inodes: Database<'static, super::InoKey, Postcard<Inode>>,
         entries: Database<'static, Bytes, Postcard<Entry>>,
         names: Database<'static, Bytes, Postcard<NameRef>>,
+        subdirs: Database<'static, super::InoKey, U64<BigEndian>>,
     ) -> Namespace {
         Namespace {
             inodes,
             entries,
             names,
+            subdirs,
         }
+    }
+
+    /// Counts the directories of every directory again, from the inode
+    /// records (a database made before `subdirs` existed).
+    pub(super) fn count_subdirs(&self, wtxn: &mut RwTxn) -> Result<()> {
+        self.subdirs.clear(wtxn)?;
+        let mut counts = std::collections::HashMap::<Ino, u64>::new();
+        self.for_each(wtxn, |ino, inode| {
+            if inode.kind == Kind::Dir && ino != ROOT && inode.parent != Ino::NONE {
+                *counts.entry(inode.parent).or_default() += 1;
+            }
+            Ok(())
+        })?;
+        for (dir, count) in counts {
+            self.subdirs.put(wtxn, &dir, &count)?;
+        }
+        Ok(())
+    }
+
+    /// How many directories directory `dir` holds (its link count less 2).
+    pub fn subdirs(&self, txn: &RoTxn, dir: Ino) -> Result<u64> {
+        Ok(self.subdirs.get(txn, &dir)?.unwrap_or(0))
+    }
+
+    /// Adds `delta` to the directory count of `dir` when `child` is a
+    /// directory.
+    fn count_child(&self, wtxn: &mut RwTxn, dir: Ino, child: Ino, add: bool) -> Result<()> {
+        match self.get(wtxn, child)? {
+            Some(inode) if inode.kind == Kind::Dir => {}
+            Some(_) => return Ok(()),
+            None => {
+                tracing::warn!("entry of {dir} for inode {child}, which has no record");
+                return Ok(());
+            }
+        }
+        let count = self.subdirs(wtxn, dir)?;
+        let count = if add {
+            count + 1
+        } else {
+            count.saturating_sub(1)
+        };
+        if count == 0 {
+            self.subdirs.delete(wtxn, &dir)?;
+        } else {
+            self.subdirs.put(wtxn, &dir, &count)?;
+        }
+        Ok(())
     }
 
     pub(super) fn ensure_root(&self, wtxn: &mut RwTxn) -> Result<()> {
@@ -302,7 +357,8 @@ impl Namespace {
     }
 
     /// Adds the entry `name` → `ino` to directory `parent`, taking the next
-    /// cookie of `parent` (whose record must exist).
+    /// cookie of `parent` (whose record must exist, as must `ino`'s: a
+    /// directory is counted in `parent`'s link count).
     pub fn link(&self, wtxn: &mut RwTxn, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {
         let mut dir = self.get(wtxn, parent)?.ok_or(Error::Corrupt("parent"))?;
         let cookie = dir.next_cookie;
@@ -316,10 +372,12 @@ impl Namespace {
             .put(wtxn, &key_u64(parent, &cookie.to_be_bytes()), &entry)?;
         self.names
             .put(wtxn, &key_u64(parent, name), &NameRef { cookie, ino })?;
-        Ok(())
+        self.count_child(wtxn, parent, ino, true)
     }
 
-    /// Removes the entry `name` from `parent`; returns the inode it named.
+    /// Removes the entry `name` from `parent`; returns the inode it named,
+    /// whose record must still exist (a directory leaves `parent`'s link
+    /// count).
     pub fn unlink(&self, wtxn: &mut RwTxn, parent: Ino, name: &[u8]) -> Result<Option<Ino>> {
         let key = key_u64(parent, name);
         let Some(found) = self
@@ -332,6 +390,7 @@ impl Namespace {
         self.names.delete(wtxn, &key)?;
         self.entries
             .delete(wtxn, &key_u64(parent, &found.cookie.to_be_bytes()))?;
+        self.count_child(wtxn, parent, found.ino, false)?;
         Ok(Some(found.ino))
     }
 
@@ -463,6 +522,43 @@ mod tests {
         );
         assert_eq!(ns.lookup(&rtxn, ROOT, b"f7").unwrap(), None);
         assert_eq!(ns.lookup(&rtxn, ROOT, b"new").unwrap(), Some(Ino(200)));
+    }
+
+    #[test]
+    fn directories_are_counted_as_linked_and_again_in_an_old_database() {
+        let (dir, store) = store();
+        let ns = &store.namespace;
+        let mut wtxn = store.write().unwrap();
+        let new = |wtxn: &mut RwTxn, ino: u64, parent: Ino, kind: Kind| {
+            ns.put(
+                wtxn,
+                Ino(ino),
+                &Inode::new(parent, b"x", kind, 0o755, Ino::NONE),
+            )
+            .unwrap();
+            ns.link(wtxn, parent, format!("n{ino}").as_bytes(), Ino(ino))
+                .unwrap();
+        };
+        new(&mut wtxn, 100, ROOT, Kind::Dir);
+        new(&mut wtxn, 101, Ino(100), Kind::Dir);
+        new(&mut wtxn, 102, Ino(100), Kind::Dir);
+        new(&mut wtxn, 103, Ino(100), Kind::File);
+        assert_eq!(ns.subdirs(&wtxn, Ino(100)).unwrap(), 2);
+        ns.unlink(&mut wtxn, Ino(100), b"n102").unwrap();
+        ns.unlink(&mut wtxn, Ino(100), b"n103").unwrap();
+        assert_eq!(ns.subdirs(&wtxn, Ino(100)).unwrap(), 1);
+        assert_eq!(ns.subdirs(&wtxn, ROOT).unwrap(), 1);
+        // A database from before the count: none kept, layout 0.
+        ns.remove(&mut wtxn, Ino(102)).unwrap();
+        ns.subdirs.clear(&mut wtxn).unwrap();
+        store.meta.set_layout(&mut wtxn, 0).unwrap();
+        wtxn.commit().unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let rtxn = store.read().unwrap();
+        assert_eq!(store.namespace.subdirs(&rtxn, Ino(100)).unwrap(), 1);
+        assert_eq!(store.namespace.subdirs(&rtxn, ROOT).unwrap(), 1);
+        assert_eq!(store.meta.layout(&rtxn).unwrap(), 1);
     }
 
     #[test]

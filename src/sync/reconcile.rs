@@ -92,8 +92,8 @@ impl Tree {
             } else {
                 tracing::warn!("area {path} vanished from the Real");
                 // forget_tree drops the area's inode record too.
-                self.forget_tree(&mut wtxn, area)?;
                 self.store.namespace.unlink(&mut wtxn, ROOT, &name)?;
+                self.forget_tree(&mut wtxn, area)?;
                 self.store.areas.remove(&mut wtxn, area)?;
                 self.store.history.remove_area(&mut wtxn, area)?;
                 self.store.versions.remove_area(&mut wtxn, area)?;
@@ -123,8 +123,8 @@ impl Tree {
                         self.reconcile_entry(wtxn, ino, inode, &child_path, &meta)?;
                         continue;
                     }
-                    self.forget_tree(wtxn, ino)?;
                     self.store.namespace.unlink(wtxn, dir, name)?;
+                    self.forget_tree(wtxn, ino)?;
                     self.adopt(wtxn, dir, name, kind, &child_path, &meta)?;
                 }
                 None => self.adopt(wtxn, dir, name, kind, &child_path, &meta)?,
@@ -134,8 +134,8 @@ impl Tree {
             if self.inode(wtxn, ino)?.unreal {
                 continue; // its bytes were never in the Real
             }
-            self.forget_tree(wtxn, ino)?;
             self.store.namespace.unlink(wtxn, dir, &name)?;
+            self.forget_tree(wtxn, ino)?;
         }
         Ok(())
     }
@@ -234,8 +234,9 @@ impl Tree {
         Ok(())
     }
 
-    /// Removes the records under and of `ino` (not its entry in its
-    /// parent), recording a delete per recorded file and an rmdir per
+    /// Removes the records under and of `ino`, whose entry in its parent
+    /// is gone already (unlinked first, so that its parent's directory
+    /// count still knows it for a directory), recording a delete per recorded file and an rmdir per
     /// directory, deepest first.
     fn forget_tree(&self, wtxn: &mut RwTxn, ino: Ino) -> Result<()> {
         let inode = self.inode(wtxn, ino)?;
@@ -246,8 +247,8 @@ impl Tree {
                 Ok(true)
             })?;
             for (child, name) in children {
-                self.forget_tree(wtxn, child)?;
                 self.store.namespace.unlink(wtxn, ino, &name)?;
+                self.forget_tree(wtxn, child)?;
             }
         }
         let path = self.area_path(wtxn, ino)?;
