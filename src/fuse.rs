@@ -24,8 +24,20 @@ use crate::store::namespace::{Kind, Special};
 
 impl fs::KernelCache for fuser::Notifier {
     fn forget_entry(&self, parent: u64, name: &[u8]) {
-        if let Err(e) = self.inval_entry(INodeNo(parent), OsStr::from_bytes(name)) {
+        // ENOENT: the kernel had nothing cached.
+        let known = |e: &std::io::Error| e.raw_os_error() != Some(libc::ENOENT);
+        if let Err(e) = self.inval_entry(INodeNo(parent), OsStr::from_bytes(name))
+            && known(&e)
+        {
             tracing::warn!("invalidating a kernel entry: {e}");
+        }
+        // The kernel drops the directory's attributes with the entry only
+        // when it had the entry: a name it never saw changes the link
+        // count and times too. A negative offset keeps its pages.
+        if let Err(e) = self.inval_inode(INodeNo(parent), -1, 0)
+            && known(&e)
+        {
+            tracing::warn!("invalidating a kernel inode: {e}");
         }
     }
 }

@@ -298,7 +298,8 @@ impl Fs {
 
     /// Attributes of `ino`, whose record is `inode`. Files take size and
     /// times from the backing file, which passthrough writes change
-    /// without telling us; symlinks and special files their times
+    /// without telling us; directories their atime, symlinks and special
+    /// files their times
     /// (`utimensat` with `AT_SYMLINK_NOFOLLOW` sets them there; a FIFO's
     /// change as it is written). A directory's link count is 2 and one
     /// per subdirectory, exact, so that `find` may skip leaves. A file unlinked while open
@@ -324,12 +325,16 @@ impl Fs {
             let ctl = u64::from(ino == ROOT);
             attr.nlink = u32::try_from(2 + subdirs + ctl).unwrap_or(u32::MAX);
         }
-        let in_real = matches!(inode.kind, Kind::Symlink | Kind::Special(_));
+        let in_real = matches!(inode.kind, Kind::Dir | Kind::Symlink | Kind::Special(_));
         if in_real && inode.parent != Ino::NONE {
             match self.real.metadata(&self.tree.real_path(txn, ino)?) {
                 Ok(meta) => {
                     attr.atime = meta.accessed()?;
-                    attr.mtime = meta.modified()?;
+                    // A directory's mtime is the namespace's: the Real
+                    // lacks its unreal files.
+                    if inode.kind != Kind::Dir {
+                        attr.mtime = meta.modified()?;
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),

@@ -36,7 +36,8 @@ use crate::store::{Ino, ROOT, RoTxn, RwTxn, Store};
 /// (control commands, remote changes). Implemented over fuser's notifier
 /// by [`crate::fuse`]; absent when tests drive the core directly.
 pub trait KernelCache: Send + Sync {
-    /// Forgets the cached entry `name` of directory `parent`.
+    /// Forgets the cached entry `name` of directory `parent`, and the
+    /// directory's attributes (its link count and times change with it).
     fn forget_entry(&self, parent: u64, name: &[u8]);
 }
 
