@@ -28,6 +28,14 @@ use crate::ids::BlobHash;
 /// at 512 KiB while an edit moves at most 128 KiB more than it changed.
 pub const PIECE: u64 = 64 << 10;
 
+/// Chaining values in a part of an outboard: 32,768 (1 MiB of values, 2
+/// GiB of blob). Outboards are kept and fetched a part at a time
+/// ([`crate::store::outboards`]); a part covers a whole subtree of the
+/// blob's tree, whose chaining value [`subtree_value`] computes, so the
+/// parts of an outboard are checked against the blob's hash by their
+/// values alone ([`root_of_parts`]).
+pub const PART: u64 = 1 << 15;
+
 /// The chaining values of a blob's pieces, in order; empty for a blob of
 /// at most one piece.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -98,25 +106,57 @@ pub fn root_of(outboard: &Outboard, size: u64) -> BlobHash {
     if count < 2 || outboard.pieces.len() as u64 != count {
         return BlobHash([0; 32]);
     }
-    let (left, right) = halves(outboard, 0, size);
+    root_from(size, PIECE, &|i| outboard.pieces[i as usize])
+}
+
+/// The chaining value of part `part` of the outboard of a blob of `size`
+/// bytes (more than one part), whose values are `values`; `None` when
+/// they are not the part's number of values.
+pub fn subtree_value(part: u64, values: &[ChainingValue], size: u64) -> Option<ChainingValue> {
+    let span = PART * PIECE;
+    let start = part.checked_mul(span).filter(|&s| s < size)?;
+    let end = (start + span).min(size);
+    if values.len() as u64 != (end - start).div_ceil(PIECE) {
+        return None;
+    }
+    let first = start / PIECE;
+    Some(subtree(start, end, PIECE, &|i| {
+        values[(i - first) as usize]
+    }))
+}
+
+/// The hash that the part values `parts` ([`subtree_value`]) merge to
+/// for a blob of `size` bytes (more than one part), or zeros when they
+/// are not the blob's number of parts.
+pub fn root_of_parts(parts: &[ChainingValue], size: u64) -> BlobHash {
+    let span = PART * PIECE;
+    let count = size.div_ceil(span);
+    if count < 2 || parts.len() as u64 != count {
+        return BlobHash([0; 32]);
+    }
+    root_from(size, span, &|k| parts[k as usize])
+}
+
+/// The root of a blob of `size` bytes (more than one `leaf`) whose
+/// subtrees of `leaf` bytes (a power of two, each starting at a multiple
+/// of it) have the chaining values `value(index)`.
+fn root_from(size: u64, leaf: u64, value: &dyn Fn(u64) -> ChainingValue) -> BlobHash {
+    let split = blake3::hazmat::left_subtree_len(size);
+    let (left, right) = (
+        subtree(0, split, leaf, value),
+        subtree(split, size, leaf, value),
+    );
     BlobHash(*merge_subtrees_root(&left, &right, Mode::Hash).as_bytes())
 }
 
-/// The chaining values of the two halves of the subtree covering bytes
-/// `start..end` of the blob (more than one piece).
-fn halves(outboard: &Outboard, start: u64, end: u64) -> (ChainingValue, ChainingValue) {
-    let split = start + blake3::hazmat::left_subtree_len(end - start);
-    (
-        subtree(outboard, start, split),
-        subtree(outboard, split, end),
-    )
-}
-
-fn subtree(outboard: &Outboard, start: u64, end: u64) -> ChainingValue {
-    if end - start <= PIECE {
-        return outboard.pieces[(start / PIECE) as usize];
+/// The chaining value of the subtree covering bytes `start..end`.
+fn subtree(start: u64, end: u64, leaf: u64, value: &dyn Fn(u64) -> ChainingValue) -> ChainingValue {
+    if end - start <= leaf {
+        return value(start / leaf);
     }
-    let (left, right) = halves(outboard, start, end);
+    let split = start + blake3::hazmat::left_subtree_len(end - start);
+    let left = subtree(start, split, leaf, value);
+    let right = subtree(split, end, leaf, value);
     merge_subtrees_non_root(&left, &right, Mode::Hash)
 }
 
@@ -251,6 +291,40 @@ mod tests {
         let back = Outboard::from_bytes(&outboard.to_bytes()).expect("whole values");
         assert_eq!(back, outboard);
         assert!(Outboard::from_bytes(&[0; 33]).is_none());
+    }
+
+    #[test]
+    fn parts_merge_to_the_hash_of_a_blob_of_several_parts() {
+        // The values of pieces of a blob too large to write: a stream of
+        // pieces of one repeated byte, hashed as the whole by blake3.
+        let piece = vec![7u8; PIECE as usize];
+        // Three parts, the last of one piece and 5 bytes.
+        for size in [2 * PART * PIECE + PIECE + 5] {
+            let mut hasher = blake3::Hasher::new();
+            let mut values = Vec::new();
+            let mut at = 0;
+            while at < size {
+                let len = PIECE.min(size - at) as usize;
+                hasher.update(&piece[..len]);
+                values.push(piece_value(at / PIECE, &piece[..len]));
+                at += len as u64;
+            }
+            let hash = BlobHash(*hasher.finalize().as_bytes());
+            let whole = Outboard { pieces: values };
+            assert_eq!(root_of(&whole, size), hash, "size {size}");
+            let parts: Vec<_> = whole
+                .pieces
+                .chunks(PART as usize)
+                .enumerate()
+                .map(|(k, v)| subtree_value(k as u64, v, size).expect("a part's values"))
+                .collect();
+            assert_eq!(root_of_parts(&parts, size), hash, "size {size}");
+            let mut wrong = parts.clone();
+            wrong[1][0] ^= 1;
+            assert_ne!(root_of_parts(&wrong, size), hash);
+            assert_eq!(root_of_parts(&parts[1..], size), BlobHash([0; 32]));
+            assert!(subtree_value(0, &whole.pieces[1..PART as usize], size).is_none());
+        }
     }
 
     #[test]

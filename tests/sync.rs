@@ -695,3 +695,35 @@ fn now_sends_what_was_just_written_and_waits_for_open_files() {
     );
     assert_eq!(a.read(".ctl/health"), "");
 }
+
+/// A file larger than one part of an outboard (2 GiB of blob): its
+/// outboard comes and is kept a part at a time, and a read far into it
+/// fetches that outboard and one chunk, not the file.
+#[test]
+fn a_read_deep_in_a_file_of_several_outboard_parts_fetches_little() {
+    use std::os::unix::fs::FileExt;
+    let (a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "big");
+    let size = (2u64 << 30) + (1 << 20);
+    let file = std::fs::File::create(a.path("big/sparse")).unwrap();
+    file.set_len(size).unwrap();
+    file.write_all_at(b"head", 0).unwrap();
+    file.write_all_at(b"deep in the second part", (2 << 30) + 100)
+        .unwrap();
+    drop(file);
+    a.wait_recorded("big");
+    consensus(&a);
+    common::wait_until("the file on b", || b.path("big/sparse").exists());
+    let on_b = std::fs::File::open(b.path("big/sparse")).unwrap();
+    assert_eq!(on_b.metadata().unwrap().len(), size);
+    let mut buf = [0u8; 23];
+    on_b.read_exact_at(&mut buf, (2 << 30) + 100).unwrap();
+    assert_eq!(&buf, b"deep in the second part");
+    // Of the blob, one chunk (the last: 1 MiB); its outboard (1 MiB and
+    // 512 bytes, in two parts, checked against the hash) is not counted.
+    let fetched = b.stat("fetch.bytes");
+    assert_eq!(fetched, 1 << 20);
+    let mut head = [0u8; 4];
+    on_b.read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(&head, b"head");
+}

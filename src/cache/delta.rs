@@ -337,7 +337,11 @@ impl Cache {
             return Ok(None);
         }
         let txn = self.store.read()?;
-        if let Some(part) = self.store.cache.pieces(&txn, &base, first, end - first)? {
+        if let Some(part) = self
+            .store
+            .outboards
+            .pieces(&txn, &base, first, end - first)?
+        {
             return Ok(Some(part));
         }
         drop(txn);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::fetch::BlobRef;
 use super::{Cache, Error, Result, lock};
-use crate::blob::{Outboard, PIECE, root_of};
+use crate::blob::{Outboard, PART, PIECE, root_of, root_of_parts, subtree_value};
 use crate::ids::{BlobHash, PeerId};
 use crate::net::protocol::{BlobRange, MAX_READ};
 use crate::net::{Command, Fetch};
@@ -29,20 +29,39 @@ impl Cache {
         if size <= PIECE {
             return Ok(Some(Outboard::default()));
         }
-        let txn = self.store.read()?;
-        let known = self.store.cache.outboard(&txn, &hash)?;
-        drop(txn);
-        if let Some(outboard) = known {
-            return Ok(Some(outboard));
-        }
-        let (actual, outboard) = crate::blob::outboard_file(&file.try_clone()?)?;
-        if actual != hash {
+        if !self.know_local_outboard(hash, size, file)? {
             return Ok(None);
         }
+        let txn = self.store.read()?;
+        Ok(self.store.outboards.get(&txn, &hash)?)
+    }
+
+    /// Makes sure LMDB knows the outboard of blob `hash` (`size` bytes)
+    /// whose bytes are in `file`, computing it from the file when it does
+    /// not; false when the file does not match the hash (damaged).
+    pub(crate) fn know_local_outboard(
+        &self,
+        hash: BlobHash,
+        size: u64,
+        file: &File,
+    ) -> Result<bool> {
+        if size <= PIECE {
+            return Ok(true);
+        }
+        let txn = self.store.read()?;
+        if self.store.outboards.known(&txn, &hash)? {
+            return Ok(true);
+        }
+        drop(txn);
+        // Computed whole: the file is local, its size this disk's.
+        let (actual, outboard) = crate::blob::outboard_file(&file.try_clone()?)?;
+        if actual != hash {
+            return Ok(false);
+        }
         let mut wtxn = self.store.write()?;
-        self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
+        self.store.outboards.put(&mut wtxn, &hash, &outboard)?;
         wtxn.commit()?;
-        Ok(Some(outboard))
+        Ok(true)
     }
 
     /// Reads `buf.len()` bytes at `offset` of the cache file `file` of
@@ -73,7 +92,7 @@ impl Cache {
             Some(Outboard::default())
         } else {
             let txn = self.store.read()?;
-            let part = self.store.cache.pieces(&txn, &hash, first, count)?;
+            let part = self.store.outboards.pieces(&txn, &hash, first, count)?;
             drop(txn);
             match part {
                 Some(part) => Some(part),
@@ -135,23 +154,33 @@ impl Cache {
         Ok(())
     }
 
-    /// The outboard of `blob`, fetched from its holders (`first` first)
-    /// when LMDB lacks it, and checked against the blob's hash.
+    /// The whole outboard of `blob`, fetched from its holders (`first`
+    /// first) when LMDB lacks it ([`Cache::know_outboard`]).
     pub(crate) fn outboard_for(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<Outboard> {
         if blob.size <= PIECE {
             return Ok(Outboard::default());
         }
-        let known = |cache: &Cache| -> Result<Option<Outboard>> {
+        self.know_outboard(blob, first)?;
+        let txn = self.store.read()?;
+        let outboard = self.store.outboards.get(&txn, &blob.hash)?;
+        outboard.ok_or_else(|| Error::Unreachable("the outboard was dropped".into()))
+    }
+
+    /// Makes sure LMDB knows the outboard of `blob` (more than one
+    /// piece): fetched from its holders (`first` first) when it does not,
+    /// one fetch at a time per blob.
+    fn know_outboard(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<()> {
+        let known = |cache: &Cache| -> Result<bool> {
             let txn = cache.store.read()?;
-            Ok(cache.store.cache.outboard(&txn, &blob.hash)?)
+            Ok(cache.store.outboards.known(&txn, &blob.hash)?)
         };
-        if let Some(outboard) = known(self)? {
-            return Ok(outboard);
+        if known(self)? {
+            return Ok(());
         }
         let one = self.fetches.outboard_lock(blob.hash);
         let _fetching = lock(&one);
-        if let Some(outboard) = known(self)? {
-            return Ok(outboard);
+        if known(self)? {
+            return Ok(());
         }
         let result = self.fetch_outboard(blob, first);
         self.fetches.outboard_fetched(&blob.hash);
@@ -171,49 +200,93 @@ impl Cache {
         if blob.size <= PIECE {
             return Ok(Outboard::default());
         }
-        let txn = self.store.read()?;
-        let known = self.store.cache.pieces(&txn, &blob.hash, first, count)?;
-        drop(txn);
-        if let Some(values) = known {
+        let end = (first + count).min(blob.size.div_ceil(PIECE));
+        let pieces = |cache: &Cache| -> Result<Option<Outboard>> {
+            let txn = cache.store.read()?;
+            let count = end.saturating_sub(first);
+            Ok(cache
+                .store
+                .outboards
+                .pieces(&txn, &blob.hash, first, count)?)
+        };
+        if let Some(values) = pieces(self)? {
             return Ok(values);
         }
-        let outboard = self.outboard_for(blob, peer)?;
-        let end = ((first + count) as usize).min(outboard.pieces.len());
-        Ok(Outboard {
-            pieces: outboard
-                .pieces
-                .get(first as usize..end)
-                .unwrap_or_default()
-                .to_vec(),
-        })
+        self.know_outboard(blob, peer)?;
+        Ok(pieces(self)?.unwrap_or_default())
     }
 
-    fn fetch_outboard(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<Outboard> {
-        let total = blob.size.div_ceil(PIECE) * 32;
-        // Grown as parts arrive, never sized ahead from a peer's claim.
+    /// Fetches the outboard of `blob` a part at a time ([`PART`] values:
+    /// no buffer grows with the size a peer claims), keeps each part as it
+    /// arrives, and marks them trusted once their values merge to the
+    /// blob's hash; drops them otherwise.
+    fn fetch_outboard(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<()> {
+        let total = blob.size.div_ceil(PIECE);
+        let parts = total.div_ceil(PART);
+        let mut values = Vec::new();
+        let mut sender = self.peer_id;
+        for part in 0..parts {
+            let count = PART.min(total - part * PART);
+            let (peer, bytes) = self.fetch_part(blob, part * PART * 32, count * 32, first)?;
+            sender = peer;
+            let part_values = Outboard::from_bytes(&bytes).unwrap_or_default();
+            if parts == 1 {
+                if root_of(&part_values, blob.size) != blob.hash {
+                    return Err(self.failed_verification(blob.hash, sender));
+                }
+                let mut wtxn = self.store.write()?;
+                self.store
+                    .outboards
+                    .put(&mut wtxn, &blob.hash, &part_values)?;
+                wtxn.commit()?;
+                return Ok(());
+            }
+            let Some(value) = subtree_value(part, &part_values.pieces, blob.size) else {
+                return Err(self.failed_verification(blob.hash, sender));
+            };
+            let mut wtxn = self.store.write()?;
+            self.store
+                .outboards
+                .put_part(&mut wtxn, &blob.hash, part, &part_values.pieces)?;
+            wtxn.commit()?;
+            values.push(value);
+        }
+        let mut wtxn = self.store.write()?;
+        if root_of_parts(&values, blob.size) != blob.hash {
+            self.store.outboards.drop_parts(&mut wtxn, &blob.hash, 0)?;
+            wtxn.commit()?;
+            return Err(self.failed_verification(blob.hash, sender));
+        }
+        self.store.outboards.trust(&mut wtxn, &blob.hash, total)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// `len` bytes at `offset` of `blob`'s outboard (one part), in as
+    /// many requests as the holders need, grown as they arrive.
+    fn fetch_part(
+        &self,
+        blob: &BlobRef,
+        offset: u64,
+        len: u64,
+        first: Option<PeerId>,
+    ) -> Result<(PeerId, Vec<u8>)> {
         let mut bytes = Vec::new();
-        let mut sender = None;
-        while (bytes.len() as u64) < total {
-            let offset = bytes.len() as u64;
-            let len = (total - offset).min(MAX_READ);
-            let (peer, part) = self.fetch_range(blob, offset, len, true, first)?;
+        let mut sender = self.peer_id;
+        while (bytes.len() as u64) < len {
+            let at = offset + bytes.len() as u64;
+            let want = (len - bytes.len() as u64).min(MAX_READ);
+            let (peer, part) = self.fetch_range(blob, at, want, true, first)?;
             if part.is_empty() {
                 return Err(Error::Unreachable(format!("{peer} sent an empty outboard")));
             }
+            if part.len() as u64 > want {
+                return Err(self.failed_verification(blob.hash, peer));
+            }
             bytes.extend_from_slice(&part);
-            sender = Some(peer);
+            sender = peer;
         }
-        let outboard = Outboard::from_bytes(&bytes).unwrap_or_default();
-        if root_of(&outboard, blob.size) != blob.hash {
-            let peer = sender.unwrap_or(self.peer_id);
-            return Err(self.failed_verification(blob.hash, peer));
-        }
-        let mut wtxn = self.store.write()?;
-        self.store
-            .cache
-            .put_outboard(&mut wtxn, &blob.hash, &outboard)?;
-        wtxn.commit()?;
-        Ok(outboard)
+        Ok((sender, bytes))
     }
 
     /// Reads `len` bytes at `offset` of `blob` (or of its outboard) from

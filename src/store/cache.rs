@@ -1,9 +1,8 @@
 //! The blob cache's records. Database `cache`: blob hash (32 bytes) →
 //! [`Cached`]: which chunks of the blob's cache file `DATA/cache/HASH` are
 //! present, and whether the whole was verified against its hash.
-//! Database `outboards`: blob hash → the blob's [`Outboard`] (its piece
-//! chaining values, [`crate::blob`]), for blobs of more than one piece
-//! that were recorded here or fetched. Database `bases`: blob hash → the
+//! Outboards have a module of their own ([`super::outboards`]). Database
+//! `bases`: blob hash → the
 //! hash of the blob it was edited from (32 bytes each), when this peer had
 //! the latter: a fetch of the former takes the pieces they share from it
 //! (delta edits, [`crate::cache::delta`]); kept until the former is whole.
@@ -14,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use super::namespace::Timestamp;
 use super::{Error, Postcard, Result};
-use crate::blob::Outboard;
 use crate::ids::BlobHash;
 
 /// Size of a cached chunk in bytes: the unit of fetching and of the
@@ -96,24 +94,18 @@ impl Cached {
     }
 }
 
-/// The cache and outboard databases.
+/// The cache and bases databases.
 pub struct Cache {
     db: Database<'static, Bytes, Postcard<Cached>>,
-    outboards: Database<'static, Bytes, Bytes>,
     bases: Database<'static, Bytes, Bytes>,
 }
 
 impl Cache {
     pub(super) fn new(
         db: Database<'static, Bytes, Postcard<Cached>>,
-        outboards: Database<'static, Bytes, Bytes>,
         bases: Database<'static, Bytes, Bytes>,
     ) -> Cache {
-        Cache {
-            db,
-            outboards,
-            bases,
-        }
+        Cache { db, bases }
     }
 
     /// The blob `new` was edited from, when noted.
@@ -148,48 +140,6 @@ impl Cache {
         }
         for new in edits {
             self.bases.delete(wtxn, &new)?;
-        }
-        Ok(())
-    }
-
-    /// The outboard of blob `hash`, when known (trusted: it was checked
-    /// against the hash before it was stored).
-    pub fn outboard(&self, txn: &RoTxn, hash: &BlobHash) -> Result<Option<Outboard>> {
-        match self.outboards.get(txn, hash.as_slice())? {
-            Some(bytes) => Outboard::from_bytes(bytes)
-                .map(Some)
-                .ok_or(Error::Corrupt("outboards")),
-            None => Ok(None),
-        }
-    }
-
-    /// Chaining values `first..first + count` of blob `hash`'s outboard,
-    /// read from the database without decoding the rest; `None` when the
-    /// outboard is unknown or shorter.
-    pub fn pieces(
-        &self,
-        txn: &RoTxn,
-        hash: &BlobHash,
-        first: u64,
-        count: u64,
-    ) -> Result<Option<Outboard>> {
-        let Some(bytes) = self.outboards.get(txn, hash.as_slice())? else {
-            return Ok(None);
-        };
-        let (start, end) = (first as usize * 32, (first + count) as usize * 32);
-        Ok(bytes.get(start..end).and_then(Outboard::from_bytes))
-    }
-
-    /// Stores the outboard of blob `hash` (nothing for an empty one).
-    pub fn put_outboard(
-        &self,
-        wtxn: &mut RwTxn,
-        hash: &BlobHash,
-        outboard: &Outboard,
-    ) -> Result<()> {
-        if !outboard.pieces.is_empty() {
-            self.outboards
-                .put(wtxn, hash.as_slice(), &outboard.to_bytes())?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ pub mod history;
 pub mod kept;
 pub mod meta;
 pub mod namespace;
+pub mod outboards;
 pub mod peers;
 pub mod versions;
 pub mod xattrs;
@@ -92,6 +93,8 @@ pub struct Store {
     pub versions: versions::Versions,
     /// What the blob cache holds.
     pub cache: cache::Cache,
+    /// Outboards of blobs, in parts.
+    pub outboards: outboards::Outboards,
     /// Kept versions of replaced and deleted files.
     pub kept: kept::KeptDb,
 }
@@ -176,7 +179,8 @@ impl Store {
             meta: meta::Meta::new(meta),
             peers: peers::Peers::new(peers),
             versions: versions::Versions::new(paths, long_paths, feed),
-            cache: cache::Cache::new(cache, outboards, bases),
+            cache: cache::Cache::new(cache, bases),
+            outboards: outboards::Outboards::new(outboards),
             kept: kept::KeptDb::new(kept, kept_times, kept_blobs),
         };
         let mut wtxn = store.write()?;

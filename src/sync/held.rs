@@ -8,7 +8,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::{Result, Tree, lock};
-use crate::blob::Outboard;
 use crate::ids::BlobHash;
 use crate::store::Ino;
 use crate::store::namespace::Kind;
@@ -86,20 +85,45 @@ impl Tree {
         }
     }
 
-    /// The outboard of blob `hash` held at `path` of `area`, for a peer:
-    /// from LMDB, or computed from the file (and kept) when it matches
-    /// the hash.
+    /// Bytes `offset..offset + len` of the outboard of blob `hash` held
+    /// at `path` of `area`, for a peer (cut at its end): read from LMDB,
+    /// the outboard computed from the file (and kept) first when it is
+    /// unknown and the file matches the hash; `None` when not held.
     pub fn outboard_held(
         &self,
         area: Ino,
         path: &[u8],
         hash: BlobHash,
-    ) -> Result<Option<Outboard>> {
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>> {
         let Some((file, _)) = self.held_file(area, path, hash)? else {
             return Ok(None);
         };
         let size = file.metadata()?.len();
-        Ok(self.cache.local_outboard(hash, size, &file)?)
+        if !self.cache.know_local_outboard(hash, size, &file)? {
+            return Ok(None);
+        }
+        let total = match size.div_ceil(crate::blob::PIECE) {
+            0 | 1 => 0,
+            n => n * 32,
+        };
+        let end = offset.saturating_add(len).min(total);
+        if offset >= end {
+            return Ok(Some(Vec::new()));
+        }
+        let (first, last) = (offset / 32, end.div_ceil(32));
+        let txn = self.store.read()?;
+        let Some(values) = self
+            .store
+            .outboards
+            .pieces(&txn, &hash, first, last - first)?
+        else {
+            return Ok(None);
+        };
+        let bytes = values.to_bytes();
+        let skip = (offset - first * 32) as usize;
+        Ok(Some(bytes[skip..skip + (end - offset) as usize].to_vec()))
     }
 
     /// Whether this peer holds blob `hash` real at `path` of `area` and

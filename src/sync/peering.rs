@@ -298,17 +298,10 @@ impl Core for Tree {
         let ino = self.area_shared_with(peer, &range.area)?;
         let not_held = || RequestError::Refused("blob not held here".into());
         if outboard {
-            let bytes = self
-                .outboard_held(ino, &range.path, range.hash)
+            return self
+                .outboard_held(ino, &range.path, range.hash, range.offset, range.len)
                 .map_err(local)?
-                .ok_or_else(not_held)?
-                .to_bytes();
-            let start = range.offset.min(bytes.len() as u64) as usize;
-            let end = range
-                .offset
-                .saturating_add(range.len)
-                .min(bytes.len() as u64) as usize;
-            return Ok(bytes[start..end].to_vec());
+                .ok_or_else(not_held);
         }
         self.read_held(ino, &range.path, range.hash, range.offset, range.len)
             .map_err(local)?

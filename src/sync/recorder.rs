@@ -296,7 +296,7 @@ impl Tree {
         if !self.recorder.finish(ino, changed) {
             return Ok(());
         }
-        self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
+        self.store.outboards.put(&mut wtxn, &hash, &outboard)?;
         let kind = match inode.hash {
             None => Some(OpKind::Create),
             Some(old) if old == hash => None,

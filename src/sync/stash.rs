@@ -114,7 +114,7 @@ impl Tree {
         };
         let (have, outboard) = {
             let txn = self.store.read()?;
-            (verified(&txn)?, self.store.cache.outboard(&txn, &hash)?)
+            (verified(&txn)?, self.store.outboards.get(&txn, &hash)?)
         };
         if have {
             return Ok(std::fs::remove_file(file).or_else(missing_ok)?);
@@ -133,7 +133,7 @@ impl Tree {
                 return Ok(());
             }
             let mut wtxn = self.store.write()?;
-            self.store.cache.put_outboard(&mut wtxn, &hash, &outboard)?;
+            self.store.outboards.put(&mut wtxn, &hash, &outboard)?;
             wtxn.commit()?;
         }
         let target = self.cache.path(&hash);
