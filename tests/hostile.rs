@@ -397,3 +397,95 @@ fn a_page_with_a_name_too_long_is_refused_with_the_peer_named() {
     );
     assert_eq!(std::fs::read_dir(a.path("s")).unwrap().count(), 0);
 }
+
+/// A peer that opens more streams than it may and never reads an answer
+/// (on some it never even sends its request), over raw QUIC with a key a
+/// lists: each stream is closed at `net.timeout`, so the streams past the
+/// limit of 32 open in their turn; both kinds are logged with the peer's
+/// id, and an honest peer syncs the area with a meanwhile.
+#[test]
+fn streams_never_read_are_closed_at_net_timeout_and_honest_peers_sync_on() {
+    use realize::net::protocol::{self, Message};
+    use s2n_quic::client::Connect;
+
+    let (a, c) = (Peer::start(), Peer::start());
+    household(&[&a, &c], "s");
+    a.write_ctl(".ctl/config", "net.timeout 2s").unwrap();
+    std::fs::write(a.path("s/big"), vec![7u8; 32 << 20]).unwrap();
+    a.wait_recorded("s");
+    let hash = realize::format::parse_hash(&common::files::status_hash(&a, "s", "big")).unwrap();
+    let identity = realize::net::identity::Identity::generate().unwrap();
+    let mallory = identity.peer_id();
+    a.write_ctl(".ctl/peers", &format!("add {mallory} - mallory"))
+        .unwrap();
+    a.write_ctl(".ctl/areas", &format!("share s {mallory}"))
+        .unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let a_id: PeerId = a.id().parse().unwrap();
+    let addr: SocketAddr = a.listen.parse().unwrap();
+    let attack = runtime.spawn(async move {
+        let trust = Arc::new(realize::net::tls::Trust::default());
+        trust.allow(a_id);
+        let tls: s2n_quic::provider::tls::rustls::Client =
+            realize::net::tls::client_config(&identity, trust)
+                .unwrap()
+                .into();
+        let client = s2n_quic::Client::builder()
+            .with_tls(tls)
+            .unwrap()
+            .with_io("0.0.0.0:0")
+            .unwrap()
+            .start()
+            .unwrap();
+        let connect = Connect::new(addr).with_server_name(a_id.to_string().as_str());
+        let mut connection = client.connect(connect).await.unwrap();
+        let mut hello = connection.open_bidirectional_stream().await.unwrap();
+        let ours = Message::Hello {
+            version: protocol::VERSION,
+            name: "mallory".into(),
+            areas: vec![(b"s".to_vec(), Seq(0))],
+            incarnation: 1,
+        };
+        protocol::send(&mut hello, &ours).await.unwrap();
+        protocol::recv(&mut hello).await.unwrap();
+        // 8 reads of 16 MiB never read, then 40 streams with no request:
+        // 48 in all, past the limit of 32 open at once.
+        let mut held = Vec::new();
+        for i in 0..48u64 {
+            let mut stream = connection.open_bidirectional_stream().await.unwrap();
+            if i < 8 {
+                let range = BlobRange {
+                    area: b"s".to_vec(),
+                    path: b"big".to_vec(),
+                    hash,
+                    offset: (i % 2) * (16 << 20),
+                    len: 16 << 20,
+                };
+                protocol::send(&mut stream, &Message::ReadBlob(range))
+                    .await
+                    .unwrap();
+            }
+            held.push(stream);
+        }
+        (client, connection, held)
+    });
+    // Meanwhile an honest peer's change reaches a.
+    std::fs::write(c.path("s/honest"), b"still syncing").unwrap();
+    c.wait_recorded("s");
+    consensus(&c);
+    assert_eq!(std::fs::read(a.path("s/honest")).unwrap(), b"still syncing");
+    // Every stream opened: the ones before were closed by a.
+    let opened =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(60), attack).await });
+    let (_client, _connection, held) = opened.expect("streams past 32 never opened").unwrap();
+    assert_eq!(held.len(), 48);
+    let log = a.log_text();
+    for needle in [
+        format!("request from {mallory}: none within net.timeout; stream closed"),
+        format!("answer to {mallory}: not taken within net.timeout; stream closed"),
+    ] {
+        assert!(log.contains(&needle), "no {needle:?} in\n{log}");
+    }
+    assert_eq!(std::fs::read(a.path("s/big")).unwrap().len(), 32 << 20);
+}
