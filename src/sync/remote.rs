@@ -423,6 +423,15 @@ impl Tree {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let to = self.stash_dir().join(format!("{hex}-{n}"));
                 match self.real.rename_out(&real, &to) {
+                    // A writer that came after `dirty` was asked opened the
+                    // file before it moved (writers count before they open):
+                    // its bytes would land in the stash. The file goes back,
+                    // and aside as one with changes.
+                    Ok(()) if self.recorder.is_written(ino) => {
+                        tracing::debug!("inode {ino} opened for writing while stashed: kept");
+                        self.real.rename_in(&to, &real)?;
+                        return self.keep_local(wtxn, ino, inode, path, pull).map(|_| true);
+                    }
                     Ok(()) => {
                         tracing::debug!("stashed inode {ino} from {real}");
                         pull.journal.push(Step::Stashed {
