@@ -80,3 +80,36 @@ fn without_allow_other_other_users_cannot_enter() {
     let (ok, said) = as_nobody(&p.path("shared"), r#"ls "$D""#);
     assert!(!ok && said.contains("Permission denied"), "{said}");
 }
+
+/// A peer's file and directory belong here to the owner of the directory
+/// they arrive in, in the mount and, once real, in the Real.
+#[test]
+fn what_a_peer_sends_belongs_to_the_owner_of_its_directory_here() {
+    let (a, b) = (Peer::start_allowing_others(), Peer::start());
+    common::household(&[&a, &b], "t");
+    std::fs::create_dir(a.path("t/nobodys")).unwrap();
+    std::os::unix::fs::chown(a.path("t/nobodys"), Some(NOBODY), Some(NOBODY)).unwrap();
+    a.write_ctl("t/.ctl/mode", "real").unwrap();
+    common::consensus(&a);
+    common::wait_until("nobodys on b", || b.path("t/nobodys").is_dir());
+    std::fs::create_dir(b.path("t/nobodys/sub")).unwrap();
+    std::fs::write(b.path("t/nobodys/sub/f"), b"from b").unwrap();
+    b.wait_recorded("t/nobodys/sub");
+    common::consensus(&b);
+    common::wait_until("f real on a", || a.real("t/nobodys/sub/f").is_file());
+    for rel in ["t/nobodys/sub", "t/nobodys/sub/f"] {
+        let meta = std::fs::metadata(a.path(rel)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY), "{rel}");
+        let real = std::fs::metadata(a.real(rel)).unwrap();
+        assert_eq!(
+            (real.uid(), real.gid()),
+            (NOBODY, NOBODY),
+            "{rel} in the Real"
+        );
+    }
+    let (ok, said) = as_nobody(
+        &a.path("t/nobodys/sub"),
+        r#"echo mine >> "$D/f" && cat "$D/f""#,
+    );
+    assert!(ok && said.contains("from bmine"), "{said}");
+}

@@ -294,7 +294,9 @@ impl Tree {
         ))?;
         file.set_modified(inode.mtime.into())?;
         drop(file);
-        self.real.rename_in(&tmp, &self.real_path(&wtxn, ino)?)?;
+        let path = self.real_path(&wtxn, ino)?;
+        self.real.rename_in(&tmp, &path)?;
+        self.own_real(&path, &inode)?;
         inode.unreal = false;
         self.store.namespace.put(&mut wtxn, ino, &inode)?;
         self.hold(&mut wtxn, blob.area, &blob.path, Some(blob.hash))?;

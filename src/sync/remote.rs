@@ -283,6 +283,9 @@ impl Tree {
                 }
             }
         }
+        if !inode.unreal {
+            self.own_real(&real()?, &inode)?;
+        }
         let ino = self.insert(wtxn, parent, name, &inode)?;
         pull.forget.push((parent, name.to_vec()));
         if let Content::File(hash) = &version.content {
@@ -315,6 +318,16 @@ impl Tree {
         self.real.chmod(to, inode.perm)?;
         let mtime = std::time::SystemTime::from(inode.mtime);
         Ok(self.real.set_times(to, None, Some(Some(mtime)))?)
+    }
+
+    /// Gives `path` in the Real the owner and group of `inode` when realize
+    /// runs as root (a peer's entry belongs here to the owner of its
+    /// directory; otherwise the Real's files are realize's user's).
+    pub(super) fn own_real(&self, path: &RealPath, inode: &Inode) -> Result<()> {
+        if nix::unistd::geteuid().is_root() {
+            self.real.chown(path, Some(inode.uid), Some(inode.gid))?;
+        }
+        Ok(())
     }
 
     /// Makes directory `path` in the Real with `perm` (0755 when `None`),
@@ -488,6 +501,7 @@ impl Tree {
                     (inode.uid, inode.gid) = (dir.uid, dir.gid);
                     let path = self.real_child(wtxn, at, name)?;
                     self.made_dir(&path, None, pull)?;
+                    self.own_real(&path, &inode)?;
                     let ino = self.insert(wtxn, at, name, &inode)?;
                     pull.forget.push((at, name.to_vec()));
                     at = ino;
