@@ -279,7 +279,15 @@ impl Manager {
 
     /// The link to `peer`, if one is up.
     pub(super) fn link_handle(&self, peer: PeerId) -> Option<Handle> {
-        locked(&self.links).get(&peer).map(|l| l.handle.clone())
+        self.link(peer).map(|(handle, _)| handle)
+    }
+
+    /// The link to `peer` and its token (a new link, kept when both sides
+    /// dialled at once or the peer restarted, has a new one).
+    pub(super) fn link(&self, peer: PeerId) -> Option<(Handle, u64)> {
+        locked(&self.links)
+            .get(&peer)
+            .map(|l| (l.handle.clone(), l.token))
     }
 
     pub(super) fn net_timeout(&self) -> Duration {

@@ -53,15 +53,37 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl Manager {
-    /// Opens a stream to `peer`, sends `request` and reads its answer.
+    /// Opens a stream to `peer`, sends `request` and reads its answer,
+    /// within `net.timeout`. A request whose link closed because another
+    /// link to the peer replaced it (both sides dialled at once, or the
+    /// peer restarted) is asked once more on the new link: every request
+    /// may be asked twice.
     pub(super) async fn ask(
         &self,
         peer: PeerId,
         request: &Message,
     ) -> Result<(Message, BidirectionalStream), RequestError> {
-        let handle = self
-            .link_handle(peer)
+        let (handle, token) = self
+            .link(peer)
             .ok_or_else(|| RequestError::Unreachable(format!("{peer} is not connected")))?;
+        match self.ask_on(handle, peer, request).await {
+            Err(RequestError::Unreachable(e)) => match self.link(peer) {
+                Some((handle, now)) if now != token => {
+                    tracing::debug!("{peer}: link replaced during a request ({e}); asked again");
+                    self.ask_on(handle, peer, request).await
+                }
+                _ => Err(RequestError::Unreachable(e)),
+            },
+            result => result,
+        }
+    }
+
+    async fn ask_on(
+        &self,
+        handle: s2n_quic::connection::Handle,
+        peer: PeerId,
+        request: &Message,
+    ) -> Result<(Message, BidirectionalStream), RequestError> {
         let timeout = self.net_timeout();
         let exchange = async {
             let mut handle = handle;
