@@ -43,7 +43,11 @@ fn an_unrealize_killed_after_its_commit_leaves_no_real_file_shared_with_the_cach
     consensus(&a);
     wait_until("b to realize f", || b.real("s/f").is_file());
     a.write_ctl("s/.ctl/mode", "unreal").unwrap();
-    wait_until("a to unrealize f", || state(&a, "s", "f") == "cached");
+    common::wait_until_within(
+        "a to unrealize f",
+        std::time::Duration::from_secs(60),
+        || state(&a, "s", "f") == "cached",
+    );
     let hash = status_hash(&a, "s", "f");
     let cached = a.data.join("cache").join(&hash);
     a.stop();

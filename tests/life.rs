@@ -267,7 +267,7 @@ fn a_daemon_killed_while_unrealizing_loses_nothing() {
         assert_eq!(&std::fs::read(a.path(&format!("u/{name}"))).unwrap(), bytes);
     }
     // The mode still acts: every file leaves a's Real in the end.
-    wait_until("a to finish unrealizing", || {
+    common::wait_until_within("a to finish unrealizing", Duration::from_secs(60), || {
         (0..120).all(|i| !a.real(&format!("u/f{i}")).exists())
     });
 }

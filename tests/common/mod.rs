@@ -27,6 +27,17 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Polls `condition` until it holds or `limit` passes: for background
+/// work that may wait for its next retry (the life thread tries files
+/// held off again every 30 s, at a lower priority than requests).
+pub fn wait_until_within(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether `path` is a mount point (per /proc/self/mounts).
 pub fn is_mounted(path: &Path) -> bool {
     let target = path.to_string_lossy().replace(' ', "\\040");
