@@ -19,12 +19,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `condition` until it holds or `DEADLINE` passes (then panics with
 /// `what`).
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until_within(what, DEADLINE, condition)
 }
 
 /// Polls `condition` until it holds or `limit` passes: for background
