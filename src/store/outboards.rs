@@ -70,7 +70,7 @@ impl Outboards {
         match self.mark(txn, hash)? {
             None => Ok(None),
             Some(Mark::Whole(outboard)) => Ok(Some(outboard)),
-            Some(Mark::Parts(count)) => self.pieces(txn, hash, 0, count),
+            Some(Mark::Parts(count)) => self.read_parts(txn, hash, 0, count).map(Some),
         }
     }
 
@@ -99,7 +99,13 @@ impl Outboards {
         if end > total {
             return Ok(None);
         }
-        let mut pieces = Vec::with_capacity(count as usize);
+        self.read_parts(txn, hash, first, end).map(Some)
+    }
+
+    /// Chaining values `first..end` from the parts of blob `hash`'s
+    /// outboard (marked, with at least `end` values).
+    fn read_parts(&self, txn: &RoTxn, hash: &BlobHash, first: u64, end: u64) -> Result<Outboard> {
+        let mut pieces = Vec::with_capacity((end - first) as usize);
         let mut at = first;
         while at < end {
             let part = at / PART;
@@ -117,7 +123,7 @@ impl Outboards {
             pieces.extend_from_slice(got);
             at = part * PART + to as u64;
         }
-        Ok(Some(Outboard { pieces }))
+        Ok(Outboard { pieces })
     }
 
     /// Stores the whole outboard of blob `hash`, checked against the hash
