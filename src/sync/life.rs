@@ -13,7 +13,7 @@
 //! then unlinked from the Real: a crash between leaves it real. Files that
 //! lack holders wait for the next pull.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Weak};
 use std::time::Duration;
@@ -54,8 +54,10 @@ pub(crate) struct Life {
     wake: Condvar,
     /// Real files under an unreal mode that wait for `copies` holders.
     waiting: Mutex<BTreeSet<Ino>>,
-    /// Real files being moved into the cache: writers wait for them.
-    moving: Mutex<HashSet<Ino>>,
+    /// Real files writers wait for, each with how many holders: files
+    /// being moved into the cache, and files a pull is taking out of the
+    /// Real (see [`Tree::hold_writers`]).
+    moving: Mutex<HashMap<Ino, u32>>,
     moved: Condvar,
     /// Jobs that found no peer: tried again after a pull, or after
     /// [`RETRY`].
@@ -363,7 +365,7 @@ impl Tree {
     /// unrealize looks, or comes after it.
     pub(crate) fn writer_arrives(&self, ino: Ino) -> Result<bool> {
         let mut moving = lock(&self.life.moving);
-        while moving.contains(&ino) {
+        while moving.contains_key(&ino) {
             moving = wait(&self.life.moved, moving, Duration::from_millis(100));
         }
         let txn = self.store.read()?;
@@ -382,7 +384,7 @@ impl Tree {
     /// reader is either counted before an unrealize looks or sees it done.
     pub(crate) fn reader_stays(&self, ino: Ino) -> Result<bool> {
         let mut moving = lock(&self.life.moving);
-        while moving.contains(&ino) {
+        while moving.contains_key(&ino) {
             moving = wait(&self.life.moved, moving, Duration::from_millis(100));
         }
         let txn = self.store.read()?;
@@ -431,12 +433,36 @@ impl Tree {
                 lock(&self.life.waiting).insert(ino);
                 return Ok(());
             }
-            moving.insert(ino);
+            *moving.entry(ino).or_default() += 1;
         }
         let outcome = self.move_to_cache(ino, area, path, hash);
-        lock(&self.life.moving).remove(&ino);
-        self.life.moved.notify_all();
+        self.let_writers_in([ino]);
         outcome
+    }
+
+    /// Holds new writers of real file `ino` off (in [`Tree::writer_arrives`])
+    /// until [`Tree::let_writers_in`]: a writer counted after this is asked
+    /// for waits; one counted before is seen by the recorder. A pull holds
+    /// the writers of a file it takes out of the Real until its
+    /// transaction ends, so that no writer opens the file's path after a
+    /// peer's file took it, with the old inode's recorder entry.
+    pub(super) fn hold_writers(&self, ino: Ino) {
+        *lock(&self.life.moving).entry(ino).or_default() += 1;
+    }
+
+    /// Ends one [`Tree::hold_writers`] (or unrealize) of each of `inos`.
+    pub(super) fn let_writers_in(&self, inos: impl IntoIterator<Item = Ino>) {
+        let mut moving = lock(&self.life.moving);
+        for ino in inos {
+            if let Some(count) = moving.get_mut(&ino) {
+                *count -= 1;
+                if *count == 0 {
+                    moving.remove(&ino);
+                }
+            }
+        }
+        drop(moving);
+        self.life.moved.notify_all();
     }
 
     /// The moves of [`Tree::drop_real`], writers held off. The real file is

@@ -47,6 +47,9 @@ pub struct Pull {
     pub(super) forget: Vec<(Ino, Vec<u8>)>,
     /// What the page being applied changed in the Real.
     pub(super) journal: Journal,
+    /// Real files the page being applied took out of the Real, whose
+    /// writers wait until its transaction ends ([`Tree::hold_writers`]).
+    fenced: Vec<Ino>,
 }
 
 /// What a path shows: its winner (none when deleted) and its conflict
@@ -88,7 +91,13 @@ impl Tree {
         pull: &mut Pull,
     ) -> Result<()> {
         let before = pull.clone();
-        match self.apply_page(area, peer, last, records, pull) {
+        let applied = self.apply_page(area, peer, last, records, pull);
+        if applied.is_err() {
+            pull.journal.undo(&self.real);
+        }
+        // Committed or dropped: the files' writers find what is there now.
+        self.let_writers_in(pull.fenced.drain(..));
+        match applied {
             Ok(()) => {
                 pull.journal.clear();
                 for (parent, name) in pull.forget.drain(..) {
@@ -98,7 +107,6 @@ impl Tree {
             }
             Err(e) => {
                 tracing::warn!("a page from {peer} failed, undone: {e}");
-                pull.journal.undo(&self.real);
                 *pull = before;
                 Err(e)
             }
@@ -423,6 +431,10 @@ impl Tree {
                 }
             }
             Kind::File => {
+                // From here, a writer either was counted (and the file is
+                // dirty) or waits for the end of the transaction.
+                self.hold_writers(ino);
+                pull.fenced.push(ino);
                 let dirty = self.dirty(wtxn, ino, &inode)?;
                 let recorded = inode.hash.filter(|_| !dirty);
                 let Some(hash) = recorded else {
@@ -436,15 +448,6 @@ impl Tree {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let to = self.stash_dir().join(format!("{hex}-{n}"));
                 match self.real.rename_out(&real, &to) {
-                    // A writer that came after `dirty` was asked opened the
-                    // file before it moved (writers count before they open):
-                    // its bytes would land in the stash. The file goes back,
-                    // and aside as one with changes.
-                    Ok(()) if self.recorder.is_written(ino) => {
-                        tracing::debug!("inode {ino} opened for writing while stashed: kept");
-                        self.real.rename_in(&to, &real)?;
-                        return self.keep_local(wtxn, ino, inode, path, pull).map(|_| true);
-                    }
                     Ok(()) => {
                         tracing::debug!("stashed inode {ino} from {real}");
                         pull.journal.push(Step::Stashed {
