@@ -321,8 +321,10 @@ fn run(seed: u64, steps: &[Step]) {
             if hash == "dir" {
                 continue;
             }
-            let bytes = std::fs::read(p.path(path))
-                .unwrap_or_else(|e| panic!("seed {seed}: {path} on {}: {e}\n{steps:#?}", p.id()));
+            let bytes = std::fs::read(p.path(path)).unwrap_or_else(|e| {
+                save_logs(&peers);
+                panic!("seed {seed}: {path} on {}: {e}\n{steps:#?}", p.id())
+            });
             assert_eq!(
                 &blake3::hash(&bytes).to_hex().to_string(),
                 hash,

@@ -4,9 +4,15 @@
 //! covers a namespace change and the history op that records it: a crash
 //! (even `kill -9`) leaves either both or neither.
 //!
-//! The environment is opened with `NO_SYNC`: a commit reaches the page cache
-//! at once, which survives the death of the process; [`Store::sync`] flushes
-//! it to disk and is called periodically and at unmount (see realize.7).
+//! The environment is opened with `NO_META_SYNC`: a commit flushes its
+//! pages to disk and writes its meta page without waiting for it, so a
+//! power loss takes at most the last commits (their meta pages) and never
+//! leaves a meta page that points at pages not on disk. `NO_SYNC` could:
+//! the kernel writes back in any order, and tests/durability.rs found a
+//! database that no longer opened after a simulated power loss.
+//! [`Store::sync`] flushes the meta page too; it is called before anything
+//! a peer may keep leaves this peer, every second, and at unmount (see
+//! realize.7, "Durability").
 
 pub mod areas;
 pub mod cache;
@@ -111,9 +117,9 @@ impl Store {
         // transactions (readdirplus reads attributes inside a listing).
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(MAP_SIZE).max_dbs(24);
-        // SAFETY: NO_SYNC only defers the flush to disk; the DATA lock
-        // guarantees one process opens the environment.
-        unsafe { options.flags(EnvFlags::NO_SYNC) };
+        // SAFETY: NO_META_SYNC only defers the flush of the meta page; the
+        // DATA lock guarantees one process opens the environment.
+        unsafe { options.flags(EnvFlags::NO_META_SYNC) };
         // SAFETY: the environment is opened once per process (DATA lock).
         let env = unsafe { options.open(dir)? };
         for file in ["data.mdb", "lock.mdb"] {
@@ -216,8 +222,9 @@ impl Store {
         Ok(self.env.write_txn()?)
     }
 
-    /// Flushes committed transactions to disk (the environment runs with
-    /// `NO_SYNC`: commits are durable once this returns). Called before
+    /// Flushes committed transactions to disk, meta page included (the
+    /// environment runs with `NO_META_SYNC`: the last commits are durable
+    /// once this returns). Called before
     /// anything a peer may keep leaves this peer, and at unmount.
     pub fn sync(&self) -> Result<()> {
         let last = self.env.info().last_txn_id as u64;

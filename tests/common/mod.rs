@@ -89,7 +89,7 @@ impl Peer {
 
     /// A new peer with the given `--listen`.
     pub fn start_listening(passthrough: bool, listen: String) -> Peer {
-        Peer::start_on(passthrough, listen, None)
+        Peer::start_on(passthrough, listen, None, |_| {})
     }
 
     /// A new peer mounted with `--allow-other`: other local users may
@@ -104,10 +104,27 @@ impl Peer {
 
     /// A new peer whose DATA is a tmpfs of `mib` MiB: a disk that fills.
     pub fn start_small(mib: u64) -> Peer {
-        Peer::start_on(true, format!("127.0.0.1:{}", free_port()), Some(mib))
+        Peer::start_on(
+            true,
+            format!("127.0.0.1:{}", free_port()),
+            Some(mib),
+            |_| {},
+        )
     }
 
-    fn start_on(passthrough: bool, listen: String, tmpfs_mib: Option<u64>) -> Peer {
+    /// A peer whose DATA directory `prepare` is given (not made yet)
+    /// before the daemon first starts: to put part of DATA on a file
+    /// system of the test's own.
+    pub fn start_prepared(prepare: impl FnOnce(&Path)) -> Peer {
+        Peer::start_on(true, format!("127.0.0.1:{}", free_port()), None, prepare)
+    }
+
+    fn start_on(
+        passthrough: bool,
+        listen: String,
+        tmpfs_mib: Option<u64>,
+        prepare: impl FnOnce(&Path),
+    ) -> Peer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mnt = dir.path().join("mnt");
@@ -123,6 +140,7 @@ impl Peer {
             )
             .expect("mount a tmpfs");
         }
+        prepare(&data);
         let mut peer = Peer {
             dir,
             data,
