@@ -81,6 +81,45 @@ fn after_a_power_loss_no_number_a_peer_holds_is_given_again() {
     a.stop();
 }
 
+/// After a crash, what the Real lost (a power loss drops what the disk had
+/// not written back, as a file and a directory a pull made) is kept as
+/// recorded: the file shows unreal and is fetched again, the directory is
+/// made again, and no peer is told to delete them. After a clean
+/// unmount, what left the Real meanwhile is deleted, as before.
+#[test]
+fn what_the_real_lost_in_a_crash_is_fetched_again_not_deleted() {
+    let (mut a, b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "s");
+    a.write_ctl("s/.ctl/mode", "real").unwrap();
+    std::fs::create_dir(b.path("s/d")).unwrap();
+    let bytes = pattern(100_000, 7);
+    write_file(&b, "s/d/f", &bytes);
+    consensus(&b);
+    wait_until("a to realize d/f", || a.real("s/d/f").is_file());
+    a.kill9();
+    // What a power loss may leave of the Real: not what the pull made.
+    std::fs::remove_dir_all(a.real("s/d")).unwrap();
+    a.mount();
+    assert_eq!(std::fs::read(a.path("s/d/f")).unwrap(), bytes);
+    wait_until("a to realize d/f again", || a.real("s/d/f").is_file());
+    consensus(&a);
+    consensus(&b);
+    assert_eq!(std::fs::read(b.path("s/d/f")).unwrap(), bytes);
+    let history = a.read(".ctl/history");
+    assert!(
+        !history
+            .lines()
+            .any(|l| l.contains(" delete ") || l.contains(" rmdir ")),
+        "{history}"
+    );
+    // A clean unmount: a file removed from the Real meanwhile is deleted.
+    a.stop();
+    std::fs::remove_file(a.real("s/d/f")).unwrap();
+    a.mount();
+    consensus(&a);
+    wait_until("b to delete d/f", || !b.path("s/d/f").exists());
+}
+
 /// Whether `path`'s file is one of the files of `cache` (the same inode).
 fn in_cache(cache: &std::path::Path, path: &std::path::Path) -> bool {
     let meta = std::fs::metadata(path).unwrap();

@@ -295,6 +295,10 @@ impl Tree {
             inode.perm.into(),
         ))?;
         file.set_modified(inode.mtime.into())?;
+        // On disk before the commit that makes the file real: else a power
+        // loss could leave it empty, which the next mount would take for
+        // an edit and send to every peer.
+        file.sync_data()?;
         drop(file);
         let path = self.real_path(&wtxn, ino)?;
         self.real.rename_in(&tmp, &path)?;

@@ -7,6 +7,14 @@
 //! create, a vanished one a delete. FIFOs, sockets and device nodes are
 //! listed, never recorded. Inodes orphaned by a crash while
 //! unlinked but open are dropped.
+//!
+//! After a crash (no mark of a clean unmount in `DATA/clean`), what
+//! vanished from the Real is taken for lost by the crash, not deleted: a
+//! power loss may drop what the disk had not written back of the Real (a
+//! file a pull placed, a directory it made) while LMDB kept the commits
+//! that recorded it. A recorded file becomes unreal (fetched again from a
+//! peer that holds it), a directory or symlink is made again; nothing is
+//! recorded, so no peer deletes its copy.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -36,6 +44,7 @@ impl Tree {
     pub(crate) fn reconcile(&self) -> Result<()> {
         // Files a peer removed during a pull the process did not finish go
         // to the cache (`HASH-N`; anything else stays).
+        let crashed = !self.take_clean_mark()?;
         let stash = self.stash_dir();
         crate::private::dir(&stash)?;
         for entry in std::fs::read_dir(&stash)? {
@@ -87,8 +96,9 @@ impl Tree {
         })?;
         for (area, name) in areas {
             let path = RealPath::root().join(&name);
-            if self.real.metadata(&path).is_ok_and(|m| m.is_dir()) {
-                self.reconcile_dir(&mut wtxn, area, &path)?;
+            let present = self.real.metadata(&path).is_ok_and(|m| m.is_dir());
+            if present || (crashed && self.restore_lost(&mut wtxn, area, &path)?) {
+                self.reconcile_dir(&mut wtxn, area, &path, crashed)?;
             } else {
                 tracing::warn!("area {path} vanished from the Real");
                 // forget_tree drops the area's inode record too.
@@ -103,7 +113,13 @@ impl Tree {
         Ok(())
     }
 
-    fn reconcile_dir(&self, wtxn: &mut RwTxn, dir: Ino, path: &RealPath) -> Result<()> {
+    fn reconcile_dir(
+        &self,
+        wtxn: &mut RwTxn,
+        dir: Ino,
+        path: &RealPath,
+        crashed: bool,
+    ) -> Result<()> {
         let mut known: HashMap<Vec<u8>, Ino> = HashMap::new();
         self.store.namespace.children(wtxn, dir, 0, |_, e| {
             known.insert(e.name, e.ino);
@@ -120,7 +136,7 @@ impl Tree {
                 Some(ino) => {
                     let inode = self.inode(wtxn, ino)?;
                     if inode.kind == kind {
-                        self.reconcile_entry(wtxn, ino, inode, &child_path, &meta)?;
+                        self.reconcile_entry(wtxn, ino, inode, &child_path, &meta, crashed)?;
                         continue;
                     }
                     self.store.namespace.unlink(wtxn, dir, name)?;
@@ -133,6 +149,13 @@ impl Tree {
         for (name, ino) in known {
             if self.inode(wtxn, ino)?.unreal {
                 continue; // its bytes were never in the Real
+            }
+            let child_path = path.join(&name);
+            if crashed && self.restore_lost(wtxn, ino, &child_path)? {
+                if self.inode(wtxn, ino)?.kind == Kind::Dir {
+                    self.reconcile_dir(wtxn, ino, &child_path, crashed)?;
+                }
+                continue;
             }
             self.store.namespace.unlink(wtxn, dir, &name)?;
             self.forget_tree(wtxn, ino)?;
@@ -148,9 +171,10 @@ impl Tree {
         mut inode: Inode,
         path: &RealPath,
         meta: &Metadata,
+        crashed: bool,
     ) -> Result<()> {
         match inode.kind {
-            Kind::Dir => self.reconcile_dir(wtxn, ino, path),
+            Kind::Dir => self.reconcile_dir(wtxn, ino, path, crashed),
             Kind::File => {
                 if inode.unreal {
                     if self.shares_cache_file(&inode, meta) {
@@ -185,6 +209,63 @@ impl Tree {
             // Local to this peer: nothing recorded to compare with.
             Kind::Special(_) => Ok(()),
         }
+    }
+
+    /// Entry `ino`, missing from the Real at `path` after a crash, as it
+    /// was before (see the module doc): a recorded file unreal, a
+    /// directory or symlink made again. `false` for what was never
+    /// recorded (it goes, as when the Real lost nothing).
+    fn restore_lost(&self, wtxn: &mut RwTxn, ino: Ino, path: &RealPath) -> Result<bool> {
+        let mut inode = self.inode(wtxn, ino)?;
+        match inode.kind {
+            Kind::File if inode.hash.is_some() => {
+                inode.unreal = true;
+                self.store.namespace.put(wtxn, ino, &inode)?;
+                let area_path = self.area_path(wtxn, ino)?;
+                self.hold(wtxn, inode.area, &area_path, None)?;
+            }
+            Kind::Dir => {
+                self.real.mkdir(path, inode.perm)?;
+                // mkdir(2) drops the set-id and sticky bits.
+                self.real.chmod(path, inode.perm)?;
+            }
+            Kind::Symlink => self.real.symlink(&inode.target, path)?,
+            Kind::File | Kind::Special(_) => return Ok(false),
+        }
+        tracing::warn!("{path}: not in the Real after a crash; kept as it was recorded");
+        Ok(true)
+    }
+
+    /// Whether the last unmount was clean (its mark in `DATA/clean`,
+    /// which [`Tree::mark_clean`] left); the mark is removed, durably, so
+    /// that a crash of this mount is seen at the next.
+    fn take_clean_mark(&self) -> Result<bool> {
+        let mark = self.clean_mark();
+        match std::fs::remove_file(&mark) {
+            Ok(()) => {
+                if let Some(data) = mark.parent() {
+                    std::fs::File::open(data)?.sync_all()?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Leaves the mark of a clean unmount (see [`Tree::take_clean_mark`]),
+    /// once LMDB is flushed.
+    pub(super) fn mark_clean(&self) -> Result<()> {
+        crate::private::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.clean_mark())?;
+        Ok(())
+    }
+
+    fn clean_mark(&self) -> std::path::PathBuf {
+        self.real.location().with_file_name("clean")
     }
 
     /// Whether the real file `meta` describes is the cache's file of
@@ -227,7 +308,7 @@ impl Tree {
             Kind::Dir => {
                 let op = Self::op(OpKind::Mkdir, self.area_path(wtxn, ino)?, None);
                 self.record(wtxn, area, op)?;
-                self.reconcile_dir(wtxn, ino, path)?;
+                self.reconcile_dir(wtxn, ino, path, false)?;
             }
             Kind::Special(_) => {}
         }

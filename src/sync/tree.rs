@@ -173,8 +173,13 @@ impl Tree {
         if let Err(e) = self.record_pending(true) {
             tracing::error!("recording pending writes at unmount: {e}");
         }
-        if let Err(e) = self.store.sync() {
-            tracing::error!("flushing the database: {e}");
+        match self.store.sync().map_err(super::Error::from) {
+            Ok(()) => {
+                if let Err(e) = self.mark_clean() {
+                    tracing::error!("marking the unmount clean: {e}");
+                }
+            }
+            Err(e) => tracing::error!("flushing the database: {e}"),
         }
     }
 
