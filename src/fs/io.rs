@@ -139,15 +139,16 @@ impl Fs {
             )?;
             return self.open_now(ino, flags, passthrough);
         }
-        let path = self.tree.real_path(&txn, ino)?;
         drop(txn);
         if writable {
             // The version this write replaces stays restorable.
             self.tree.save_before_write(ino)?;
         }
-        if writable && !self.tree.writer_arrives(ino)? {
+        // From here to the handle's count, no pull or unrealize moves the
+        // file (sync::fences): its place is read after any move ended.
+        let Some(opening) = self.tree.arrive(ino, writable)? else {
             return self.open_now(ino, flags, passthrough); // unrealized meanwhile
-        }
+        };
         let how = if passthrough {
             libc::O_RDWR
         } else if writable {
@@ -155,31 +156,40 @@ impl Fs {
         } else {
             libc::O_RDONLY
         };
-        let file = match self.real.open_file(&path, crate::real::Open::flags(how)) {
-            Ok(file) => file,
-            // Unrealized, or replaced by a peer's version, since the inode
-            // was read: open what it is now (an inode gone meanwhile fails
-            // there with ENOENT).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && retries > 0 => {
-                tracing::debug!("opening inode {ino} at {path}: gone meanwhile; again");
-                if writable {
-                    self.tree.recorder.released(ino);
+        let opened = self.store.read().map_err(Error::from).and_then(|txn| {
+            let path = self.tree.real_path(&txn, ino)?;
+            drop(txn);
+            match self.real.open_file(&path, crate::real::Open::flags(how)) {
+                Ok(file) => Ok(file),
+                Err(e) => {
+                    tracing::debug!("opening inode {ino} at {path}: {e}");
+                    Err(e.into())
                 }
-                return self.open_tries(ino, flags, passthrough, retries - 1);
             }
+        });
+        let file = match opened {
+            Ok(file) => file,
             Err(e) => {
-                tracing::debug!("opening inode {ino} at {path}: {e}");
+                drop(opening);
                 if writable {
                     self.tree.recorder.released(ino);
                 }
-                return Err(e.into());
+                // Gone from the Real since the inode was read (a kill left
+                // LMDB ahead of it): once more, then the error.
+                if e.errno() == libc::ENOENT && retries > 0 {
+                    return self.open_tries(ino, flags, passthrough, retries - 1);
+                }
+                return Err(e);
             }
         };
         let truncate = writable && flags & libc::O_TRUNC != 0;
-        if truncate {
-            file.set_len(0)?;
+        if truncate && let Err(e) = file.set_len(0) {
+            drop(opening);
+            self.tree.recorder.released(ino);
+            return Err(e.into());
         }
         let opened = self.open_real(ino, file, writable, passthrough);
+        drop(opening);
         if !writable && !self.tree.reader_stays(ino)? {
             // Unrealized between the open and the count: open it unreal.
             self.release(opened.fh)?;

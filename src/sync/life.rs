@@ -13,7 +13,7 @@
 //! then unlinked from the Real: a crash between leaves it real. Files that
 //! lack holders wait for the next pull.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Weak};
 use std::time::Duration;
@@ -54,11 +54,6 @@ pub(crate) struct Life {
     wake: Condvar,
     /// Real files under an unreal mode that wait for `copies` holders.
     waiting: Mutex<BTreeSet<Ino>>,
-    /// Real files writers wait for, each with how many holders: files
-    /// being moved into the cache, and files a pull is taking out of the
-    /// Real (see [`Tree::hold_writers`]).
-    moving: Mutex<HashMap<Ino, u32>>,
-    moved: Condvar,
     /// Jobs that found no peer: tried again after a pull, or after
     /// [`RETRY`].
     unreachable: Mutex<BTreeSet<Job>>,
@@ -362,35 +357,36 @@ impl Tree {
         outcome
     }
 
-    /// Counts a writer of real file `ino` with the recorder, after any
-    /// unrealize of it has finished; `false` when the file was unrealized
-    /// meanwhile (the open starts again). Under the lock that
-    /// [`Tree::drop_real`] takes, so a writer is either counted before the
-    /// unrealize looks, or comes after it.
-    pub(crate) fn writer_arrives(&self, ino: Ino) -> Result<bool> {
-        let mut moving = lock(&self.life.moving);
-        while moving.contains_key(&ino) {
-            moving = wait(&self.life.moved, moving, Duration::from_millis(100));
-        }
-        let txn = self.store.read()?;
-        if self.inode(&txn, ino)?.unreal {
-            return Ok(false);
-        }
-        self.recorder.opened_for_write(ino);
-        Ok(true)
+    /// Starts an open of real file `ino` ([`Fences::open`]): once no
+    /// move holds it, counts a writer with the recorder when `writable`.
+    /// `None` when the file was unrealized meanwhile (the open starts
+    /// again, unreal).
+    ///
+    /// [`Fences::open`]: super::fences::Fences::open
+    pub(crate) fn arrive(
+        &self,
+        ino: Ino,
+        writable: bool,
+    ) -> Result<Option<super::fences::Opening<'_>>> {
+        let opened = self.fences.open(ino, || -> Result<Option<()>> {
+            let txn = self.store.read()?;
+            if self.inode(&txn, ino)?.unreal {
+                return Ok(None);
+            }
+            if writable {
+                self.recorder.opened_for_write(ino);
+            }
+            Ok(Some(()))
+        })?;
+        Ok(opened.map(|((), opening)| opening))
     }
 
     /// Whether real file `ino`, just opened for reading (its handle
     /// counted), is still real once any unrealize of it has finished:
     /// `false` when it was unrealized meanwhile, and the handle holds a
-    /// file that is the cache's now (the open starts again). With
-    /// [`Tree::drop_real`], which leaves a file with handles real, a
-    /// reader is either counted before an unrealize looks or sees it done.
+    /// file that is the cache's now (the open starts again).
     pub(crate) fn reader_stays(&self, ino: Ino) -> Result<bool> {
-        let mut moving = lock(&self.life.moving);
-        while moving.contains_key(&ino) {
-            moving = wait(&self.life.moved, moving, Duration::from_millis(100));
-        }
+        self.fences.wait_moves(ino);
         let txn = self.store.read()?;
         Ok(!self.inode(&txn, ino)?.unreal)
     }
@@ -425,48 +421,21 @@ impl Tree {
     /// Moves real file `ino` (blob `hash`) into the cache: hard link, LMDB,
     /// unlink.
     fn drop_real(&self, ino: Ino, area: Ino, path: &[u8], hash: BlobHash) -> Result<()> {
-        {
-            let mut moving = lock(&self.life.moving);
-            // An open handle keeps its file real: a handle left on the
-            // old file would be shared (passthrough) by the file's next
-            // opens, after a write made it real again.
-            if self.cache.chunks.fetching(&hash)
-                || self.recorder.is_pending(ino)
-                || self.open_file(ino).is_some()
-            {
-                lock(&self.life.waiting).insert(ino);
-                return Ok(());
-            }
-            *moving.entry(ino).or_default() += 1;
+        // An open handle keeps its file real: a handle left on the old
+        // file would be shared (passthrough) by the file's next opens,
+        // after a write made it real again.
+        let held = self.fences.hold(ino, || {
+            !self.cache.chunks.fetching(&hash)
+                && !self.recorder.is_pending(ino)
+                && self.open_file(ino).is_none()
+        });
+        if !held {
+            lock(&self.life.waiting).insert(ino);
+            return Ok(());
         }
         let outcome = self.move_to_cache(ino, area, path, hash);
-        self.let_writers_in([ino]);
+        self.fences.release([ino]);
         outcome
-    }
-
-    /// Holds new writers of real file `ino` off (in [`Tree::writer_arrives`])
-    /// until [`Tree::let_writers_in`]: a writer counted after this is asked
-    /// for waits; one counted before is seen by the recorder. A pull holds
-    /// the writers of a file it takes out of the Real until its
-    /// transaction ends, so that no writer opens the file's path after a
-    /// peer's file took it, with the old inode's recorder entry.
-    pub(super) fn hold_writers(&self, ino: Ino) {
-        *lock(&self.life.moving).entry(ino).or_default() += 1;
-    }
-
-    /// Ends one [`Tree::hold_writers`] (or unrealize) of each of `inos`.
-    pub(super) fn let_writers_in(&self, inos: impl IntoIterator<Item = Ino>) {
-        let mut moving = lock(&self.life.moving);
-        for ino in inos {
-            if let Some(count) = moving.get_mut(&ino) {
-                *count -= 1;
-                if *count == 0 {
-                    moving.remove(&ino);
-                }
-            }
-        }
-        drop(moving);
-        self.life.moved.notify_all();
     }
 
     /// The moves of [`Tree::drop_real`], writers held off. The real file is

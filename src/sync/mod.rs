@@ -15,6 +15,7 @@
 mod copies;
 pub mod dump;
 mod error;
+pub(crate) mod fences;
 pub mod held;
 pub mod kept;
 pub mod life;

@@ -48,7 +48,7 @@ pub struct Pull {
     /// What the page being applied changed in the Real.
     pub(super) journal: Journal,
     /// Real files the page being applied took out of the Real, whose
-    /// writers wait until its transaction ends ([`Tree::hold_writers`]).
+    /// opens wait until its transaction ends (see [`super::fences`]).
     fenced: Vec<Ino>,
 }
 
@@ -95,8 +95,8 @@ impl Tree {
         if applied.is_err() {
             pull.journal.undo(&self.real);
         }
-        // Committed or dropped: the files' writers find what is there now.
-        self.let_writers_in(pull.fenced.drain(..));
+        // Committed or dropped: the files' opens find what is there now.
+        self.fences.release(pull.fenced.drain(..));
         match applied {
             Ok(()) => {
                 pull.journal.clear();
@@ -431,9 +431,10 @@ impl Tree {
                 }
             }
             Kind::File => {
-                // From here, a writer either was counted (and the file is
-                // dirty) or waits for the end of the transaction.
-                self.hold_writers(ino);
+                // From here, an open either counted its handle and writer
+                // (and the file is dirty) or waits for the end of the
+                // transaction.
+                self.fences.hold(ino, || true);
                 pull.fenced.push(ino);
                 let dirty = self.dirty(wtxn, ino, &inode)?;
                 let recorded = inode.hash.filter(|_| !dirty);

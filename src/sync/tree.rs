@@ -60,6 +60,9 @@ pub struct Tree {
     /// Written files not yet recorded.
     pub(crate) recorder: recorder::Recorder,
     pub(crate) life: life::Life,
+    /// Opens of real files against the moves that take them from their
+    /// place.
+    pub(crate) fences: super::fences::Fences,
     pub(crate) unreal: unreal::Unreal,
     open: Mutex<HashMap<Ino, OpenInode>>,
     /// Files stashed by pulls since the mount: numbers their names.
@@ -114,6 +117,7 @@ impl Tree {
             peer_id: parts.peer_id,
             recorder: recorder::Recorder::default(),
             life: life::Life::default(),
+            fences: super::fences::Fences::default(),
             unreal: unreal::Unreal::default(),
             open: Mutex::new(HashMap::new()),
             stashed: std::sync::atomic::AtomicU64::new(0),
