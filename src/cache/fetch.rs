@@ -310,21 +310,22 @@ impl Cache {
     /// Marks chunk `c` of blob `hash` present (verified bytes in the cache
     /// file), and the blob verified when it was the last.
     pub(crate) fn chunk_stored(&self, hash: BlobHash, size: u64, c: u64) -> Result<Cached> {
-        let mut wtxn = self.store.write()?;
-        let mut cached = self
-            .store
-            .cache
-            .get(&wtxn, &hash)?
-            .unwrap_or_else(|| Cached::new(size));
-        cached.set(c);
-        cached.last_read = Timestamp::now();
-        cached.verified = cached.complete();
-        self.store.cache.put(&mut wtxn, &hash, &cached)?;
-        if cached.verified {
-            self.store.cache.remove_base(&mut wtxn, &hash)?;
-        }
-        wtxn.commit()?;
-        Ok(cached)
+        // Chunks of many blobs arrive at once (prefetches, two holders):
+        // their records share a commit, and its flush.
+        Ok(self.store.write_grouped(move |store, wtxn| {
+            let mut cached = store
+                .cache
+                .get(wtxn, &hash)?
+                .unwrap_or_else(|| Cached::new(size));
+            cached.set(c);
+            cached.last_read = Timestamp::now();
+            cached.verified = cached.complete();
+            store.cache.put(wtxn, &hash, &cached)?;
+            if cached.verified {
+                store.cache.remove_base(wtxn, &hash)?;
+            }
+            Ok(cached)
+        })?)
     }
 
     /// How much of blob `hash` the cache holds: (bytes, verified).

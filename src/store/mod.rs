@@ -17,6 +17,7 @@
 pub mod areas;
 pub mod cache;
 pub mod config;
+mod group;
 pub mod history;
 pub mod kept;
 pub mod meta;
@@ -81,6 +82,8 @@ pub struct Store {
     syncs: std::sync::atomic::AtomicU64,
     /// The last transaction id a flush covered ([`Store::sync_committed`]).
     synced: std::sync::atomic::AtomicU64,
+    /// Transactions waiting for a shared commit ([`Store::write_grouped`]).
+    group: group::Group,
     /// Inodes and directory entries.
     pub namespace: namespace::Namespace,
     /// Per-area operation logs.
@@ -177,6 +180,7 @@ impl Store {
             env,
             syncs: Default::default(),
             synced: Default::default(),
+            group: Default::default(),
             namespace: namespace::Namespace::new(inodes, entries, names, subdirs),
             history: history::History::new(history),
             areas: areas::Areas::new(areas),
