@@ -139,6 +139,10 @@ fn sigint_sigterm_and_umount_end_the_daemon_cleanly() {
         status.is_some()
     });
     assert!(status.unwrap().success(), "{}", p.log_text());
+    // The log went to a file: plain text, no terminal colours.
+    let log = p.log_text();
+    assert!(log.contains("unmounting"), "{log}");
+    assert!(!log.contains('\x1b'), "{log}");
 }
 
 #[test]
