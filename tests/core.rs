@@ -261,3 +261,33 @@ proptest! {
         run(3, ops)?;
     }
 }
+
+/// A written file the recorder cannot find at its place in the Real (a
+/// rename under way: the Real moved it, LMDB not yet; the soak lost a
+/// version so) stays to be recorded, and is recorded once it is there.
+#[test]
+fn a_write_the_recorder_cannot_find_for_a_moment_stays_to_be_recorded() {
+    let (peers, _net) = join(1);
+    let a = &peers[0];
+    a.write("f", b"one", false);
+    let ino = a.ino("f").unwrap();
+    let fs = &a.fs;
+    let opened = realize::fs::waits::wait_for(|done| {
+        fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, false, done)
+    })
+    .unwrap();
+    realize::fs::waits::wait_for(|done| fs.write(opened.fh, 0, b"two", done)).unwrap();
+    fs.release(opened.fh).unwrap();
+    let real = a.real_dir().join(cores::AREA).join("f");
+    let away = a.real_dir().join(cores::AREA).join("f.moving");
+    std::fs::rename(&real, &away).unwrap();
+    fs.tree().record_closed().unwrap();
+    assert!(a.describe("f").contains("dirty"), "{}", a.describe("f"));
+    std::fs::rename(&away, &real).unwrap();
+    fs.tree().record_closed().unwrap();
+    let hash = fs.getxattr(ino, OsStr::new("user.realize.hash")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&hash),
+        blake3::hash(b"two").to_hex().to_string()
+    );
+}

@@ -101,6 +101,14 @@ impl Recorder {
         self.change(ino, |p| p.overwrite |= overwrite);
     }
 
+    /// `ino` could not be recorded now (its file is not at its place in
+    /// the Real yet): it rests again before the next try.
+    fn rest_again(&self, ino: Ino) {
+        if let Some(p) = lock(&self.state).pending.get_mut(&ino) {
+            p.changed = Instant::now();
+        }
+    }
+
     /// `ino` is gone: nothing to record.
     pub(crate) fn forget(&self, ino: Ino) {
         lock(&self.state).pending.remove(&ino);
@@ -265,16 +273,14 @@ impl Tree {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Renamed meanwhile (by the user, or moved aside by a
-                // pull): still pending, recorded at its new path on the
-                // next pass. Removed: nothing to record.
+                // pull), its new place perhaps not committed yet: still
+                // pending while the inode lives, tried again after it
+                // rests once more. Removed: nothing to record.
                 tracing::debug!("recording inode {ino}: gone from {path}");
                 let txn = self.store.read()?;
-                let moved = match self.store.namespace.get(&txn, ino)? {
-                    Some(inode) if inode.parent != Ino::NONE => self.real_path(&txn, ino)? != path,
-                    _ => false,
-                };
-                if !moved {
-                    self.recorder.finish(ino, changed);
+                match self.store.namespace.get(&txn, ino)? {
+                    Some(inode) if inode.parent != Ino::NONE => self.recorder.rest_again(ino),
+                    _ => self.recorder.forget(ino),
                 }
                 return Ok(());
             }
