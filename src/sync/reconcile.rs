@@ -42,9 +42,9 @@ fn kind_of(meta: &Metadata) -> Option<Kind> {
 impl Tree {
     /// Brings the namespace in line with the Real (see the module doc).
     pub(crate) fn reconcile(&self) -> Result<()> {
+        let crashed = !self.take_clean_mark()?;
         // Files a peer removed during a pull the process did not finish go
         // to the cache (`HASH-N`; anything else stays).
-        let crashed = !self.take_clean_mark()?;
         let stash = self.stash_dir();
         crate::private::dir(&stash)?;
         for entry in std::fs::read_dir(&stash)? {
