@@ -33,13 +33,15 @@ fn what_a_peer_is_sent_is_flushed_before_it_leaves() {
 /// changes that got them).
 #[test]
 fn after_a_power_loss_no_number_a_peer_holds_is_given_again() {
-    let mut lossy = None;
+    // Declared before the peer, so dropped after it: unmounted once the
+    // daemon that uses it is gone.
+    let mut mounted = None;
     let mut a = Peer::start_prepared(|data| {
         let db = data.join("db");
         std::fs::create_dir_all(&db).unwrap();
-        lossy = Some(lossy::Lossy::mount(&db));
+        mounted = Some(lossy::Lossy::mount(&db));
     });
-    let mut lossy = lossy.expect("mounted");
+    let lossy = mounted.as_mut().expect("mounted");
     let b = Peer::start();
     household(&[&a, &b], "s");
     write_file(&a, "s/edited", b"first");
