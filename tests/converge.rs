@@ -325,11 +325,15 @@ fn run(seed: u64, steps: &[Step]) {
                 save_logs(&peers);
                 panic!("seed {seed}: {path} on {}: {e}\n{steps:#?}", p.id())
             });
-            assert_eq!(
-                &blake3::hash(&bytes).to_hex().to_string(),
-                hash,
-                "seed {seed}: {path}"
-            );
+            let read = blake3::hash(&bytes).to_hex().to_string();
+            if &read != hash {
+                save_logs(&peers);
+                panic!(
+                    "seed {seed}: {path} on {} reads {} bytes hashing {read}, listed {hash}\n{steps:#?}",
+                    p.id(),
+                    bytes.len()
+                );
+            }
         }
     }
     // Nothing lost.
