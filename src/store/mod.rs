@@ -228,8 +228,8 @@ impl Store {
 
     /// Flushes committed transactions to disk, meta page included (the
     /// environment runs with `NO_META_SYNC`: the last commits are durable
-    /// once this returns). Called before
-    /// anything a peer may keep leaves this peer, and at unmount.
+    /// once this returns). Called before anything a peer may keep leaves
+    /// this peer, every second by the recorder, and at unmount.
     pub fn sync(&self) -> Result<()> {
         let last = self.env.info().last_txn_id as u64;
         self.env.force_sync()?;

@@ -177,7 +177,7 @@ impl Tree {
         if let Err(e) = self.record_pending(true) {
             tracing::error!("recording pending writes at unmount: {e}");
         }
-        match self.store.sync().map_err(super::Error::from) {
+        match self.store.sync() {
             Ok(()) => {
                 if let Err(e) = self.mark_clean() {
                     tracing::error!("marking the unmount clean: {e}");
