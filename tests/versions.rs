@@ -46,7 +46,7 @@ fn local_edits_truncations_renames_and_deletes_are_kept_and_restored() {
     drop(file);
     a.wait_recorded("k");
     let listed = versions(&a, "k", "f");
-    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed.len(), 1, "{listed:?} {}", a.log_text());
     assert_eq!(
         (listed[0][3].as_str(), listed[0][5].as_str()),
         (h1.as_str(), "cached")
@@ -83,7 +83,12 @@ fn local_edits_truncations_renames_and_deletes_are_kept_and_restored() {
     assert_eq!(std::fs::read(a.path("k/f")).unwrap(), b"short");
     // The version the restore replaced is kept in turn.
     a.wait_recorded("k");
-    assert!(versions(&a, "k", "f").iter().filter(|f| f[3] == h1).count() >= 2);
+    assert!(
+        versions(&a, "k", "f").iter().filter(|f| f[3] == h1).count() >= 2,
+        "{:?} {}",
+        versions(&a, "k", "f"),
+        a.log_text()
+    );
 }
 
 #[test]

@@ -155,16 +155,28 @@ impl Recorder {
             .collect()
     }
 
-    /// Takes `ino` off the pending set if it has not changed since
-    /// `changed` and nobody writes it; false means record it later.
-    fn finish(&self, ino: Ino, changed: Instant) -> bool {
+    /// Whether `ino` may be recorded as it was at `changed`: nobody
+    /// writes it and it has not changed since; false means record it
+    /// later. It stays pending (its status `dirty`) until
+    /// [`Recorder::recorded`]: taken off before the new hash is committed,
+    /// a reader would see the old hash as clean.
+    fn unchanged_since(&self, ino: Ino, changed: Instant) -> bool {
+        lock(&self.state)
+            .pending
+            .get(&ino)
+            .is_some_and(|p| p.writers == 0 && p.changed == changed)
+    }
+
+    /// The record of `ino` as it was at `changed` is committed: off the
+    /// pending set, unless it changed since (then it is recorded again).
+    fn recorded(&self, ino: Ino, changed: Instant) {
         let mut state = lock(&self.state);
-        match state.pending.get(&ino) {
-            Some(p) if p.writers == 0 && p.changed == changed => {
-                state.pending.remove(&ino);
-                true
-            }
-            _ => false,
+        if state
+            .pending
+            .get(&ino)
+            .is_some_and(|p| p.writers == 0 && p.changed == changed)
+        {
+            state.pending.remove(&ino);
         }
     }
 
@@ -299,7 +311,7 @@ impl Tree {
             self.recorder.forget(ino);
             return Ok(());
         };
-        if !self.recorder.finish(ino, changed) {
+        if !self.recorder.unchanged_since(ino, changed) {
             return Ok(());
         }
         self.store.outboards.put(&mut wtxn, &hash, &outboard)?;
@@ -324,6 +336,7 @@ impl Tree {
         }
         let unreal = self.effective_mode(&wtxn, ino)?.0 == crate::store::namespace::Mode::Unreal;
         wtxn.commit()?;
+        self.recorder.recorded(ino, changed);
         // Under an unreal mode it leaves the Real once it has holders.
         if unreal {
             self.life_job(super::life::Job::Unrealize(ino));
