@@ -190,6 +190,13 @@ impl Tree {
                 }
                 let mtime = Timestamp::from(meta.modified()?);
                 if inode.hash.is_none() || inode.size != meta.size() || inode.mtime != mtime {
+                    tracing::debug!(
+                        "{path}: changed in the Real (inode {ino}, size {} to {}, mtime {:?} to {:?})",
+                        inode.size,
+                        meta.size(),
+                        inode.mtime,
+                        mtime
+                    );
                     self.recorder.touched(ino, false);
                 }
                 Ok(())

@@ -311,6 +311,20 @@ impl Tree {
             self.recorder.forget(ino);
             return Ok(());
         };
+        // The path was read before this transaction: a pull or a rename
+        // may have moved the file since (a pull moves files in the Real
+        // before it commits), and what was hashed may be another file.
+        let still = inode.parent != Ino::NONE
+            && self.real_path(&wtxn, ino)? == path
+            && self
+                .real
+                .metadata(&path)
+                .is_ok_and(|now| (now.dev(), now.ino()) == (after.dev(), after.ino()));
+        if !still {
+            tracing::debug!("recording inode {ino}: moved from {path} meanwhile");
+            self.recorder.rest_again(ino);
+            return Ok(());
+        }
         if !self.recorder.unchanged_since(ino, changed) {
             return Ok(());
         }
