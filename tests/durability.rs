@@ -187,3 +187,64 @@ fn an_unrealize_killed_before_its_commit_leaves_no_link_to_become_a_cache_file()
         assert_eq!(blake3::hash(&bytes).to_hex().to_string(), name);
     }
 }
+
+/// b's copy of a's file, read once (so in b's cache, verified), and its
+/// hash; b stopped.
+fn cached_on_b(bytes: &[u8]) -> (Peer, Peer, String) {
+    let (a, mut b) = (Peer::start(), Peer::start());
+    household(&[&a, &b], "s");
+    write_file(&a, "s/f", bytes);
+    consensus(&a);
+    assert_eq!(std::fs::read(b.path("s/f")).unwrap(), bytes);
+    assert_eq!(state(&b, "s", "f"), "cached");
+    let hash = status_hash(&b, "s", "f");
+    b.stop();
+    (a, b, hash)
+}
+
+/// What a realize killed after it moved the cache file into the stash and
+/// before its commit left (it committed second then): a verified record
+/// whose file waits in the stash. The mount puts the file back in the
+/// cache (it deleted it, taking the record's word), and the realize takes
+/// it from there, fetching nothing.
+#[test]
+fn a_cache_file_a_killed_realize_left_in_the_stash_is_realized_whole() {
+    let bytes = pattern(100_000, 5);
+    let (_a, mut b, hash) = cached_on_b(&bytes);
+    std::fs::rename(
+        b.data.join("cache").join(&hash),
+        b.data.join("stash").join(format!("{hash}-realize-9")),
+    )
+    .unwrap();
+    b.mount();
+    b.write_ctl("s/.ctl/mode", "real").unwrap();
+    wait_until("b to realize f", || state(&b, "s", "f") == "real");
+    assert_eq!(std::fs::read(b.real("s/f")).unwrap(), bytes);
+    assert_eq!(b.stat("fetch.bytes"), 0, "fetched again");
+}
+
+/// A power loss that dropped a cache file its record names (or cut it
+/// short): nothing verifies the bytes on their way into the Real, so the
+/// realize must not move what the path holds; the blob is fetched again.
+#[test]
+fn a_cache_record_without_its_file_is_fetched_again_not_realized_empty() {
+    let bytes = pattern(100_000, 6);
+    for cut in [false, true] {
+        let (_a, mut b, hash) = cached_on_b(&bytes);
+        let cached = b.data.join("cache").join(&hash);
+        match cut {
+            true => std::fs::File::options()
+                .write(true)
+                .open(&cached)
+                .unwrap()
+                .set_len(1000)
+                .unwrap(),
+            false => std::fs::remove_file(&cached).unwrap(),
+        }
+        b.mount();
+        b.write_ctl("s/.ctl/mode", "real").unwrap();
+        wait_until("b to realize f", || state(&b, "s", "f") == "real");
+        assert_eq!(std::fs::read(b.real("s/f")).unwrap(), bytes, "cut: {cut}");
+        assert!(b.stat("fetch.bytes") >= bytes.len() as u64);
+    }
+}

@@ -140,13 +140,9 @@ impl Fs {
             return self.open_now(ino, flags, passthrough);
         }
         drop(txn);
-        if writable {
-            // The version this write replaces stays restorable.
-            self.tree.save_before_write(ino)?;
-        }
         // From here to the handle's count, no pull or unrealize moves the
         // file (sync::fences): its place is read after any move ended.
-        let Some(opening) = self.tree.arrive(ino, writable)? else {
+        let Some((opening, unrecorded)) = self.tree.arrive(ino, writable)? else {
             return self.open_now(ino, flags, passthrough); // unrealized meanwhile
         };
         let how = if passthrough {
@@ -183,13 +179,24 @@ impl Fs {
             }
         };
         let truncate = writable && flags & libc::O_TRUNC != 0;
-        if truncate && let Err(e) = file.set_len(0) {
-            drop(opening);
-            self.tree.recorder.released(ino);
-            return Err(e.into());
-        }
         let opened = self.open_real(ino, file, writable, passthrough);
         drop(opening);
+        if writable {
+            // The writer counted, no record starts: the version this write
+            // replaces stays restorable (saved outside the fence, since
+            // saving takes LMDB's write lock, which a pull holds while it
+            // waits for the opens under way).
+            let cut = self.tree.save_before_write(ino, unrecorded).and_then(|()| {
+                match (truncate, self.handle_file(opened.fh)) {
+                    (true, Some(file)) => Ok(file.set_len(0)?),
+                    _ => Ok(()),
+                }
+            });
+            if let Err(e) = cut {
+                self.release(opened.fh)?;
+                return Err(e.into());
+            }
+        }
         if !writable && !self.tree.reader_stays(ino)? {
             // Unrealized between the open and the count: open it unreal.
             self.release(opened.fh)?;

@@ -433,9 +433,17 @@ impl Fs {
             // `echo x > file` truncates first: nothing to do on a control file.
             return Ok(self.ctl_attr(node));
         }
-        if set.size.is_some() {
-            // The version a truncation replaces stays restorable.
-            self.tree.save_before_write(ino)?;
+        // A truncation of a real file counts as a writer while it runs, so
+        // that no record starts meanwhile; the version it replaces stays
+        // restorable.
+        let real = set.size.is_some() && {
+            let txn = self.store.read()?;
+            let inode = self.tree.inode(&txn, ino)?;
+            inode.kind == Kind::File && !inode.unreal
+        };
+        let writer = real.then(|| self.tree.recorder.writer(ino));
+        if let Some(writer) = &writer {
+            self.tree.save_before_write(ino, writer.unrecorded)?;
         }
         let mut wtxn = self.store.write()?;
         let mut inode = self.tree.inode(&wtxn, ino)?;

@@ -119,16 +119,23 @@ impl Tree {
         if !self.recorder.is_pending(ino) {
             return Ok(false);
         }
+        Ok(!self.holds_recorded(txn, ino, inode)?)
+    }
+
+    /// Whether real file `ino` holds the bytes its inode was recorded
+    /// with (hashed when their size is the recorded one); false when it
+    /// cannot be read.
+    pub(super) fn holds_recorded(&self, txn: &RoTxn, ino: Ino, inode: &Inode) -> Result<bool> {
         let real = self.real_path(txn, ino)?;
         let file = match self.real.open_file(&real, crate::real::Open::read()) {
             Ok(file) => file,
-            Err(_) => return Ok(true),
+            Err(_) => return Ok(false),
         };
-        if file.metadata()?.len() != inode.size {
-            return Ok(true);
+        if inode.hash.is_none() || file.metadata()?.len() != inode.size {
+            return Ok(false);
         }
         let (hash, _) = crate::blob::outboard_file(&file)?;
-        Ok(inode.hash != Some(hash))
+        Ok(inode.hash == Some(hash))
     }
 
     /// Moves a local file with unrecorded changes out of a peer's way, to

@@ -149,7 +149,16 @@ impl Tree {
     /// unrecorded changes (its recorded bytes are gone already, or were
     /// copied when they started), the cache has the blob, or the file is
     /// larger than `versions.max`.
-    pub(crate) fn save_before_write(&self, ino: Ino) -> Result<()> {
+    ///
+    /// Call with the writer counted ([`super::recorder::Recorder::opened_for_write`]),
+    /// so that no record of the file starts meanwhile; `unrecorded` is what
+    /// that count returned. A record under way then ends first: its bytes
+    /// are the version this write replaces (read before it committed, the
+    /// inode would show the version before, and they would be lost).
+    pub(crate) fn save_before_write(&self, ino: Ino, unrecorded: bool) -> Result<()> {
+        if unrecorded {
+            drop(self.store.write()?);
+        }
         let txn = self.store.read()?;
         let inode = self.inode(&txn, ino)?;
         let Some(hash) = inode.hash else {
@@ -160,8 +169,8 @@ impl Tree {
             || self.versions_keep(&txn)?.is_none()
             || inode.size > self.versions_max(&txn)?
             || self.store.cache.verified(&txn, &hash)?
-            // Pending with other bytes: not the recorded version.
-            || self.dirty(&txn, ino, &inode)?
+            // Other bytes than the recorded ones: not a version.
+            || (unrecorded && !self.holds_recorded(&txn, ino, &inode)?)
         {
             return Ok(());
         }

@@ -256,14 +256,28 @@ impl Tree {
                 if !verified {
                     return Ok(None);
                 }
+                // Nothing verifies the bytes on their way to the Real: a
+                // record that speaks of a file its path does not hold
+                // (gone, or cut short by a power loss) is forgotten, and
+                // the blob fetched again.
+                if std::fs::metadata(&cached).map(|m| m.len()).ok() != Some(blob.size) {
+                    tracing::warn!("cache file of {hex} missing or cut short: fetched again");
+                    self.store.cache.remove(&mut wtxn, &blob.hash)?;
+                    wtxn.commit()?;
+                    return Ok(None);
+                }
                 if crate::cache::count(open, &blob.hash) > 1 {
                     std::fs::hard_link(&cached, &tmp)?;
                     return Ok(Some(false));
                 }
+                // The record goes first, as in an eviction: a crash between
+                // leaves a file without a record (the stash file goes back
+                // to the cache at the next mount), never a record without
+                // its file.
                 self.store.cache.remove(&mut wtxn, &blob.hash)?;
-                std::fs::rename(&cached, &tmp)?;
                 wtxn.commit()?;
                 self.cache.shrank(blob.size);
+                std::fs::rename(&cached, &tmp)?;
                 Ok(Some(true))
             })?,
         };
@@ -358,27 +372,25 @@ impl Tree {
     }
 
     /// Starts an open of real file `ino` ([`Fences::open`]): once no
-    /// move holds it, counts a writer with the recorder when `writable`.
-    /// `None` when the file was unrealized meanwhile (the open starts
-    /// again, unreal).
+    /// move holds it, counts a writer with the recorder when `writable`,
+    /// and tells whether the file was waiting to be recorded then (see
+    /// [`Tree::save_before_write`]). `None` when the file was unrealized
+    /// meanwhile (the open starts again, unreal).
     ///
     /// [`Fences::open`]: super::fences::Fences::open
     pub(crate) fn arrive(
         &self,
         ino: Ino,
         writable: bool,
-    ) -> Result<Option<super::fences::Opening<'_>>> {
-        let opened = self.fences.open(ino, || -> Result<Option<()>> {
+    ) -> Result<Option<(super::fences::Opening<'_>, bool)>> {
+        let opened = self.fences.open(ino, || -> Result<Option<bool>> {
             let txn = self.store.read()?;
             if self.inode(&txn, ino)?.unreal {
                 return Ok(None);
             }
-            if writable {
-                self.recorder.opened_for_write(ino);
-            }
-            Ok(Some(()))
+            Ok(Some(writable && self.recorder.opened_for_write(ino)))
         })?;
-        Ok(opened.map(|((), opening)| opening))
+        Ok(opened.map(|(unrecorded, opening)| (opening, unrecorded)))
     }
 
     /// Whether real file `ino`, just opened for reading (its handle

@@ -54,6 +54,20 @@ impl State {
     }
 }
 
+/// A writer counted by [`Recorder::writer`].
+pub(crate) struct Writer<'a> {
+    recorder: &'a Recorder,
+    ino: Ino,
+    /// What [`Recorder::opened_for_write`] returned.
+    pub(crate) unrecorded: bool,
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        self.recorder.released(self.ino);
+    }
+}
+
 /// The in-memory set of written files not yet recorded.
 #[derive(Default)]
 pub(crate) struct Recorder {
@@ -77,9 +91,25 @@ impl Recorder {
         }
     }
 
-    /// A handle that may write `ino` was opened.
-    pub(crate) fn opened_for_write(&self, ino: Ino) {
+    /// A handle that may write `ino` was opened; true when `ino` was
+    /// waiting to be recorded already (its bytes may not be the recorded
+    /// ones, or a record of them is under way). From now until its
+    /// release, no record of `ino` starts.
+    pub(crate) fn opened_for_write(&self, ino: Ino) -> bool {
+        let was = self.is_pending(ino);
         self.change(ino, |p| p.writers += 1);
+        was
+    }
+
+    /// A writer of `ino` for the time of one change made without a handle
+    /// (a truncation), released when dropped.
+    pub(crate) fn writer(&self, ino: Ino) -> Writer<'_> {
+        let unrecorded = self.opened_for_write(ino);
+        Writer {
+            recorder: self,
+            ino,
+            unrecorded,
+        }
     }
 
     /// A writing handle of `ino` was closed; its rest starts now.
@@ -291,7 +321,9 @@ impl Tree {
                 tracing::debug!("recording inode {ino}: gone from {path}");
                 let txn = self.store.read()?;
                 match self.store.namespace.get(&txn, ino)? {
-                    Some(inode) if inode.parent != Ino::NONE => self.recorder.rest_again(ino),
+                    Some(inode) if inode.parent != Ino::NONE && !inode.unreal => {
+                        self.recorder.rest_again(ino)
+                    }
                     _ => self.recorder.forget(ino),
                 }
                 return Ok(());
