@@ -76,12 +76,17 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    fn change(&self, ino: Ino, update: impl FnOnce(&mut Pending)) {
+    /// Notes a change of `ino`; true when it was pending already.
+    fn change(&self, ino: Ino, update: impl FnOnce(&mut Pending)) -> bool {
         let mut state = lock(&self.state);
-        let pending = state.pending.entry(ino).or_insert(Pending {
-            writers: 0,
-            changed: Instant::now(),
-            overwrite: false,
+        let mut was = true;
+        let pending = state.pending.entry(ino).or_insert_with(|| {
+            was = false;
+            Pending {
+                writers: 0,
+                changed: Instant::now(),
+                overwrite: false,
+            }
         });
         pending.changed = Instant::now();
         update(pending);
@@ -89,6 +94,7 @@ impl Recorder {
         if closed {
             state.closed_now(&self.wake);
         }
+        was
     }
 
     /// A handle that may write `ino` was opened; true when `ino` was
@@ -96,9 +102,7 @@ impl Recorder {
     /// ones, or a record of them is under way). From now until its
     /// release, no record of `ino` starts.
     pub(crate) fn opened_for_write(&self, ino: Ino) -> bool {
-        let was = self.is_pending(ino);
-        self.change(ino, |p| p.writers += 1);
-        was
+        self.change(ino, |p| p.writers += 1)
     }
 
     /// A writer of `ino` for the time of one change made without a handle
