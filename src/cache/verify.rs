@@ -154,6 +154,35 @@ impl Cache {
         Ok(())
     }
 
+    /// The cache file of blob `hash` is `len` bytes long, shorter than its
+    /// size (a power loss dropped or cut it): the chunks its record claims
+    /// past `len` are marked absent, so that they are fetched again rather
+    /// than read as zeros or realized short.
+    pub(crate) fn cache_cut(&self, hash: BlobHash, len: u64) -> Result<()> {
+        let mut wtxn = self.store.write()?;
+        let Some(mut cached) = self.store.cache.get(&wtxn, &hash)? else {
+            return Ok(());
+        };
+        let claimed: Vec<u64> = (0..cached.size.div_ceil(CHUNK))
+            .filter(|&c| cached.has(c) && (c * CHUNK + CHUNK).min(cached.size) > len)
+            .collect();
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let hex = crate::format::format_hash(Some(&hash));
+        tracing::warn!(
+            "blob {hex}: its cache file ends at {len} of {} bytes; fetching the rest again",
+            cached.size
+        );
+        for c in claimed {
+            cached.unset(c);
+        }
+        cached.verified = false;
+        self.store.cache.put(&mut wtxn, &hash, &cached)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
     /// The whole outboard of `blob`, fetched from its holders (`first`
     /// first) when LMDB lacks it ([`Cache::know_outboard`]).
     pub(crate) fn outboard_for(&self, blob: &BlobRef, first: Option<PeerId>) -> Result<Outboard> {

@@ -143,8 +143,15 @@ impl Tree {
             .create(true)
             .truncate(false)
             .open(self.cache.path(&hash))?;
-        if !known {
-            // Sparse: chunks land at their offsets as they come.
+        // Sparse: chunks land at their offsets as they come. A file shorter
+        // than its record says (dropped or cut by a power loss) loses the
+        // record's claims past its end first: those chunks are fetched
+        // again, not read as the zeros the new length shows.
+        let len = file.metadata()?.len();
+        if len < blob.size {
+            if known {
+                self.cache.cache_cut(hash, len)?;
+            }
             file.set_len(blob.size)?;
         }
         Ok(UnrealFile {
