@@ -223,6 +223,25 @@ fn a_cache_file_a_killed_realize_left_in_the_stash_is_realized_whole() {
     assert_eq!(b.stat("fetch.bytes"), 0, "fetched again");
 }
 
+/// b's copy of a's file as a power loss may leave it: its cache file
+/// gone (`cut` false) or cut to 1000 bytes, its record saying it is
+/// whole; b mounted again.
+fn lost_from_b_cache(bytes: &[u8], cut: bool) -> (Peer, Peer) {
+    let (a, mut b, hash) = cached_on_b(bytes);
+    let cached = b.data.join("cache").join(&hash);
+    match cut {
+        true => std::fs::File::options()
+            .write(true)
+            .open(&cached)
+            .unwrap()
+            .set_len(1000)
+            .unwrap(),
+        false => std::fs::remove_file(&cached).unwrap(),
+    }
+    b.mount();
+    (a, b)
+}
+
 /// A power loss that dropped a cache file its record names (or cut it
 /// short): nothing verifies the bytes on their way into the Real, so the
 /// realize must not move what the path holds; the blob is fetched again.
@@ -230,18 +249,7 @@ fn a_cache_file_a_killed_realize_left_in_the_stash_is_realized_whole() {
 fn a_cache_record_without_its_file_is_fetched_again_not_realized_empty() {
     let bytes = pattern(100_000, 6);
     for cut in [false, true] {
-        let (_a, mut b, hash) = cached_on_b(&bytes);
-        let cached = b.data.join("cache").join(&hash);
-        match cut {
-            true => std::fs::File::options()
-                .write(true)
-                .open(&cached)
-                .unwrap()
-                .set_len(1000)
-                .unwrap(),
-            false => std::fs::remove_file(&cached).unwrap(),
-        }
-        b.mount();
+        let (_a, b) = lost_from_b_cache(&bytes, cut);
         b.write_ctl("s/.ctl/mode", "real").unwrap();
         wait_until("b to realize f", || state(&b, "s", "f") == "real");
         let real = std::fs::read(b.real("s/f")).unwrap();
@@ -254,25 +262,14 @@ fn a_cache_record_without_its_file_is_fetched_again_not_realized_empty() {
     }
 }
 
-/// The same, read through the mount while unreal: every read of the
-/// cache verifies the pieces it touches, so a missing or cut cache file
-/// is fetched again, never read short.
+/// The same, read through the mount while unreal: a missing or cut cache
+/// file is fetched again, never read short (a read past its end failed
+/// with EIO).
 #[test]
 fn a_cache_record_without_its_file_is_fetched_again_not_read_short() {
     let bytes = pattern(100_000, 7);
     for cut in [false, true] {
-        let (_a, mut b, hash) = cached_on_b(&bytes);
-        let cached = b.data.join("cache").join(&hash);
-        match cut {
-            true => std::fs::File::options()
-                .write(true)
-                .open(&cached)
-                .unwrap()
-                .set_len(1000)
-                .unwrap(),
-            false => std::fs::remove_file(&cached).unwrap(),
-        }
-        b.mount();
+        let (_a, b) = lost_from_b_cache(&bytes, cut);
         let read = std::fs::read(b.path("s/f")).unwrap();
         assert!(
             read == bytes,
