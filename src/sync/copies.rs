@@ -126,12 +126,15 @@ impl Tree {
     /// with (hashed when their size is the recorded one); false when it
     /// cannot be read.
     pub(super) fn holds_recorded(&self, txn: &RoTxn, ino: Ino, inode: &Inode) -> Result<bool> {
+        if inode.hash.is_none() {
+            return Ok(false);
+        }
         let real = self.real_path(txn, ino)?;
         let file = match self.real.open_file(&real, crate::real::Open::read()) {
             Ok(file) => file,
             Err(_) => return Ok(false),
         };
-        if inode.hash.is_none() || file.metadata()?.len() != inode.size {
+        if file.metadata()?.len() != inode.size {
             return Ok(false);
         }
         let (hash, _) = crate::blob::outboard_file(&file)?;

@@ -30,6 +30,13 @@ struct Pending {
     overwrite: bool,
 }
 
+impl Pending {
+    /// Nobody writes it, and it has not changed since `changed`.
+    fn rests_since(&self, changed: Instant) -> bool {
+        self.writers == 0 && self.changed == changed
+    }
+}
+
 #[derive(Default)]
 struct State {
     pending: HashMap<Ino, Pending>,
@@ -198,7 +205,7 @@ impl Recorder {
         lock(&self.state)
             .pending
             .get(&ino)
-            .is_some_and(|p| p.writers == 0 && p.changed == changed)
+            .is_some_and(|p| p.rests_since(changed))
     }
 
     /// The record of `ino` as it was at `changed` is committed: off the
@@ -208,7 +215,7 @@ impl Recorder {
         if state
             .pending
             .get(&ino)
-            .is_some_and(|p| p.writers == 0 && p.changed == changed)
+            .is_some_and(|p| p.rests_since(changed))
         {
             state.pending.remove(&ino);
         }
