@@ -135,6 +135,13 @@ impl Cache {
         self.dir.join(crate::format::format_hash(Some(hash)))
     }
 
+    /// Whether the cache file of blob `hash` is there and `size` bytes
+    /// long, as its record says: a power loss may drop or cut a file the
+    /// database still lists.
+    pub(crate) fn file_is_whole(&self, hash: &BlobHash, size: u64) -> bool {
+        std::fs::metadata(self.path(hash)).is_ok_and(|m| m.len() == size)
+    }
+
     /// A handle on blob `hash` opened (count it before opening the file).
     pub fn opened(&self, hash: BlobHash) {
         *lock(&self.open).entry(hash).or_default() += 1;

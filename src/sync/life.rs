@@ -260,7 +260,7 @@ impl Tree {
                 // record that speaks of a file its path does not hold
                 // (gone, or cut short by a power loss) is forgotten, and
                 // the blob fetched again.
-                if std::fs::metadata(&cached).map(|m| m.len()).ok() != Some(blob.size) {
+                if !self.cache.file_is_whole(&blob.hash, blob.size) {
                     tracing::warn!("cache file of {hex} missing or cut short: fetched again");
                     self.store.cache.remove(&mut wtxn, &blob.hash)?;
                     wtxn.commit()?;

@@ -109,14 +109,13 @@ impl Tree {
     /// open or a fetch fills it: then its bytes are copied into the cache
     /// file in place, so the handle's descriptor sees them.
     pub(crate) fn stash_to_cache(&self, file: &std::path::Path, hash: BlobHash) -> Result<()> {
-        let target = self.cache.path(&hash);
         // Verified, and its file there whole: a record without its file
         // (a power loss) takes this one.
         let verified = |txn: &crate::store::RoTxn| -> Result<bool> {
             let Some(cached) = self.store.cache.get(txn, &hash)? else {
                 return Ok(false);
             };
-            Ok(cached.verified && std::fs::metadata(&target).is_ok_and(|m| m.len() == cached.size))
+            Ok(cached.verified && self.cache.file_is_whole(&hash, cached.size))
         };
         let (have, outboard) = {
             let txn = self.store.read()?;
@@ -142,6 +141,7 @@ impl Tree {
             self.store.outboards.put(&mut wtxn, &hash, &outboard)?;
             wtxn.commit()?;
         }
+        let target = self.cache.path(&hash);
         // Lock order: the open counts, the chunk waiters, then LMDB.
         let grew = self.cache.with_open(|open| -> Result<bool> {
             let busy = crate::cache::count(open, &hash) > 0 || self.cache.chunks.fetching(&hash);
